@@ -1,0 +1,3 @@
+from pca_batch.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,58 @@
+"""The seam between the runner and a certificate authority service.
+
+Both backends (the embedded local CA and AWS Private CA through boto3)
+implement :class:`Backend`. Requests and answers have the shapes of the AWS
+API (IssueCertificate, GetCertificate, DescribeCertificateAuthority); errors
+are raised as :class:`pca_batch.errors.BackendError` carrying the AWS code.
+Backends never retry: retries live in the runner alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class CertificateBundle:
+    """GetCertificate's answer: the leaf and its chain up to the root (leaf excluded)."""
+
+    certificate: str
+    chain: str
+
+
+@dataclass(frozen=True)
+class CaDescription:
+    """The part of DescribeCertificateAuthority that preflight needs."""
+
+    arn: str
+    status: str  # CREATING | PENDING_CERTIFICATE | ACTIVE | DELETED | DISABLED | EXPIRED | FAILED
+    key_algorithm: str  # RSA_2048 ... EC_secp521r1, ML_DSA_44.., SM2
+    usage_mode: str  # GENERAL_PURPOSE | SHORT_LIVED_CERTIFICATE
+    not_after: datetime | None  # the CA certificate's NotAfter (UTC), when known
+
+
+class Backend(Protocol):
+    """What the runner calls. Implementations must be safe to call from many threads."""
+
+    name: str
+
+    def issue_certificate(self, request: Mapping[str, Any]) -> str:
+        """IssueCertificate. ``request`` is the API input (``Csr`` as PEM bytes).
+
+        Returns the certificate ARN.
+        """
+        ...
+
+    def get_certificate(self, ca_arn: str, certificate_arn: str) -> CertificateBundle:
+        """GetCertificate; may raise RequestInProgressException."""
+        ...
+
+    def describe_certificate_authority(self, ca_arn: str) -> CaDescription:
+        """DescribeCertificateAuthority (read-only)."""
+        ...
+
+    def close(self) -> None:
+        ...

@@ -1,0 +1,155 @@
+"""Frozen records passed between the stages: manifest -> plan -> runner -> reports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pca_batch.errors import Problem
+
+OUTPUT_KINDS = ("certificate", "chain", "full_chain", "private_key")
+
+# Entry statuses, as the JSON report names them.
+PLANNED = "planned"
+ISSUED = "issued"
+UNCHANGED = "unchanged"
+FAILED = "failed"
+INVALID = "invalid"
+SKIPPED = "skipped"
+STATUSES = (PLANNED, ISSUED, UNCHANGED, FAILED, INVALID, SKIPPED)
+
+
+@dataclass(frozen=True)
+class CsrInfo:
+    """What pca-batch read out of a CSR (never its bytes in a message)."""
+
+    subject: str  # RFC 4514 string, "" when empty
+    sans: tuple[str, ...]  # "DNS:a.example", "IP:10.0.0.1", "URI:...", "email:..."
+    key_algorithm: str  # RSA_2048 | RSA_3072 | RSA_4096 | EC_prime256v1 | EC_secp384r1 | EC_secp521r1 | ML_DSA_*
+    public_key_sha256: str  # hex SHA-256 of the SubjectPublicKeyInfo DER
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where an entry's files go: absolute paths, or None when not wanted."""
+
+    certificate: Path | None = None
+    chain: Path | None = None
+    full_chain: Path | None = None
+    private_key: Path | None = None
+
+    def items(self) -> list[tuple[str, Path]]:
+        return [(k, p) for k in OUTPUT_KINDS if (p := getattr(self, k)) is not None]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One manifest entry after loading: either valid (``request`` set) or invalid."""
+
+    name: str
+    index: int  # position in `certificates`, from 0
+    line: int  # line of the entry in the manifest
+    request: Mapping[str, Any] | None  # merged IssueCertificate request, Csr as PEM text
+    token: str | None  # the IdempotencyToken sent with every attempt
+    csr: CsrInfo | None
+    outputs: Outputs
+    runner: Mapping[str, Any] = field(default_factory=dict)  # lowercase runner keys (key, renew_before, ...)
+    problems: tuple[Problem, ...] = ()
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems and self.request is not None
+
+    @property
+    def ca_arn(self) -> str | None:
+        if self.request is None:
+            return None
+        arn = self.request.get("CertificateAuthorityArn")
+        return arn if isinstance(arn, str) else None
+
+    def api_request(self) -> dict[str, Any]:
+        """The IssueCertificate input as the API takes it: Csr as bytes, the token set."""
+        if self.request is None or self.token is None:
+            raise ValueError(f"entry {self.name} is not valid")
+        request = dict(self.request)
+        request["Csr"] = str(request["Csr"]).encode("ascii")
+        request["IdempotencyToken"] = self.token
+        return request
+
+
+@dataclass(frozen=True)
+class AuthoritySpec:
+    """A local CA that a manifest declares under ``backend.authorities``."""
+
+    arn: str
+    common_name: str
+    key_algorithm: str = "EC_prime256v1"
+    parent: str | None = None
+    validity_days: int = 3650
+    usage_mode: str = "GENERAL_PURPOSE"
+    line: int = 0
+
+
+@dataclass(frozen=True)
+class BackendConfig:
+    type: str = "local"  # local | aws
+    store: Path | None = None  # local: the store folder (absolute)
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    authorities: tuple[AuthoritySpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Runner knobs a manifest may set (`settings:`); the command line wins."""
+
+    concurrency: int | None = None
+    max_rate: float | None = None
+    max_attempts: int | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    path: Path  # absolute path of the manifest file
+    display: str  # the path as the user gave it, for messages
+    root: Path  # the folder that output paths must stay in
+    version: int
+    backend: BackendConfig
+    settings: RunSettings
+    entries: tuple[Entry, ...]
+    problems: tuple[Problem, ...] = ()  # manifest-level problems (not tied to one entry)
+
+    @property
+    def valid(self) -> bool:
+        return not self.problems and all(e.valid for e in self.entries)
+
+    def all_problems(self) -> list[Problem]:
+        out = list(self.problems)
+        for e in self.entries:
+            out.extend(e.problems)
+        return out
+
+
+@dataclass(frozen=True)
+class Result:
+    """What happened to one entry: the unit of every report."""
+
+    name: str
+    status: str  # one of STATUSES
+    certificate_authority_arn: str | None = None
+    certificate_arn: str | None = None
+    serial: str | None = None  # lowercase hex, no colons
+    not_before: str | None = None  # RFC 3339
+    not_after: str | None = None  # RFC 3339
+    idempotency_token: str | None = None
+    attempts: int = 0
+    duration_s: float = 0.0
+    outputs: Mapping[str, str | None] = field(default_factory=dict)
+    error_code: str | None = None
+    error_message: str | None = None
+    line: int = 0  # line of the entry in the manifest (for annotations)
+    action: str | None = None  # plan action: issue | renew | unchanged | invalid
+    reason: str | None = None  # why that action (renewal reason)
