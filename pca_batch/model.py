@@ -153,3 +153,32 @@ class Result:
     line: int = 0  # line of the entry in the manifest (for annotations)
     action: str | None = None  # plan action: issue | renew | unchanged | invalid
     reason: str | None = None  # why that action (renewal reason)
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int  # K, from 1
+    count: int  # N
+
+
+@dataclass(frozen=True)
+class ApplyOptions:
+    """Everything `pca-batch apply` was asked for, as plain values (never an argparse Namespace)."""
+
+    plan: bool = False
+    report: Path | None = None
+    junit: Path | None = None
+    journal: Path | None = None
+    store: Path | None = None
+    region: str | None = None
+    profile: str | None = None
+    endpoint_url: str | None = None
+    concurrency: int | None = None  # None: the manifest's, else the default
+    max_rate: float | None = None  # None: the manifest's, else 20 (aws) / unlimited (local); 0 = unlimited
+    max_attempts: int | None = None  # None: the manifest's, else 8
+    fail_fast: bool = False
+    allow_outside_paths: bool = False
+    offline: bool = False
+    force: bool = False
+    shard: Shard | None = None
+    detailed_exitcode: bool = False

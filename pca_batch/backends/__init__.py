@@ -1,0 +1,33 @@
+"""Backends: the embedded local CA (default) and AWS Private CA (boto3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pca_batch.backends.base import Backend, CaDescription, CertificateBundle
+from pca_batch.errors import UsageError
+from pca_batch.model import BackendConfig
+
+__all__ = ["Backend", "CaDescription", "CertificateBundle", "open_backend"]
+
+
+def open_backend(
+    config: BackendConfig,
+    *,
+    store: Path | None = None,
+    region: str | None = None,
+    profile: str | None = None,
+    endpoint_url: str | None = None,
+    max_pool_connections: int = 32,
+) -> Backend:
+    """The backend a manifest asks for; command-line values win over the manifest's."""
+    if config.type == "local":
+        from pca_batch.backends.local import LocalBackend, ensure_authorities
+
+        folder = store or config.store
+        if folder is None:
+            raise UsageError("the local backend needs a store folder (backend.store or --store)")
+        if config.authorities:
+            ensure_authorities(folder, config.authorities)
+        return LocalBackend(folder)
+    raise UsageError(f"unknown backend type {config.type!r} (expected local or aws)")

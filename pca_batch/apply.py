@@ -1,0 +1,77 @@
+"""`pca-batch apply`: load, then plan (dry run) or execute."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import replace
+
+from rich.console import Console
+
+from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Problem
+from pca_batch.manifest import load_manifest
+from pca_batch.model import SKIPPED, ApplyOptions, Entry, Manifest, Result, Shard
+from pca_batch.plan import build_plan, render_plan
+from pca_batch.report import summary_line, write_report
+
+
+def in_shard(name: str, shard: Shard) -> bool:
+    """Stable on every machine and run: SHA-256 of the entry name, modulo N."""
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") % shard.count == shard.index - 1
+
+
+def select_shard(manifest: Manifest, shard: Shard | None) -> Manifest:
+    if shard is None:
+        return manifest
+    return replace(manifest, entries=tuple(e for e in manifest.entries if in_shard(e.name, shard)))
+
+
+def print_problems(problems: Sequence[Problem], err: Console) -> None:
+    for p in problems:
+        err.print(str(p), markup=False, highlight=False, soft_wrap=True)
+    entries = {p.entry for p in problems if p.entry != "-"}
+    err.print(
+        f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        + (f" in {len(entries)} entr{'ies' if len(entries) != 1 else 'y'}" if entries else ""),
+        markup=False,
+        highlight=False,
+    )
+
+
+def run_apply(manifest_path: str, options: ApplyOptions, console: Console, err: Console) -> int:
+    manifest = load_manifest(manifest_path, allow_outside_paths=options.allow_outside_paths)
+    manifest = select_shard(manifest, options.shard)
+    problems = manifest.all_problems()
+    if options.plan:
+        results = build_plan(manifest)
+        render_plan(manifest, results, console)
+        if problems:
+            print_problems(problems, err)
+        console.print(f"Plan: {summary_line(results)}", markup=False, highlight=False)
+        if options.report is not None:
+            write_report(options.report, results)
+        if problems:
+            return EXIT_FAILED if options.detailed_exitcode else EXIT_INVALID
+        pending = any(r.action in ("issue", "renew") for r in results)
+        if options.detailed_exitcode:
+            return 2 if pending else EXIT_OK
+        return EXIT_OK
+    if problems:
+        print_problems(problems, err)
+        err.print("Nothing was issued: fix the manifest first.", markup=False, highlight=False)
+        if options.report is not None:
+            write_report(options.report, _refused(manifest))
+        return EXIT_INVALID
+    from pca_batch.execute import execute
+
+    return execute(manifest, options, console)
+
+
+def _refused(manifest: Manifest) -> list[Result]:
+    """Report rows when an invalid manifest stops the run: invalid entries, the rest skipped."""
+    rows = build_plan(manifest)
+    return [r if r.status != "planned" else replace(r, status=SKIPPED, action=None) for r in rows]
+
+
+__all__ = ["run_apply", "select_shard", "in_shard", "Entry"]

@@ -1,0 +1,169 @@
+"""Reading and checking certificate signing requests, and bounded file reads.
+
+Nothing here ever puts a file's content into a message: a manifest from an
+untrusted branch must not be able to print a secret file by naming it as a CSR.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from pca_batch.model import CsrInfo
+
+CSR_MAX_BYTES = 32_768  # IssueCertificate's bound on Csr
+JSON_MAX_BYTES = 1_048_576
+
+_RSA_SIZES = {2048: "RSA_2048", 3072: "RSA_3072", 4096: "RSA_4096"}
+_EC_CURVES = {"secp256r1": "EC_prime256v1", "secp384r1": "EC_secp384r1", "secp521r1": "EC_secp521r1"}
+_PEM_MARKERS = (b"-----BEGIN CERTIFICATE REQUEST-----", b"-----BEGIN NEW CERTIFICATE REQUEST-----")
+
+
+class InputError(ValueError):
+    """A file or value that cannot be used; the message is safe to show."""
+
+
+def read_limited(path: Path, limit: int, what: str) -> bytes:
+    """Read a regular file of at most ``limit`` bytes without ever blocking.
+
+    FIFOs, devices (``/dev/zero``), sockets and folders are refused before any
+    byte is read; the read itself stops one byte past the limit.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise InputError(f"{what} {path} does not exist") from None
+    except IsADirectoryError:
+        raise InputError(f"{what} {path} is a folder, not a file") from None
+    except PermissionError:
+        raise InputError(f"{what} {path} cannot be read (permission denied)") from None
+    except OSError as exc:
+        raise InputError(f"{what} {path} cannot be opened: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise InputError(f"{what} {path} is a folder, not a file")
+        if not stat.S_ISREG(st.st_mode):
+            raise InputError(f"{what} {path} is not a regular file (a FIFO, device or socket)")
+        if st.st_size > limit:
+            raise InputError(f"{what} {path} is {st.st_size} bytes; at most {limit} are allowed")
+        chunks: list[bytes] = []
+        remaining = limit + 1
+        while remaining > 0:
+            chunk = os.read(fd, min(remaining, 65536))
+            if not chunk:
+                break
+            chunks.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(chunks)
+        if len(data) > limit:
+            raise InputError(f"{what} {path} is larger than {limit} bytes")
+        return data
+    except OSError as exc:
+        raise InputError(f"{what} {path} cannot be read: {exc.strerror}") from None
+    finally:
+        os.close(fd)
+
+
+def csr_bytes(value: str, base: Path) -> tuple[bytes, Path | None]:
+    """The bytes a ``Csr`` value names: inline PEM, ``file://PATH`` or ``fileb://PATH``."""
+    for prefix in ("fileb://", "file://"):
+        if value.startswith(prefix):
+            raw = value[len(prefix) :]
+            if not raw:
+                raise InputError(f"{prefix} needs a path")
+            path = Path(os.path.expanduser(raw))
+            if not path.is_absolute():
+                path = Path(os.path.normpath(base / path))
+            return read_limited(path, CSR_MAX_BYTES, "the CSR file"), path
+    data = value.encode("utf-8")
+    if not data.lstrip().startswith(b"-----BEGIN"):
+        raise InputError("Csr must be PEM text, file://PATH or fileb://PATH")
+    if len(data) > CSR_MAX_BYTES:
+        raise InputError(f"the inline CSR is {len(data)} bytes; at most {CSR_MAX_BYTES} are allowed")
+    return data, None
+
+
+def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
+    """PEM or DER; InputError (never quoting the bytes) when it does not parse."""
+    pem = any(marker in data for marker in _PEM_MARKERS)
+    if not pem and data.lstrip().startswith(b"-----BEGIN"):
+        raise InputError("the PEM block is not a CERTIFICATE REQUEST")
+    try:
+        return x509.load_pem_x509_csr(data) if pem else x509.load_der_x509_csr(data)
+    except (ValueError, UnsupportedAlgorithm):
+        raise InputError("the CSR does not parse as a PKCS#10 certificate signing request (PEM or DER)") from None
+
+
+def key_algorithm(csr: x509.CertificateSigningRequest) -> str:
+    """The PCA name of the CSR's key type; InputError for a key PCA does not accept."""
+    try:
+        key = csr.public_key()
+    except (ValueError, UnsupportedAlgorithm):
+        raise InputError("the CSR's public key type is not supported") from None
+    if isinstance(key, rsa.RSAPublicKey):
+        name = _RSA_SIZES.get(key.key_size)
+        if name is None:
+            raise InputError(f"the CSR has an RSA {key.key_size}-bit key; AWS Private CA takes 2048, 3072 or 4096")
+        return name
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        name = _EC_CURVES.get(key.curve.name)
+        if name is None:
+            raise InputError(f"the CSR has an EC key on {key.curve.name}; AWS Private CA takes P-256, P-384 or P-521")
+        return name
+    kind = type(key).__name__
+    for level in ("44", "65", "87"):
+        if f"MLDSA{level}" in kind:
+            return f"ML_DSA_{level}"
+    raise InputError(f"the CSR's key type ({kind}) is not one AWS Private CA accepts")
+
+
+def _general_name(name: x509.GeneralName) -> str:
+    if isinstance(name, x509.DNSName):
+        return f"DNS:{name.value}"
+    if isinstance(name, x509.IPAddress):
+        return f"IP:{name.value}"
+    if isinstance(name, x509.UniformResourceIdentifier):
+        return f"URI:{name.value}"
+    if isinstance(name, x509.RFC822Name):
+        return f"email:{name.value}"
+    if isinstance(name, x509.DirectoryName):
+        return f"dirName:{name.value.rfc4514_string()}"
+    if isinstance(name, x509.RegisteredID):
+        return f"RID:{name.value.dotted_string}"
+    return f"otherName:{getattr(name, 'type_id', '')}"
+
+
+def sans(csr: x509.CertificateSigningRequest) -> tuple[str, ...]:
+    try:
+        ext = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+    except x509.ExtensionNotFound:
+        return ()
+    except ValueError:
+        raise InputError("the CSR's extensions do not parse") from None
+    return tuple(_general_name(n) for n in ext.value)
+
+
+def inspect_csr(data: bytes) -> tuple[str, CsrInfo]:
+    """Check a CSR as AWS Private CA would; return its canonical PEM text and what it holds."""
+    csr = parse_csr(data)
+    if not csr.is_signature_valid:
+        raise InputError("the CSR's signature does not verify (was it altered after signing?)")
+    algorithm = key_algorithm(csr)
+    try:
+        subject = csr.subject.rfc4514_string()
+    except ValueError:
+        raise InputError("the CSR's subject does not parse") from None
+    names = sans(csr)
+    if not subject and not names:
+        raise InputError("the CSR has neither a subject nor a subject alternative name")
+    spki = csr.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    pem = csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    return pem, CsrInfo(subject, names, algorithm, hashlib.sha256(spki).hexdigest())

@@ -1,0 +1,341 @@
+"""One manifest entry -> one IssueCertificate request, with every problem found.
+
+The request of an entry is the deep merge defaults <- cli_input_json <- the
+entry's own PascalCase keys (later wins, lists replaced whole), with Csr read
+in; that merged request is what the request schema validates.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jsonschema.exceptions import ValidationError
+
+from pca_batch import csr as csrmod
+from pca_batch import interpolate, schema, tokens, validity
+from pca_batch.errors import Problem
+from pca_batch.model import OUTPUT_KINDS, CsrInfo, Entry, Outputs
+from pca_batch.problems import Source, json_path, locate, problems_from_errors
+from pca_batch.yamlload import LineDict
+
+_SHORTHAND_KEYS = ("Validity", "ValidityNotBefore")
+
+
+def is_request_key(key: str) -> bool:
+    return bool(key) and key[0].isupper()
+
+
+def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    """``over`` onto ``base`` (mutated): mappings merge, everything else (lists too) is replaced."""
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
+            deep_merge(base[key], value)
+        elif isinstance(value, Mapping):
+            base[key] = deep_merge({}, value)
+        elif isinstance(value, list):
+            base[key] = copy.deepcopy(value)
+        else:
+            base[key] = value
+    return base
+
+
+class OutputRegistry:
+    """Which entry writes which file, and which explicit tokens each CA has seen."""
+
+    def __init__(self) -> None:
+        self.paths: dict[str, tuple[str, int]] = {}
+        self.tokens: dict[tuple[str, str], tuple[str, int]] = {}
+
+
+class EntryBuilder:
+    def __init__(
+        self,
+        *,
+        file: str,
+        root: Path,
+        env: Mapping[str, str],
+        now: datetime,
+        defaults: LineDict | None,
+        allow_outside_paths: bool,
+    ) -> None:
+        self.file = file
+        self.root = root
+        self.real_root = os.path.realpath(root)
+        self.env = env
+        self.now = now
+        self.defaults = defaults
+        self.allow_outside = allow_outside_paths
+        self._json_cache: dict[Path, Any] = {}
+        self._schema_cache: dict[str, list[ValidationError]] = {}
+        self._request_validator = schema.validator(schema.REQUEST)
+        self._entry_validator = schema.def_validator(schema.MANIFEST, "entry")
+        self._request_keys = frozenset(schema.load(schema.REQUEST)["properties"])
+        # (json path, line) of values whose ${VAR} could not be filled: the schema
+        # errors that follow from the empty value would only repeat the problem.
+        self.unfilled: set[tuple[str, int]] = set()
+
+    # -- defaults -----------------------------------------------------------
+    def check_defaults(self) -> list[Problem]:
+        problems: list[Problem] = []
+        if self.defaults is not None:
+            self._shorthand(self.defaults, "defaults", problems, [])
+        return problems
+
+    def _shorthand(self, node: dict[str, Any], entry: str, problems: list[Problem], prefix: list[Any]) -> None:
+        lines = node.value_lines if isinstance(node, LineDict) else {}
+        for key in _SHORTHAND_KEYS:
+            value = node.get(key)
+            if isinstance(value, str):
+                try:
+                    node[key] = validity.parse_shorthand(value)
+                except validity.ValidityError as exc:
+                    line = lines.get(key, getattr(node, "line", 0))
+                    problems.append(Problem(self.file, line, entry, json_path(prefix + [key]), str(exc)))
+
+    # -- entries ------------------------------------------------------------
+    def build(
+        self, index: int, raw: Any, line: int, seen: dict[str, int], registry: OutputRegistry
+    ) -> Entry:
+        label = f"certificates[{index}]"
+        if not isinstance(raw, dict):
+            problem = Problem(self.file, line, label, "$", "an entry must be a mapping with at least `name`")
+            return Entry(label, index, line, None, None, None, Outputs(), problems=(problem,))
+        name = raw.get("name")
+        label = name if isinstance(name, str) and name else label
+        problems: list[Problem] = []
+
+        def report(p: list[Any], at: int, message: str) -> None:
+            problems.append(Problem(self.file, at, label, json_path(p), message))
+
+        def report_unfilled(p: list[Any], at: int, message: str) -> None:
+            self.unfilled.add((json_path(p), at))
+            report(p, at, message)
+
+        interpolate.walk(raw, self.env, [], line, report_unfilled)
+        own = Source(raw, line, True)
+        problems += problems_from_errors(
+            self._entry_validator.iter_errors(raw), file=self.file, entry=label, sources=[own], fallback_line=line
+        )
+        if isinstance(name, str):
+            if name in seen:
+                at = raw.value_lines.get("name", line) if isinstance(raw, LineDict) else line
+                report(["name"], at, f"the name {name!r} is already used by the entry on line {seen[name]}")
+            else:
+                seen[name] = line
+
+        sources = [own]
+        cli = self._cli_input(raw, line, report)
+        if cli is not None:
+            sources.append(cli)
+        if self.defaults is not None:
+            sources.append(Source(self.defaults, self.defaults.line, True))
+        self._shorthand(raw, label, problems, [])
+
+        request: dict[str, Any] = {}
+        if self.defaults is not None:
+            deep_merge(request, self.defaults)
+        if cli is not None:
+            deep_merge(request, cli.data)
+        # Unknown PascalCase keys are reported by the entry schema; only request keys merge.
+        deep_merge(request, {k: v for k, v in raw.items() if k in self._request_keys})
+
+        info, csr_failed = self._read_csr(request, sources, line, label, problems)
+        # Paths already explained by a problem above; schema errors there would only repeat it.
+        explained = {p.path for p in problems}
+        cli_failed = "$.cli_input_json" in explained
+        problems += [
+            p
+            for p in self._check_request(request, sources, line, label, csr_failed)
+            if p.path not in explained and not (cli_failed and "required key" in p.message)
+        ]
+        if not any(p.path.startswith(("$.Validity", "$.ValidityNotBefore")) for p in problems):
+            problems += self._check_validity(request, sources, line, label)
+        outputs = self._outputs(raw, line, label, registry, problems)
+        token = tokens.token_for(label, request) if not problems else None
+        explicit = request.get("IdempotencyToken")
+        ca = request.get("CertificateAuthorityArn")
+        if isinstance(explicit, str) and isinstance(ca, str):
+            at, _ = locate(sources, ["IdempotencyToken"], line)
+            first = registry.tokens.setdefault((ca, explicit), (label, at))
+            if first[0] != label:
+                report(
+                    ["IdempotencyToken"],
+                    at,
+                    f"the entry {first[0]} (line {first[1]}) gives the same IdempotencyToken for the same CA; "
+                    "AWS would hand this entry that entry's certificate",
+                )
+                token = None
+        runner = {k: v for k, v in raw.items() if not is_request_key(k) and k not in ("name", "output", "cli_input_json")}
+        return Entry(
+            name=label,
+            index=index,
+            line=line,
+            request=request,
+            token=token,
+            csr=info,
+            outputs=outputs,
+            runner=runner,
+            problems=tuple(sorted(self._without_echoes(problems), key=lambda p: p.line)),
+        )
+
+    def _without_echoes(self, problems: list[Problem]) -> list[Problem]:
+        if not self.unfilled:
+            return problems
+        return [
+            p
+            for p in problems
+            if (p.path, p.line) not in self.unfilled or "environment variable" in p.message
+        ]
+
+    def _cli_input(self, raw: dict[str, Any], line: int, report: interpolate.Reporter) -> Source | None:
+        ref = raw.get("cli_input_json")
+        if not isinstance(ref, str) or not ref.startswith("file://") or len(ref) <= len("file://"):
+            return None
+        at = raw.value_lines.get("cli_input_json", line) if isinstance(raw, LineDict) else line
+        path = Path(os.path.expanduser(ref[len("file://") :]))
+        if not path.is_absolute():
+            path = Path(os.path.normpath(self.root / path))
+        if path not in self._json_cache:
+            from pca_batch.manifest import read_json_request
+
+            try:
+                self._json_cache[path] = read_json_request(path)
+            except csrmod.InputError as exc:
+                self._json_cache[path] = exc
+        data = self._json_cache[path]
+        if isinstance(data, csrmod.InputError):
+            report(["cli_input_json"], at, str(data))
+            return None
+        if not isinstance(data, dict):
+            report(["cli_input_json"], at, f"the cli_input_json file {path} must hold a JSON object")
+            return None
+        data = copy.deepcopy(data)
+        problems: list[Problem] = []
+        self._shorthand(data, str(raw.get("name", "")), problems, [])
+        for p in problems:
+            report(["cli_input_json"], at, f"{p.path}: {p.message} (in {ref[len('file://'):]})")
+        return Source(None, at, False, data=data, note=f" (in {ref[len('file://'):]})")
+
+    def _read_csr(
+        self, request: dict[str, Any], sources: list[Source], line: int, label: str, problems: list[Problem]
+    ) -> tuple[CsrInfo | None, bool]:
+        value = request.get("Csr")
+        if not isinstance(value, str):
+            return None, False
+        at, _ = locate(sources, ["Csr"], line)
+        try:
+            data, _path = csrmod.csr_bytes(value, self.root)
+            pem, info = csrmod.inspect_csr(data)
+        except csrmod.InputError as exc:
+            problems.append(Problem(self.file, at, label, "$.Csr", str(exc)))
+            return None, True
+        if len(pem) > csrmod.CSR_MAX_BYTES:
+            problems.append(Problem(self.file, at, label, "$.Csr", f"the CSR is larger than {csrmod.CSR_MAX_BYTES} bytes"))
+            return None, True
+        request["Csr"] = pem
+        return info, False
+
+    def _check_request(
+        self, request: dict[str, Any], sources: list[Source], line: int, label: str, csr_failed: bool
+    ) -> list[Problem]:
+        probe = dict(request)
+        csr = probe.get("Csr")
+        if isinstance(csr, str):
+            probe["Csr"] = "x"  # checked on its own above; keeps the cache key small
+        key = tokens.canonical(probe) + ("|t" if "IdempotencyToken" in probe else "")
+        errors = self._schema_cache.get(key)
+        if errors is None:
+            errors = list(self._request_validator.iter_errors(probe))
+            self._schema_cache[key] = errors
+        if csr_failed:
+            errors = [e for e in errors if not (list(e.absolute_path)[:1] == ["Csr"])]
+        return problems_from_errors(errors, file=self.file, entry=label, sources=sources, fallback_line=line)
+
+    def _check_validity(
+        self, request: dict[str, Any], sources: list[Source], line: int, label: str
+    ) -> list[Problem]:
+        problems: list[Problem] = []
+        end = request.get("Validity")
+        if not isinstance(end, dict):
+            return problems
+        at, _ = locate(sources, ["Validity", "Value"], line)
+        try:
+            not_after = validity.not_after(end, self.now)
+        except validity.ValidityError as exc:
+            return [Problem(self.file, at, label, "$.Validity.Value", str(exc))]
+        if end.get("Type") in ("END_DATE", "ABSOLUTE") and not_after <= self.now:
+            problems.append(
+                Problem(self.file, at, label, "$.Validity", f"the end {not_after:%Y-%m-%dT%H:%M:%SZ} lies in the past")
+            )
+        start = request.get("ValidityNotBefore")
+        if isinstance(start, dict):
+            at, _ = locate(sources, ["ValidityNotBefore"], line)
+            if start.get("Type") != "ABSOLUTE":
+                problems.append(
+                    Problem(self.file, at, label, "$.ValidityNotBefore.Type", "ValidityNotBefore takes the ABSOLUTE type")
+                )
+            else:
+                try:
+                    not_before = validity.not_before(start, self.now)
+                except validity.ValidityError as exc:
+                    return problems + [Problem(self.file, at, label, "$.ValidityNotBefore.Value", str(exc))]
+                if not_before >= not_after:
+                    problems.append(
+                        Problem(
+                            self.file,
+                            at,
+                            label,
+                            "$.ValidityNotBefore",
+                            f"the start {not_before:%Y-%m-%dT%H:%M:%SZ} is not before the end "
+                            f"{not_after:%Y-%m-%dT%H:%M:%SZ}",
+                        )
+                    )
+        return problems
+
+    def _outputs(
+        self, raw: dict[str, Any], line: int, label: str, registry: OutputRegistry, problems: list[Problem]
+    ) -> Outputs:
+        out = raw.get("output")
+        if not isinstance(out, dict):
+            return Outputs()
+        lines = out.value_lines if isinstance(out, LineDict) else {}
+        paths: dict[str, Path] = {}
+        for kind in OUTPUT_KINDS:
+            rel = out.get(kind)
+            if not isinstance(rel, str) or not rel:
+                continue
+            at = lines.get(kind, line)
+            path = Path(os.path.expanduser(rel))
+            if not path.is_absolute():
+                path = self.root / path
+            real = os.path.realpath(path)
+            if not self.allow_outside and os.path.commonpath([real, self.real_root]) != self.real_root:
+                problems.append(
+                    Problem(
+                        self.file,
+                        at,
+                        label,
+                        f"$.output.{kind}",
+                        f"{rel} lies outside the manifest's folder; pass --allow-outside-paths if that is intended",
+                    )
+                )
+                continue
+            first = registry.paths.setdefault(real, (label, at))
+            if first != (label, at):
+                problems.append(
+                    Problem(
+                        self.file,
+                        at,
+                        label,
+                        f"$.output.{kind}",
+                        f"{rel} is also written by {first[0]} (line {first[1]})",
+                    )
+                )
+                continue
+            paths[kind] = Path(os.path.normpath(path))
+        return Outputs(**paths)

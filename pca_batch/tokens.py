@@ -1,0 +1,48 @@
+"""Idempotency tokens derived from what an entry asks for.
+
+The same manifest gives the same tokens on every run and machine, any change to
+an entry's request gives a new token, and an explicit IdempotencyToken wins.
+AWS keeps a token for five minutes: a retry, or a re-run after a crash within
+that window, gets the certificate already issued instead of a second one.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import Any
+
+PREFIX = "pb1-"  # the derivation's version: a new scheme gets a new prefix
+TOKEN_MAX = 36  # IssueCertificate's bound
+
+
+def canonical(request: Mapping[str, Any]) -> str:
+    """A stable serialisation of a request (sorted keys, no token)."""
+    body = {k: v for k, v in request.items() if k != "IdempotencyToken"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def derive(name: str, request: Mapping[str, Any], *, salt: str = "") -> str:
+    """``pb1-`` and 32 base32 characters (160 bits) of SHA-256 over name, request and salt.
+
+    ``salt`` lets a renewal draw a token that differs from the one that issued the
+    certificate it replaces (for example that certificate's serial).
+    """
+    digest = hashlib.sha256()
+    digest.update(name.encode("utf-8"))
+    digest.update(b"\0")
+    digest.update(canonical(request).encode("ascii"))
+    if salt:
+        digest.update(b"\0")
+        digest.update(salt.encode("utf-8"))
+    code = base64.b32encode(digest.digest()).decode("ascii").lower().rstrip("=")
+    return PREFIX + code[: TOKEN_MAX - len(PREFIX)]
+
+
+def token_for(name: str, request: Mapping[str, Any], *, salt: str = "") -> str:
+    explicit = request.get("IdempotencyToken")
+    if isinstance(explicit, str) and explicit:
+        return explicit
+    return derive(name, request, salt=salt)
