@@ -30,7 +30,7 @@ class InputError(ValueError):
     """A file or value that cannot be used; the message is safe to show."""
 
 
-def read_limited(path: Path, limit: int, what: str) -> bytes:
+def read_limited(path: str | Path, limit: int, what: str) -> bytes:
     """Read a regular file of at most ``limit`` bytes without ever blocking.
 
     FIFOs, devices (``/dev/zero``), sockets and folders are refused before any
@@ -72,16 +72,19 @@ def read_limited(path: Path, limit: int, what: str) -> bytes:
         os.close(fd)
 
 
-def csr_bytes(value: str, base: Path) -> tuple[bytes, Path | None]:
+def resolve(raw: str, base: str | Path) -> str:
+    """A path from a manifest: ``~`` expanded, relative to the manifest's folder, normalised."""
+    return os.path.normpath(os.path.join(base, os.path.expanduser(raw)))
+
+
+def csr_bytes(value: str, base: str | Path) -> tuple[bytes, str | None]:
     """The bytes a ``Csr`` value names: inline PEM, ``file://PATH`` or ``fileb://PATH``."""
     for prefix in ("fileb://", "file://"):
         if value.startswith(prefix):
             raw = value[len(prefix) :]
             if not raw:
                 raise InputError(f"{prefix} needs a path")
-            path = Path(os.path.expanduser(raw))
-            if not path.is_absolute():
-                path = Path(os.path.normpath(base / path))
+            path = resolve(raw, base)
             return read_limited(path, CSR_MAX_BYTES, "the CSR file"), path
     data = value.encode("utf-8")
     if not data.lstrip().startswith(b"-----BEGIN"):
@@ -151,6 +154,14 @@ def sans(csr: x509.CertificateSigningRequest) -> tuple[str, ...]:
     return tuple(_general_name(n) for n in ext.value)
 
 
+def plain_pem(data: bytes) -> str | None:
+    """The text to send when ``data`` is one PEM CSR block and nothing else, as the AWS CLI sends a file."""
+    text = data.strip()
+    if text.isascii() and text.count(b"-----BEGIN") == 1 and any(text.startswith(m) for m in _PEM_MARKERS):
+        return text.decode("ascii") + "\n"
+    return None
+
+
 def inspect_csr(data: bytes) -> tuple[str, CsrInfo]:
     """Check a CSR as AWS Private CA would; return its canonical PEM text and what it holds."""
     csr = parse_csr(data)
@@ -165,5 +176,5 @@ def inspect_csr(data: bytes) -> tuple[str, CsrInfo]:
     if not subject and not names:
         raise InputError("the CSR has neither a subject nor a subject alternative name")
     spki = csr.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    pem = csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
+    pem = plain_pem(data) or csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
     return pem, CsrInfo(subject, names, algorithm, hashlib.sha256(spki).hexdigest())

@@ -100,14 +100,20 @@ def load_manifest(
     backend = _backend(doc, root, display, problems)
     settings = _settings(doc)
     defaults = doc.get("defaults") if isinstance(doc.get("defaults"), yamlload.LineDict) else None
+    certificates = doc.get("certificates")
     builder = EntryBuilder(
-        file=display, root=root, env=env, now=now, defaults=defaults, allow_outside_paths=allow_outside_paths
+        file=display,
+        root=root,
+        env=env,
+        now=now,
+        defaults=defaults,
+        allow_outside_paths=allow_outside_paths,
+        expected=len(certificates) if isinstance(certificates, list) else 0,
     )
     builder.unfilled |= unfilled
     problems += builder.check_defaults()
 
     entries: list[Entry] = []
-    certificates = doc.get("certificates")
     if isinstance(certificates, list):
         seen: dict[str, int] = {}
         registry = OutputRegistry()
@@ -116,6 +122,7 @@ def load_manifest(
             line = lines[index] if index < len(lines) else doc.line
             entry = builder.build(index, raw, line, seen, registry)
             entries.append(entry)
+    entries = builder.finish(entries)
     return Manifest(
         path=file,
         display=display,

@@ -128,11 +128,9 @@ def describe(error: ValidationError, echo: bool) -> list[tuple[list[Any], str]]:
             if key not in allowed
         ]
     if kind == "required" and isinstance(value, dict):
-        return [
-            (path, f"the required key {key!r} is missing")
-            for key in error.validator_value
-            if key not in value
-        ]
+        # jsonschema reports one error per missing key, named at the start of its message
+        missing = [k for k in error.validator_value if k not in value and error.message.startswith(repr(k))]
+        return [(path, f"the required key {key!r} is missing") for key in missing[:1]]
     if kind == "enum":
         options = [str(o) for o in error.validator_value]
         hint = suggestion(value, options) if isinstance(value, str) else ""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import os
+from dataclasses import replace
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +18,8 @@ from typing import Any
 from jsonschema.exceptions import ValidationError
 
 from pca_batch import csr as csrmod
-from pca_batch import interpolate, schema, tokens, validity
+from pca_batch.csrpool import CsrChecker
+from pca_batch import fastcheck, interpolate, schema, tokens, validity
 from pca_batch.errors import Problem
 from pca_batch.model import OUTPUT_KINDS, CsrInfo, Entry, Outputs
 from pca_batch.problems import Source, json_path, locate, problems_from_errors
@@ -62,18 +64,26 @@ class EntryBuilder:
         now: datetime,
         defaults: LineDict | None,
         allow_outside_paths: bool,
+        expected: int = 0,
     ) -> None:
         self.file = file
         self.root = root
+        self.root_str = str(root)
         self.real_root = os.path.realpath(root)
         self.env = env
         self.now = now
         self.defaults = defaults
         self.allow_outside = allow_outside_paths
         self._json_cache: dict[Path, Any] = {}
-        self._schema_cache: dict[str, list[ValidationError]] = {}
+        self.checker = CsrChecker(expected)
+        # entry index -> (checker ticket, line of its Csr): signatures checked in finish()
+        self._pending: dict[int, tuple[int, int]] = {}
+        self._real_dirs: dict[str, str] = {}
         self._request_validator = schema.validator(schema.REQUEST)
         self._entry_validator = schema.def_validator(schema.MANIFEST, "entry")
+        # jsonschema explains; these compiled checks only say yes or no, fast
+        self._request_ok = _fast(schema.REQUEST, None)
+        self._entry_ok = _fast(schema.MANIFEST, "entry")
         self._request_keys = frozenset(schema.load(schema.REQUEST)["properties"])
         # (json path, line) of values whose ${VAR} could not be filled: the schema
         # errors that follow from the empty value would only repeat the problem.
@@ -118,9 +128,10 @@ class EntryBuilder:
 
         interpolate.walk(raw, self.env, [], line, report_unfilled)
         own = Source(raw, line, True)
-        problems += problems_from_errors(
-            self._entry_validator.iter_errors(raw), file=self.file, entry=label, sources=[own], fallback_line=line
-        )
+        if not self._entry_ok(raw):
+            problems += problems_from_errors(
+                self._entry_validator.iter_errors(raw), file=self.file, entry=label, sources=[own], fallback_line=line
+            )
         if isinstance(name, str):
             if name in seen:
                 at = raw.value_lines.get("name", line) if isinstance(raw, LineDict) else line
@@ -144,7 +155,7 @@ class EntryBuilder:
         # Unknown PascalCase keys are reported by the entry schema; only request keys merge.
         deep_merge(request, {k: v for k, v in raw.items() if k in self._request_keys})
 
-        info, csr_failed = self._read_csr(request, sources, line, label, problems)
+        info, csr_failed = self._read_csr(index, request, sources, line, label, problems)
         # Paths already explained by a problem above; schema errors there would only repeat it.
         explained = {p.path for p in problems}
         cli_failed = "$.cli_input_json" in explained
@@ -197,9 +208,7 @@ class EntryBuilder:
         if not isinstance(ref, str) or not ref.startswith("file://") or len(ref) <= len("file://"):
             return None
         at = raw.value_lines.get("cli_input_json", line) if isinstance(raw, LineDict) else line
-        path = Path(os.path.expanduser(ref[len("file://") :]))
-        if not path.is_absolute():
-            path = Path(os.path.normpath(self.root / path))
+        path = Path(csrmod.resolve(ref[len("file://") :], self.root_str))
         if path not in self._json_cache:
             from pca_batch.manifest import read_json_request
 
@@ -222,15 +231,25 @@ class EntryBuilder:
         return Source(None, at, False, data=data, note=f" (in {ref[len('file://'):]})")
 
     def _read_csr(
-        self, request: dict[str, Any], sources: list[Source], line: int, label: str, problems: list[Problem]
+        self,
+        index: int,
+        request: dict[str, Any],
+        sources: list[Source],
+        line: int,
+        label: str,
+        problems: list[Problem],
     ) -> tuple[CsrInfo | None, bool]:
+        """Read the CSR in; PEM text goes as it is and its signature is checked in finish()."""
         value = request.get("Csr")
         if not isinstance(value, str):
             return None, False
         at, _ = locate(sources, ["Csr"], line)
         try:
-            data, _path = csrmod.csr_bytes(value, self.root)
-            pem, info = csrmod.inspect_csr(data)
+            data, _path = csrmod.csr_bytes(value, self.root_str)
+            pem = csrmod.plain_pem(data)
+            info = None
+            if pem is None:  # DER, or PEM with text around it: convert now
+                pem, info = csrmod.inspect_csr(data)
         except csrmod.InputError as exc:
             problems.append(Problem(self.file, at, label, "$.Csr", str(exc)))
             return None, True
@@ -238,20 +257,33 @@ class EntryBuilder:
             problems.append(Problem(self.file, at, label, "$.Csr", f"the CSR is larger than {csrmod.CSR_MAX_BYTES} bytes"))
             return None, True
         request["Csr"] = pem
+        if info is None:
+            self._pending[index] = (self.checker.add(data), at)
         return info, False
+
+    def finish(self, entries: list[Entry]) -> list[Entry]:
+        """Attach the outcome of every CSR check to its entry."""
+        outcomes = self.checker.results()
+        out = []
+        for entry in entries:
+            pending = self._pending.get(entry.index)
+            if pending is not None:
+                outcome = outcomes[pending[0]]
+                if isinstance(outcome, str):
+                    problem = Problem(self.file, pending[1], entry.name, "$.Csr", outcome)
+                    problems = tuple(sorted(entry.problems + (problem,), key=lambda p: p.line))
+                    entry = replace(entry, token=None, problems=problems)
+                else:
+                    entry = replace(entry, csr=outcome)
+            out.append(entry)
+        return out
 
     def _check_request(
         self, request: dict[str, Any], sources: list[Source], line: int, label: str, csr_failed: bool
     ) -> list[Problem]:
-        probe = dict(request)
-        csr = probe.get("Csr")
-        if isinstance(csr, str):
-            probe["Csr"] = "x"  # checked on its own above; keeps the cache key small
-        key = tokens.canonical(probe) + ("|t" if "IdempotencyToken" in probe else "")
-        errors = self._schema_cache.get(key)
-        if errors is None:
-            errors = list(self._request_validator.iter_errors(probe))
-            self._schema_cache[key] = errors
+        if self._request_ok(request):
+            return []
+        errors: list[ValidationError] = list(self._request_validator.iter_errors(request))
         if csr_failed:
             errors = [e for e in errors if not (list(e.absolute_path)[:1] == ["Csr"])]
         return problems_from_errors(errors, file=self.file, entry=label, sources=sources, fallback_line=line)
@@ -310,10 +342,8 @@ class EntryBuilder:
             if not isinstance(rel, str) or not rel:
                 continue
             at = lines.get(kind, line)
-            path = Path(os.path.expanduser(rel))
-            if not path.is_absolute():
-                path = self.root / path
-            real = os.path.realpath(path)
+            path = csrmod.resolve(rel, self.root_str)
+            real = self._realpath(path)
             if not self.allow_outside and os.path.commonpath([real, self.real_root]) != self.real_root:
                 problems.append(
                     Problem(
@@ -337,5 +367,20 @@ class EntryBuilder:
                     )
                 )
                 continue
-            paths[kind] = Path(os.path.normpath(path))
+            paths[kind] = Path(path)
         return Outputs(**paths)
+
+    def _realpath(self, path: str) -> str:
+        """realpath, resolving each folder once: outputs are replaced by rename, which
+        never follows a symlink in the last component, so only the folders matter."""
+        folder, name = os.path.split(path)
+        real = self._real_dirs.get(folder)
+        if real is None:
+            real = self._real_dirs[folder] = os.path.realpath(folder)
+        return os.path.join(real, name)
+
+
+def _fast(name: str, ref: str | None) -> fastcheck.Check:
+    if ref is None:
+        return fastcheck.compile_schema(schema.load(name))
+    return fastcheck.compile_schema(schema.subschema(name, ref))

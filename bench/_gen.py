@@ -1,0 +1,55 @@
+"""Shared by the benches: generate big manifests with distinct CSRs (cached under bench/.work)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+WORK = Path(__file__).resolve().parent / ".work"
+CA_ARN = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/0b0b0b0b-1111-4222-8333-444444444444"
+
+
+def make_csrs(folder: Path, count: int) -> list[Path]:
+    """``count`` distinct EC P-256 CSRs (one key each), written once and reused."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [folder / f"svc-{i:06d}.csr" for i in range(count)]
+    for i, path in enumerate(paths):
+        if path.exists():
+            continue
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = f"svc-{i:06d}.internal.example"
+        csr = (
+            x509.CertificateSigningRequestBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+    return paths
+
+
+def write_manifest(folder: Path, count: int, *, backend: str = "", outputs: bool = True) -> Path:
+    """A manifest of ``count`` entries, each with its own CSR and outputs."""
+    make_csrs(folder / "csr", count)
+    lines = ["version: 1"]
+    if backend:
+        lines.append(backend.rstrip("\n"))
+    lines += [
+        "defaults:",
+        f"  CertificateAuthorityArn: {CA_ARN}",
+        "  SigningAlgorithm: SHA256WITHECDSA",
+        "  Validity: {Value: 90, Type: DAYS}",
+        "certificates:",
+    ]
+    for i in range(count):
+        lines.append(f"  - name: svc-{i:06d}")
+        lines.append(f"    Csr: file://csr/svc-{i:06d}.csr")
+        if outputs:
+            lines.append(f"    output: {{certificate: out/svc-{i:06d}.pem, chain: out/svc-{i:06d}.chain.pem}}")
+    path = folder / "manifest.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path

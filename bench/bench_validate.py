@@ -1,0 +1,69 @@
+"""Issue 2's speed goals for `pca-batch validate`.
+
+1. 10,000 entries with distinct CSRs: `pca-batch validate` (a real process, as
+   a user runs it) against PyYAML's pure-Python `yaml.safe_load` of the same
+   file, in the same run. Goal: validate <= 0.5x safe_load.
+2. 100,000 entries: peak RSS of the validate process. Goal: < 1 GB.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _gen import WORK, write_manifest  # noqa: E402
+
+
+def run_validate(manifest: Path) -> tuple[float, int]:
+    """Wall time and peak RSS (bytes) of one `pca-batch validate` process."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pca_batch", "validate", str(manifest)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _pid, status, usage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"validate failed:\n{out}{err[-2000:]}")
+    return elapsed, usage.ru_maxrss * 1024
+
+
+def time_safe_load(manifest: Path) -> float:
+    text = manifest.read_text()
+    start = time.perf_counter()
+    yaml.load(text, Loader=yaml.SafeLoader)  # the pure-Python loader
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    print("generating manifests (cached in bench/.work) ...", flush=True)
+    small = write_manifest(WORK / "validate-10k", 10_000)
+    big = write_manifest(WORK / "validate-100k", 100_000)
+
+    validate_times, load_times = [], []
+    for _ in range(3):
+        validate_times.append(run_validate(small)[0])
+        load_times.append(time_safe_load(small))
+    v, s = statistics.median(validate_times), statistics.median(load_times)
+    print(f"10,000 entries: pca-batch validate {v:.2f} s (median of 3, whole process)")
+    print(f"10,000 entries: yaml.safe_load (pure Python) {s:.2f} s (median of 3, parse only)")
+    ratio = v / s
+    print(f"ratio validate / safe_load = {ratio:.2f}  (goal <= 0.50)  {'PASS' if ratio <= 0.5 else 'FAIL'}")
+
+    elapsed, rss = run_validate(big)
+    print(f"100,000 entries: pca-batch validate {elapsed:.2f} s, peak RSS {rss / 2**20:.0f} MiB"
+          f"  (goal < 1024 MiB)  {'PASS' if rss < 2**30 else 'FAIL'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Checking many CSRs on the other cores while the manifest is being read.
+
+Verifying a CSR's signature is the one expensive step of validation (public-key
+arithmetic in OpenSSL, holding the GIL). For large manifests the main process
+reads files and builds entries while worker processes verify; small manifests
+are checked inline, where a pool would cost more than it saves.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from concurrent.futures import Future, ProcessPoolExecutor
+
+from pca_batch.csr import InputError, inspect_csr
+from pca_batch.model import CsrInfo
+
+POOL_THRESHOLD = 500  # entries; below this a pool does not pay for its start-up
+BATCH = 200
+
+Outcome = CsrInfo | str  # what the CSR holds, or why it is refused
+
+
+def check_batch(batch: list[bytes]) -> list[Outcome]:
+    out: list[Outcome] = []
+    for data in batch:
+        try:
+            out.append(inspect_csr(data)[1])
+        except InputError as exc:
+            out.append(str(exc))
+    return out
+
+
+def _workers() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(cores - 1, 6))  # leave one core to the main process
+
+
+class CsrChecker:
+    """Queue CSRs with ``add`` (returns a ticket); ``results()`` gives each ticket's outcome."""
+
+    def __init__(self, expected: int) -> None:
+        workers = _workers() if expected >= POOL_THRESHOLD else 0
+        self._pool: ProcessPoolExecutor | None = None
+        if workers:
+            # spawn, not fork: the caller may have threads (a fork would copy their locks)
+            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        self._batch: list[bytes] = []
+        self._futures: list[Future[list[Outcome]]] = []
+        self._inline: list[Outcome] = []
+        self._count = 0
+
+    def add(self, data: bytes) -> int:
+        ticket = self._count
+        self._count += 1
+        if self._pool is None:
+            self._inline.extend(check_batch([data]))
+            return ticket
+        self._batch.append(data)
+        if len(self._batch) >= BATCH:
+            self._flush()
+        return ticket
+
+    def _flush(self) -> None:
+        if self._batch and self._pool is not None:
+            self._futures.append(self._pool.submit(check_batch, self._batch))
+            self._batch = []
+
+    def results(self) -> list[Outcome]:
+        if self._pool is None:
+            return self._inline
+        try:
+            self._flush()
+            out: list[Outcome] = []
+            for future in self._futures:
+                out.extend(future.result())
+            return out
+        finally:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None

@@ -1,0 +1,122 @@
+"""A compiled yes/no check for the JSON Schema subset pca-batch's schemas use.
+
+jsonschema gives the precise, every-error messages a person needs, but costs
+tens of microseconds per object; on a 10,000-entry manifest that dominates
+validation. This compiles a schema once into nested closures that only answer
+"valid?" -- jsonschema runs only for the objects that fail, to explain why.
+Keywords outside the subset make ``compile_schema`` raise, so a schema that
+grows a new keyword cannot be checked wrongly in silence.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+Check = Callable[[Any], bool]
+
+_SUPPORTED = {
+    "$schema", "$id", "$defs", "$ref", "title", "description", "type", "properties", "required",
+    "additionalProperties", "items", "enum", "const", "pattern", "minLength", "maxLength",
+    "minimum", "maximum", "minItems", "maxItems", "format",
+}
+
+
+def _is_type(value: Any, kind: str) -> bool:
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "object":
+        return isinstance(value, dict)
+    if kind == "array":
+        return isinstance(value, list)
+    if kind == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer()
+        )
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "null":
+        return value is None
+    raise ValueError(f"unknown JSON type {kind!r}")
+
+
+def compile_schema(schema: dict[str, Any], root: dict[str, Any] | None = None) -> Check:
+    root = root if root is not None else schema
+    cache: dict[str, Check] = {}
+    return _compile(schema, root, cache)
+
+
+def _compile(node: Any, root: dict[str, Any], cache: dict[str, Check]) -> Check:
+    if node is True or node == {}:
+        return lambda value: True
+    if node is False:
+        return lambda value: False
+    unknown = set(node) - _SUPPORTED
+    if unknown:
+        raise ValueError(f"fastcheck does not know the keywords {sorted(unknown)}")
+    checks: list[Check] = []
+    if "$ref" in node:
+        ref = node["$ref"]
+        if not ref.startswith("#/$defs/"):
+            raise ValueError(f"unsupported $ref {ref}")
+        name = ref[len("#/$defs/") :]
+        if name not in cache:
+            cache[name] = lambda value: True  # placeholder for recursion
+            real = _compile(root["$defs"][name], root, cache)
+            cache[name] = real
+        checks.append(lambda value, name=name: cache[name](value))
+    if "type" in node:
+        kinds = [node["type"]] if isinstance(node["type"], str) else list(node["type"])
+        checks.append(lambda value: any(_is_type(value, k) for k in kinds))
+    if "enum" in node:
+        options = node["enum"]
+        checks.append(lambda value: any(value == o and type(value) is type(o) for o in options))
+    if "const" in node:
+        const = node["const"]
+        checks.append(lambda value: value == const and type(value) is type(const))
+    if "pattern" in node:
+        search = re.compile(node["pattern"]).search
+        checks.append(lambda value: not isinstance(value, str) or search(value) is not None)
+    if "minLength" in node or "maxLength" in node:
+        lo, hi = node.get("minLength", 0), node.get("maxLength", float("inf"))
+        checks.append(lambda value: not isinstance(value, str) or lo <= len(value) <= hi)
+    if "minimum" in node or "maximum" in node:
+        lo_n, hi_n = node.get("minimum", float("-inf")), node.get("maximum", float("inf"))
+        checks.append(
+            lambda value: isinstance(value, bool) or not isinstance(value, (int, float)) or lo_n <= value <= hi_n
+        )
+    if "minItems" in node or "maxItems" in node:
+        lo_i, hi_i = node.get("minItems", 0), node.get("maxItems", float("inf"))
+        checks.append(lambda value: not isinstance(value, list) or lo_i <= len(value) <= hi_i)
+    if "items" in node:
+        item = _compile(node["items"], root, cache)
+        checks.append(lambda value: not isinstance(value, list) or all(item(v) for v in value))
+    if "required" in node:
+        required = tuple(node["required"])
+        checks.append(lambda value: not isinstance(value, dict) or all(k in value for k in required))
+    if "properties" in node or "additionalProperties" in node:
+        props = {k: _compile(v, root, cache) for k, v in node.get("properties", {}).items()}
+        extra = node.get("additionalProperties", True)
+        extra_check = _compile(extra, root, cache) if isinstance(extra, dict) else None
+
+        def check_props(value: Any) -> bool:
+            if not isinstance(value, dict):
+                return True
+            for key, item in value.items():
+                check = props.get(key)
+                if check is not None:
+                    if not check(item):
+                        return False
+                elif extra is False:
+                    return False
+                elif extra_check is not None and not extra_check(item):
+                    return False
+            return True
+
+        checks.append(check_props)
+    if len(checks) == 1:
+        return checks[0]
+    return lambda value: all(c(value) for c in checks)
