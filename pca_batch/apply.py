@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime
 from collections.abc import Sequence
 from dataclasses import replace
 
 from rich.console import Console
 
+from pca_batch import converge
 from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Problem
+from pca_batch.journal import default_journal_path
 from pca_batch.manifest import load_manifest
 from pca_batch.model import SKIPPED, ApplyOptions, Entry, Manifest, Result, Shard
 from pca_batch.plan import build_plan, render_plan
@@ -44,7 +47,11 @@ def run_apply(manifest_path: str, options: ApplyOptions, console: Console, err: 
     manifest = select_shard(manifest, options.shard)
     problems = manifest.all_problems()
     if options.plan:
-        results = build_plan(manifest)
+        journal = options.journal or default_journal_path(manifest.path)
+        steps = converge.decide_all(
+            [e for e in manifest.entries if e.valid], journal, now=datetime.now(UTC), force=options.force
+        )
+        results = build_plan(manifest, steps)
         render_plan(manifest, results, console)
         if problems:
             print_problems(problems, err)

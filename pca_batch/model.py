@@ -57,6 +57,9 @@ class Entry:
     outputs: Outputs
     runner: Mapping[str, Any] = field(default_factory=dict)  # lowercase runner keys (key, renew_before, ...)
     problems: tuple[Problem, ...] = ()
+    key: Any = None  # pca_batch.keys.KeySpec when pca-batch makes the key and CSR
+    renew_before: str | None = None  # "30d", "12h", "33%"; None: a third of the lifetime
+    explicit_token: bool = False  # the manifest gave IdempotencyToken itself
 
     @property
     def valid(self) -> bool:

@@ -10,13 +10,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pca_batch import validity
+from pca_batch import converge, validity
+from pca_batch.converge import Step
 from pca_batch.model import INVALID, OUTPUT_KINDS, PLANNED, Entry, Manifest, Result
 
 ACTION_MARKS = {"issue": "+ issue", "renew": "~ renew", "unchanged": "= unchanged", "invalid": "! invalid"}
 
 
-def plan_result(entry: Entry, root: Path) -> Result:
+def plan_result(entry: Entry, root: Path, step: Step | None = None) -> Result:
     """The report row of an entry in a plan."""
     if not entry.valid:
         first = entry.problems[0] if entry.problems else None
@@ -31,14 +32,21 @@ def plan_result(entry: Entry, root: Path) -> Result:
             line=entry.line,
             action="invalid",
         )
+    if step is not None and step.decision.action == "unchanged":
+        return converge.unchanged_result(step, root)
+    decision = step.decision if step is not None else None
+    token = entry.token
+    if decision is not None:
+        token = decision.token or (None if entry.key is not None else entry.token)
     return Result(
         name=entry.name,
         status=PLANNED,
         certificate_authority_arn=entry.ca_arn,
-        idempotency_token=entry.token,
+        idempotency_token=token,
         outputs=relative_outputs(entry, root),
         line=entry.line,
-        action="issue",
+        action=decision.action if decision else "issue",
+        reason=decision.reason if decision else None,
     )
 
 
@@ -51,8 +59,9 @@ def relative_outputs(entry: Entry, root: Path) -> dict[str, str | None]:
     return out
 
 
-def build_plan(manifest: Manifest) -> list[Result]:
-    return [plan_result(e, manifest.root) for e in manifest.entries]
+def build_plan(manifest: Manifest, steps: Sequence[Step] = ()) -> list[Result]:
+    by_name = {s.entry.name: s for s in steps}
+    return [plan_result(e, manifest.root, by_name.get(e.name)) for e in manifest.entries]
 
 
 def _short_arn(arn: str | None) -> str:
@@ -70,30 +79,39 @@ def render_plan(manifest: Manifest, results: Sequence[Result], console: Console)
             table.add_column(column, overflow="fold")
         for r in results:
             e = entries.get(r.name)
-            style = "red" if r.status == INVALID else "green"
+            style = {"invalid": "red", "renew": "yellow", "unchanged": "dim"}.get(r.action or "", "green")
             table.add_row(
                 r.name,
-                Text(ACTION_MARKS.get(r.action or "", r.action or ""), style=style),
+                Text(_action(r), style=style),
                 _short_arn(r.certificate_authority_arn),
                 _get(e, "SigningAlgorithm"),
                 validity.describe(e.request.get("Validity") if e and e.request else None),
                 _names(e),
-                r.idempotency_token or "",
+                r.idempotency_token or _no_token(e),
             )
         console.print(table)
     else:
         for r in results:
             e = entries.get(r.name)
             fields = [
-                ACTION_MARKS.get(r.action or "", r.action or ""),
+                _action(r),
                 r.name,
                 f"ca={r.certificate_authority_arn or '-'}",
                 f"alg={_get(e, 'SigningAlgorithm') or '-'}",
                 f"validity={validity.describe(e.request.get('Validity') if e and e.request else None) or '-'}",
                 f"names={_names(e) or '-'}",
-                f"token={r.idempotency_token or '-'}",
+                f"token={r.idempotency_token or _no_token(e) or '-'}",
             ]
             console.print(" ".join(fields), markup=False, highlight=False, soft_wrap=True)
+
+
+def _action(r: Result) -> str:
+    mark = ACTION_MARKS.get(r.action or "", r.action or "")
+    return f"{mark} ({r.reason})" if r.reason and r.action in ("renew", "unchanged") else mark
+
+
+def _no_token(entry: Entry | None) -> str:
+    return "(from the new key, at apply)" if entry is not None and entry.key is not None and entry.valid else ""
 
 
 def _get(entry: Entry | None, key: str) -> str:

@@ -8,6 +8,7 @@ in; that merged request is what the request schema validates.
 from __future__ import annotations
 
 import copy
+import ipaddress
 import os
 from dataclasses import replace
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ from jsonschema.exceptions import ValidationError
 
 from pca_batch import csr as csrmod
 from pca_batch.csrpool import CsrChecker
+from pca_batch.keys import KeySpec
 from pca_batch import fastcheck, interpolate, schema, tokens, validity
 from pca_batch.errors import Problem
 from pca_batch.model import OUTPUT_KINDS, CsrInfo, Entry, Outputs
@@ -26,6 +28,21 @@ from pca_batch.problems import Source, json_path, locate, problems_from_errors
 from pca_batch.yamlload import LineDict
 
 _SHORTHAND_KEYS = ("Validity", "ValidityNotBefore")
+KEY_PLACEHOLDER = "(made by pca-batch from the entry's key at apply time)"
+
+
+def key_request(request: Mapping[str, Any], spec: KeySpec, public_key: str = "") -> dict[str, Any]:
+    """What the idempotency token of a key entry covers: the request without its CSR,
+    the key block, and the public key once it is known."""
+    body = {k: v for k, v in request.items() if k != "Csr"}
+    body["Key"] = spec.canonical()
+    if public_key:
+        body["PublicKey"] = public_key
+    return body
+
+
+def _key_info(spec: KeySpec) -> CsrInfo:
+    return CsrInfo(spec.name().rfc4514_string(), spec.sans_text(), spec.algorithm, "")
 
 
 def is_request_key(key: str) -> bool:
@@ -155,7 +172,13 @@ class EntryBuilder:
         # Unknown PascalCase keys are reported by the entry schema; only request keys merge.
         deep_merge(request, {k: v for k, v in raw.items() if k in self._request_keys})
 
-        info, csr_failed = self._read_csr(index, request, sources, line, label, problems)
+        key_spec = self._key_spec(raw, request, line, label, problems)
+        if key_spec is not None:
+            # the CSR is made at apply time from the key; the schema checks the rest
+            request["Csr"] = KEY_PLACEHOLDER
+            info, csr_failed = _key_info(key_spec), False
+        else:
+            info, csr_failed = self._read_csr(index, request, sources, line, label, problems)
         # Paths already explained by a problem above; schema errors there would only repeat it.
         explained = {p.path for p in problems}
         cli_failed = "$.cli_input_json" in explained
@@ -167,7 +190,9 @@ class EntryBuilder:
         if not any(p.path.startswith(("$.Validity", "$.ValidityNotBefore")) for p in problems):
             problems += self._check_validity(request, sources, line, label)
         outputs = self._outputs(raw, line, label, registry, problems)
-        token = tokens.token_for(label, request) if not problems else None
+        token = None
+        if not problems:
+            token = tokens.token_for(label, key_request(request, key_spec) if key_spec else request)
         explicit = request.get("IdempotencyToken")
         ca = request.get("CertificateAuthorityArn")
         if isinstance(explicit, str) and isinstance(ca, str):
@@ -182,6 +207,7 @@ class EntryBuilder:
                 )
                 token = None
         runner = {k: v for k, v in raw.items() if not is_request_key(k) and k not in ("name", "output", "cli_input_json")}
+        renew_before = raw.get("renew_before", self.defaults.get("renew_before") if self.defaults else None)
         return Entry(
             name=label,
             index=index,
@@ -192,7 +218,42 @@ class EntryBuilder:
             outputs=outputs,
             runner=runner,
             problems=tuple(sorted(self._without_echoes(problems), key=lambda p: p.line)),
+            key=key_spec,
+            renew_before=renew_before if isinstance(renew_before, str) else None,
+            explicit_token=isinstance(explicit, str) and bool(explicit),
         )
+
+    def _key_spec(
+        self, raw: dict[str, Any], request: dict[str, Any], line: int, label: str, problems: list[Problem]
+    ) -> KeySpec | None:
+        block = raw.get("key")
+        if not isinstance(block, dict):
+            return None
+        at = raw.value_lines.get("key", line) if isinstance(raw, LineDict) else line
+        if "Csr" in request:
+            problems.append(Problem(self.file, at, label, "$.key", "give either Csr or key, not both"))
+            return None
+        out = raw.get("output") if isinstance(raw.get("output"), dict) else {}
+        for kind in ("certificate", "private_key"):
+            if not out.get(kind):
+                problems.append(
+                    Problem(self.file, at, label, "$.output", f"an entry with `key` needs output.{kind}")
+                )
+        lines = block.value_lines if isinstance(block, LineDict) else {}
+        for i, address in enumerate(block.get("ip_addresses") or []):
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                problems.append(
+                    Problem(self.file, lines.get("ip_addresses", at), label, f"$.key.ip_addresses[{i}]",
+                            f"{address!r} is not an IP address")
+                )
+        subject = block.get("subject") or {}
+        if not (subject or block.get("dns_names") or block.get("ip_addresses") or block.get("uris") or block.get("emails")):
+            problems.append(
+                Problem(self.file, at, label, "$.key", "the key needs a subject or at least one subject alternative name")
+            )
+        return KeySpec.from_manifest(block)
 
     def _without_echoes(self, problems: list[Problem]) -> list[Problem]:
         if not self.unfilled:

@@ -49,6 +49,10 @@ def parse_shorthand(text: str) -> dict[str, Any]:
 def parse_end_date(value: int) -> datetime:
     """An END_DATE number as a UTC datetime; ValidityError if it is no real date."""
     text = str(value)
+    if 9 <= len(text) < 12:
+        # A number loses its leading zeros: UTCTime 000101000000 .. 091231235959
+        # (the years 2000-2009) arrives with 9 to 11 digits.
+        text = text.zfill(12)
     if len(text) == 12:
         yy = int(text[:2])
         year = 1900 + yy if yy >= 50 else 2000 + yy

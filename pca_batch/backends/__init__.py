@@ -30,4 +30,15 @@ def open_backend(
         if config.authorities:
             ensure_authorities(folder, config.authorities)
         return LocalBackend(folder)
+    if config.type == "aws":
+        from pca_batch.backends.aws import AwsBackend
+
+        aws = AwsBackend(
+            region=region or config.region,
+            profile=profile or config.profile,
+            endpoint_url=endpoint_url or config.endpoint_url,
+            max_pool_connections=max_pool_connections,
+        )
+        aws.check_credentials()  # no credentials: one message before any entry runs (exit 2)
+        return aws
     raise UsageError(f"unknown backend type {config.type!r} (expected local or aws)")

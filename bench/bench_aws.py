@@ -1,0 +1,276 @@
+"""Issue 5's speed goal for the aws backend, over real HTTP on loopback.
+
+moto's server (its own process) behind the project's fault proxy (its own
+process), which adds a fixed latency to every call (100 ms by default), so
+every IssueCertificate and GetCertificate costs what a call to AWS costs. In
+the same run, with the same proxy:
+
+- pca-batch: ``pca-batch apply`` (a real process) of N entries (default
+  1,000) at ``--concurrency 32 --max-rate 0``;
+- (a) a sequential boto3 loop of issue and get, one entry after another;
+- (b) a shell loop of ``aws acm-pca issue-certificate`` and
+  ``get-certificate``: each AWS CLI call starts a Python interpreter, so this
+  times a sample of entries (default 20) and extrapolates to N, and says so.
+
+Goals: pca-batch at least 10x faster than (a), 50x faster than (b), and at
+least 80% of the ideal rate (32 workers / two calls of 100 ms each = 160
+entries a second). Also checked: every entry issued, no idempotency token
+reached moto twice. Prints the figures and ratios; exits 1 if a goal is missed.
+
+Nothing here talks to any address other than 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import boto3
+from botocore.exceptions import ClientError
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))
+from moto_server import (  # noqa: E402
+    SIGNING_ALGORITHM,
+    AwsEntry,
+    apply_env,
+    aws_test_env,
+    create_active_ca,
+    moto_process,
+    write_aws_manifest,
+)
+
+WORK = Path(__file__).resolve().parent / ".work" / "aws"
+REGION = "us-east-1"
+VALIDITY_DAYS = 7  # moto reports every CA as SHORT_LIVED_CERTIFICATE
+
+
+@contextmanager
+def proxy_process(upstream: str, latency: float, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """tests/fault_proxy.py in its own process, adding ``latency`` to every call; yields its URL and pid."""
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(REPO / "tests" / "fault_proxy.py"),
+            "--upstream",
+            upstream,
+            "--latency",
+            str(latency),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        yield f"http://127.0.0.1:{port}", process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def proxy_stats(endpoint: str) -> dict[str, Any]:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback, never an HTTP proxy
+    with opener.open(f"{endpoint}/__proxy__/stats", timeout=10) as answer:
+        stats: dict[str, Any] = json.load(answer)
+    return stats
+
+
+def time_pca_batch(manifest: Path, concurrency: int, env: dict[str, str]) -> tuple[float, dict[str, Any]]:
+    report = manifest.parent / "report.json"
+    command = [
+        sys.executable, "-m", "pca_batch", "apply", str(manifest),
+        "--concurrency", str(concurrency), "--max-rate", "0", "--report", str(report),
+    ]  # fmt: skip
+    start = time.perf_counter()
+    done = subprocess.run(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"pca-batch apply failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    data: dict[str, Any] = json.loads(report.read_text())
+    return elapsed, data
+
+
+def time_boto3_loop(endpoint: str, ca_arn: str, csrs: list[Path]) -> float:
+    """(a): what a script author writes first: issue, then get until it is there, one entry at a time."""
+    client = boto3.session.Session().client("acm-pca", region_name=REGION, endpoint_url=endpoint)
+    start = time.perf_counter()
+    for csr in csrs:
+        arn = client.issue_certificate(
+            CertificateAuthorityArn=ca_arn,
+            Csr=csr.read_bytes(),
+            SigningAlgorithm=SIGNING_ALGORITHM,
+            Validity={"Value": VALIDITY_DAYS, "Type": "DAYS"},
+        )["CertificateArn"]
+        while True:
+            try:
+                pem = client.get_certificate(CertificateAuthorityArn=ca_arn, CertificateArn=arn)[
+                    "Certificate"
+                ]
+                break
+            except ClientError as exc:
+                if exc.response["Error"]["Code"] != "RequestInProgressException":
+                    raise
+                time.sleep(1)
+        (csr.parent.parent / "out-boto3").mkdir(exist_ok=True)
+        (csr.parent.parent / "out-boto3" / (csr.stem + ".pem")).write_text(pem)
+    elapsed = time.perf_counter() - start
+    client.close()
+    return elapsed
+
+
+def time_shell_loop(endpoint: str, ca_arn: str, csrs: list[Path], env: dict[str, str]) -> float:
+    """(b): the shell loop people write around the AWS CLI."""
+    aws = shutil.which("aws", path=env.get("PATH"))
+    cli = shlex.quote(aws) if aws else f"{shlex.quote(sys.executable)} -m awscli"
+    out = csrs[0].parent.parent / "out-cli"
+    out.mkdir(exist_ok=True)
+    script = f"""set -euo pipefail
+for csr in {" ".join(shlex.quote(str(c)) for c in csrs)}; do
+  arn=$({cli} acm-pca issue-certificate --endpoint-url {endpoint} --region {REGION} \\
+        --certificate-authority-arn {ca_arn} --csr "fileb://$csr" --signing-algorithm {SIGNING_ALGORITHM} \\
+        --validity Value={VALIDITY_DAYS},Type=DAYS --query CertificateArn --output text)
+  {cli} acm-pca get-certificate --endpoint-url {endpoint} --region {REGION} \\
+        --certificate-authority-arn {ca_arn} --certificate-arn "$arn" --query Certificate --output text \\
+        > {shlex.quote(str(out))}/"$(basename "$csr" .csr)".pem
+done
+"""
+    start = time.perf_counter()
+    subprocess.run(["bash", "-c", script], env=env, check=True)
+    return time.perf_counter() - start
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--entries", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--latency-ms", type=float, default=100.0, help="added by the proxy to every call")
+    parser.add_argument("--boto3-sample", type=int, default=0, help="time (a) on this many entries (0: all)")
+    parser.add_argument("--cli-sample", type=int, default=20, help="time (b) on this many entries")
+    args = parser.parse_args(argv)
+    n, latency = args.entries, args.latency_ms / 1000
+
+    shutil.rmtree(WORK, ignore_errors=True)  # a fresh journal and outputs: every entry is issued anew
+    WORK.mkdir(parents=True)
+    scratch = Path(tempfile.mkdtemp(prefix="pca-batch-bench-aws-"))
+    changes = aws_test_env(scratch)
+    for key, value in changes.items():  # this process's boto3 too
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    env = apply_env(changes)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+
+    try:
+        with moto_process(env) as (moto, moto_pid), proxy_process(moto, latency, env) as (proxy, proxy_pid):
+            ca_arn = create_active_ca(moto, REGION, "pca-batch bench root")
+            print(
+                f"{n} entries; moto and the fault proxy on 127.0.0.1 (separate processes), "
+                f"{args.latency_ms:g} ms added to every call; {os.cpu_count()} CPUs"
+            )
+            manifest, _ = write_aws_manifest(
+                WORK / "pca-batch",
+                proxy,
+                [AwsEntry(f"svc-{i:05d}", ca_arn, validity_days=VALIDITY_DAYS) for i in range(n)],
+                region=REGION,
+            )
+            cpu_before = children_cpu_seconds(), cpu_seconds(moto_pid), cpu_seconds(proxy_pid)
+            ours, report = time_pca_batch(manifest, args.concurrency, env)
+            cpu_after = children_cpu_seconds(), cpu_seconds(moto_pid), cpu_seconds(proxy_pid)
+            stats = proxy_stats(proxy)  # pca-batch made the first calls this proxy saw
+            calls_phase = stats["last_answer"] - stats["first_call"]
+            issued = report["summary"]["issued"]
+            tokens = {r["idempotency_token"] for r in report["results"]}
+            twice = sum(1 for t, c in stats["issue_forwarded"].items() if t in tokens and c > 1)
+            calls = sum(stats["calls"].values())
+
+            csrs = sorted((WORK / "pca-batch" / "csr").glob("*.csr"))
+            sample_a = min(args.boto3_sample or n, n)
+            boto3_measured = time_boto3_loop(proxy, ca_arn, csrs[:sample_a])
+            boto3_time = boto3_measured * n / sample_a
+
+            sample_b = min(args.cli_sample, n)
+            cli_measured = time_shell_loop(proxy, ca_arn, csrs[:sample_b], env)
+            cli_time = cli_measured * n / sample_b
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+    ideal_rate = args.concurrency / (2 * latency)
+    ideal_time = n / ideal_rate
+    fraction, calls_fraction = ideal_time / ours, ideal_time / calls_phase
+    ratio_a, ratio_b = boto3_time / ours, cli_time / ours
+    cpu = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
+
+    print()
+    print(f"pca-batch apply --concurrency {args.concurrency} --max-rate 0 (a real process, start to exit):")
+    print(
+        f"    {ours:8.2f} s  {n / ours:6.1f} entries/s  {issued}/{n} issued, {calls} calls, "
+        f"tokens reaching moto twice: {twice}"
+    )
+    print(
+        f"    of which first call to last answer: {calls_phase:.2f} s ({n / calls_phase:.1f} entries/s); "
+        f"start-up, manifest loading and reports: {ours - calls_phase:.2f} s"
+    )
+    print(
+        f"    CPU seconds meanwhile: pca-batch {cpu[0]:.1f}, moto {cpu[1]:.1f}, proxy {cpu[2]:.1f} "
+        f"(on {os.cpu_count()} CPUs)"
+    )
+    a_how = (
+        "measured on all entries" if sample_a == n else f"{boto3_measured:.2f} s on {sample_a}, extrapolated"
+    )
+    print(f"(a) sequential boto3 issue+get loop: {boto3_time:8.2f} s  ({a_how})")
+    print(
+        f"(b) shell loop of the AWS CLI:       {cli_time:8.2f} s  "
+        f"({cli_measured:.2f} s measured on {sample_b} entries, extrapolated to {n})"
+    )
+    print()
+    print(
+        f"ideal: {args.concurrency} workers / {2 * latency * 1000:g} ms per entry (two calls) = "
+        f"{ideal_rate:.0f} entries/s, {ideal_time:.2f} s for {n}"
+    )
+    goals = [
+        (f"pca-batch vs (a): {ratio_a:6.1f}x faster (goal >= 10x)", ratio_a >= 10),
+        (f"pca-batch vs (b): {ratio_b:6.1f}x faster (goal >= 50x)", ratio_b >= 50),
+        (f"pca-batch at {fraction:6.1%} of the ideal rate, whole process (goal >= 80%)", fraction >= 0.8),
+        (f"pca-batch at {calls_fraction:6.1%} of the ideal rate, calls phase only (goal >= 80%)",
+         calls_fraction >= 0.8),
+        (f"every entry issued, no token reached moto twice: {issued}/{n} issued, {twice} twice",
+         issued == n and not twice),
+    ]  # fmt: skip
+    for text, ok in goals:
+        print(f"{text}  {verdict(ok)}")
+    return 0 if all(ok for _, ok in goals) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,180 @@
+"""The journal: every certificate ARN, on disk, the moment IssueCertificate returns it.
+
+Append-only JSON lines (default ``<manifest folder>/.pca-batch/journal.jsonl``)::
+
+    {"event": "issued", "name": "...", "token": "...", "ca_arn": "...",
+     "certificate_arn": "...", "time": "2026-11-26T22:25:22Z"}
+
+Each line goes out in one ``write`` on an ``O_APPEND`` descriptor, under a
+lock, and :meth:`Journal.record_issued` returns only after an ``fsync`` that
+covers it, so a run killed at any point (SIGKILL included) leaves every ARN it
+was told about. Threads share fsyncs (group commit): one fsync makes every
+line written before it durable, so 32 workers do not queue for 32 fsyncs. The
+next run looks entries up by (CA ARN, idempotency token) and fetches those
+certificates instead of issuing new ones.
+
+A crash in the middle of a write can leave a torn last line. Reading skips
+lines that are not whole records, and opening a journal whose last line is
+torn first ends that line, so the next record starts on a line of its own.
+The journal never holds a private key or a CSR: only names, tokens and ARNs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import TracebackType
+
+ISSUED_EVENT = "issued"
+JOURNAL_DIR = ".pca-batch"
+JOURNAL_FILE = "journal.jsonl"
+_FIELDS = ("name", "token", "ca_arn", "certificate_arn", "time")
+
+
+def default_journal_path(manifest_path: Path) -> Path:
+    return manifest_path.parent / JOURNAL_DIR / JOURNAL_FILE
+
+
+@dataclass(frozen=True)
+class JournalRecord:
+    name: str
+    token: str
+    ca_arn: str
+    certificate_arn: str
+    time: str
+    event: str = ISSUED_EVENT
+
+    def to_json(self) -> str:
+        data = {"event": self.event, **{k: getattr(self, k) for k in _FIELDS}}
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+
+
+def _parse_line(line: bytes) -> JournalRecord | None:
+    try:
+        data = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(data, dict) or data.get("event") != ISSUED_EVENT:
+        return None
+    if not all(isinstance(data.get(k), str) for k in _FIELDS):
+        return None
+    return JournalRecord(**{k: data[k] for k in _FIELDS})
+
+
+def read_journal(path: Path) -> tuple[list[JournalRecord], int]:
+    """The whole records of a journal, in order, and how many damaged lines were skipped."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return [], 0
+    records: list[JournalRecord] = []
+    damaged = 0
+    for line in raw.split(b"\n"):
+        if not line.strip():
+            continue
+        record = _parse_line(line)
+        if record is None:
+            damaged += 1
+        else:
+            records.append(record)
+    return records, damaged
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Journal:
+    """An open journal: lookups by (CA ARN, token) and durable appends from many threads."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        records, self.damaged_lines = read_journal(path)
+        self._arns: dict[tuple[str, str], str] = {}
+        for record in records:
+            self._arns[(record.ca_arn, record.token)] = record.certificate_arn
+        self._lock = threading.Lock()  # guards the descriptor, the lookups and the write count
+        self._sync_lock = threading.Lock()  # one fsync at a time
+        self._written = 0  # lines written so far
+        self._synced = 0  # lines known to be on disk
+        self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._end_torn_line()
+
+    def _end_torn_line(self) -> None:
+        size = os.fstat(self._require_fd()).st_size
+        if size == 0:
+            return
+        with open(self.path, "rb") as fh:
+            fh.seek(size - 1)
+            last = fh.read(1)
+        if last != b"\n":
+            self._write(b"\n")
+            os.fsync(self._require_fd())
+
+    def _require_fd(self) -> int:
+        if self._fd is None:
+            raise ValueError(f"journal {self.path} is closed")
+        return self._fd
+
+    def _write(self, data: bytes) -> None:
+        fd = self._require_fd()
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+
+    def _sync(self, line: int) -> None:
+        """Return once line number ``line`` is on disk, sharing an fsync with other threads."""
+        with self._sync_lock:
+            if self._synced >= line:
+                return  # another thread's fsync, begun after our write, covered it
+            with self._lock:
+                target = self._written
+                fd = self._require_fd()
+            os.fsync(fd)
+            self._synced = target
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._arns)
+
+    def lookup(self, ca_arn: str, token: str) -> str | None:
+        """The certificate ARN recorded for this CA and idempotency token, if any."""
+        with self._lock:
+            return self._arns.get((ca_arn, token))
+
+    def record_issued(self, *, name: str, token: str, ca_arn: str, certificate_arn: str) -> JournalRecord:
+        """Append an ``issued`` line and fsync it; returns only once it is on disk."""
+        record = JournalRecord(
+            name=name, token=token, ca_arn=ca_arn, certificate_arn=certificate_arn, time=_utc_now()
+        )
+        line = (record.to_json() + "\n").encode("ascii")
+        with self._lock:
+            self._write(line)
+            self._written += 1
+            mine = self._written
+            self._arns[(ca_arn, token)] = certificate_arn
+        self._sync(mine)
+        return record
+
+    def close(self) -> None:
+        with self._sync_lock, self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

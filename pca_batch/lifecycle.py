@@ -1,0 +1,199 @@
+"""Re-runs converge: what each entry needs, judged from what is already on disk.
+
+An entry whose certificate file exists, was issued by the entry's CA for the
+request as it stands now (per the journal), carries the expected public key,
+subject and SANs, and is outside its renewal window is ``unchanged``: no call
+is made for it. Otherwise it is issued (nothing there yet) or renewed, and a
+renewal salts its idempotency token with the serial of the certificate it
+replaces: inside AWS's five-minute window the plain token would hand back the
+very certificate being replaced.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from pca_batch import csr as csrmod
+from pca_batch import tokens
+from pca_batch.journal import JournalRecord, read_journal
+
+DEFAULT_SHARE = 1 / 3  # of the lifetime, as cert-manager renews
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|%)\s*$")
+
+
+class RenewBeforeError(ValueError):
+    pass
+
+
+def parse_renew_before(text: str | None) -> tuple[str, float]:
+    """``30d``/``12h``/``90m`` -> ("abs", seconds); ``33%`` -> ("share", 0.33)."""
+    if text is None:
+        return ("share", DEFAULT_SHARE)
+    m = _DURATION.match(str(text))
+    if not m:
+        raise RenewBeforeError(f"cannot read renew_before {text!r}: use a duration (30d, 12h, 90m) or a share (33%)")
+    value, unit = float(m.group(1)), m.group(2)
+    if unit == "%":
+        if not 0 < value < 100:
+            raise RenewBeforeError(f"renew_before {text!r} must lie between 0% and 100%")
+        return ("share", value / 100)
+    return ("abs", value * {"d": 86400, "h": 3600, "m": 60}[unit])
+
+
+@dataclass(frozen=True)
+class OnDisk:
+    """What pca-batch needs to know of a certificate file."""
+
+    serial: str  # lowercase hex, no colons
+    not_before: datetime
+    not_after: datetime
+    spki_sha256: str
+    subject: str
+    sans: tuple[str, ...]
+
+
+def read_certificate(path: Path) -> OnDisk | None:
+    """The first certificate in ``path``; None when there is none or it does not parse."""
+    try:
+        data = csrmod.read_limited(path, 1_048_576, "the certificate")
+        cert = x509.load_pem_x509_certificate(data)
+    except (csrmod.InputError, ValueError):
+        return None
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        sans = tuple(csrmod._general_name(n) for n in san)
+    except x509.ExtensionNotFound:
+        sans = ()
+    import hashlib
+
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return OnDisk(
+        serial=format(cert.serial_number, "x"),
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        spki_sha256=hashlib.sha256(spki).hexdigest(),
+        subject=cert.subject.rfc4514_string(),
+        sans=sans,
+    )
+
+
+class IssuedIndex:
+    """The journal seen by serial: which CA issued a serial, for which entry, with which token."""
+
+    def __init__(self, records: Iterable[JournalRecord]) -> None:
+        self.by_serial: dict[int, JournalRecord] = {}
+        self.serials_of: dict[str, list[str]] = {}
+        for r in records:
+            try:
+                serial = int(r.certificate_arn.rsplit("/certificate/", 1)[-1], 16)
+            except ValueError:
+                continue
+            self.by_serial[serial] = r
+            self.serials_of.setdefault(r.name, []).append(format(serial, "x"))
+
+    def records_of(self, name: str) -> list[JournalRecord]:
+        return [self.by_serial[int(s, 16)] for s in self.serials_of.get(name, ())]
+
+    def get(self, serial_hex: str) -> JournalRecord | None:
+        return self.by_serial.get(int(serial_hex, 16))
+
+    @classmethod
+    def load(cls, journal: Path) -> IssuedIndex:
+        return cls(read_journal(journal)[0])
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # issue | renew | unchanged
+    reason: str
+    existing: OnDisk | None = None
+    record: JournalRecord | None = None
+    token: str | None = None  # the token to send, when it is not the entry's own
+
+    @property
+    def salt(self) -> str:
+        """Mixed into the token of a renewal: the serial of the certificate replaced."""
+        return self.existing.serial if self.action == "renew" and self.existing else ""
+
+
+def renewal_token(base: str, explicit: bool, name: str, request: Mapping[str, Any], salt: str) -> str:
+    if not salt:
+        return base
+    if explicit:
+        return (base[: 36 - 9] + "~" + salt[:8])[:36]
+    return tokens.derive(name, request, salt=salt)
+
+
+def decide(
+    *,
+    name: str,
+    ca_arn: str,
+    certificate: Path | None,
+    request: Mapping[str, Any],
+    token: str,
+    explicit_token: bool,
+    expected_spki: str | None,
+    expected_subject: str | None,
+    expected_sans: tuple[str, ...] | None,
+    renew_before: str | None,
+    index: IssuedIndex,
+    now: datetime,
+    force: bool,
+) -> Decision:
+    """The action an entry needs, and why."""
+    if certificate is None:
+        return Decision("issue", "no certificate output to compare with")
+    existing = read_certificate(certificate)
+    if existing is None:
+        if certificate.exists():
+            return Decision("issue", "the certificate file does not hold a readable certificate")
+        return Decision("issue", "no certificate yet")
+    if force:
+        return Decision("renew", "forced (--force)", existing)
+    record = index.get(existing.serial)
+    if record is None or record.name != name:
+        return Decision("renew", "the journal has no record of issuing this certificate", existing)
+    if record.ca_arn != ca_arn:
+        return Decision("renew", "the CA changed", existing, record)
+    candidates = {token} | {
+        renewal_token(token, explicit_token, name, request, s) for s in index.serials_of.get(name, ())
+    }
+    if record.token not in candidates:
+        return Decision("renew", "the request changed", existing, record)
+    if expected_spki is not None and existing.spki_sha256 != expected_spki:
+        return Decision("renew", "the key changed", existing, record)
+    if expected_subject is not None and existing.subject != expected_subject:
+        return Decision("renew", "the subject changed", existing, record)
+    if expected_sans is not None and set(existing.sans) != set(expected_sans):
+        return Decision("renew", "the SANs changed", existing, record)
+    kind, amount = parse_renew_before(renew_before)
+    lifetime = (existing.not_after - existing.not_before).total_seconds()
+    window = amount if kind == "abs" else lifetime * amount
+    left = (existing.not_after - now).total_seconds()
+    if left <= window:
+        return Decision("renew", _expiry_reason(left), existing, record)
+    return Decision("unchanged", f"valid until {existing.not_after:%Y-%m-%d}", existing, record)
+
+
+def _expiry_reason(left: float) -> str:
+    if left <= 0:
+        return "expired"
+    days = left / 86400
+    if days >= 1:
+        return f"expires in {days:.0f} day{'s' if round(days) != 1 else ''}"
+    return f"expires in {left / 3600:.0f} hours"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+__all__ = ["Decision", "IssuedIndex", "OnDisk", "decide", "parse_renew_before", "read_certificate", "timedelta"]

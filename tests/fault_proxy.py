@@ -1,0 +1,410 @@
+"""A fault-injecting HTTP proxy on loopback, between botocore and a moto server.
+
+It speaks what botocore speaks to AWS Private CA (JSON 1.1 POSTs with
+``X-Amz-Target: ACMPrivateCA.<Operation>``) and, per :class:`Faults`, answers
+some calls itself the way AWS would on a bad day:
+
+- ThrottlingException in the JSON 1.1 wire format (HTTP 400), and 500s
+  (InternalFailure): answered without reaching moto;
+- RequestInProgressException for the first N GetCertificate polls of each
+  certificate ARN;
+- slow answers: forwarded to moto, answered only after ``slow_seconds``
+  (past the client's read time-out, so the client has given up);
+- dropped connections: forwarded to moto, then the connection is closed with
+  no answer at all (the client cannot know whether the call happened);
+- a fixed extra ``latency`` before every call (for the bench).
+
+moto ignores IdempotencyToken; AWS does not. So the proxy deduplicates
+IssueCertificate as AWS does: the same (CA, token) within five minutes gets the
+first certificate ARN back without reaching moto. It counts, per token, the
+calls that reached it and the calls it forwarded, so a test can assert that no
+token ever reached moto twice.
+
+Faults are drawn per call from a generator seeded by (seed, operation, token
+or certificate ARN, call number): the same key meets the same faults whatever
+the thread timing. ``max_faults_per_key`` bounds them, so a runner with
+enough attempts always gets through.
+
+Run as a script (``python tests/fault_proxy.py --upstream URL --latency 0.1``)
+it prints ``PORT`` on its first line and serves until terminated; GET
+``/__proxy__/stats`` answers its counters as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import random
+import signal
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import urlsplit
+
+IDEMPOTENCY_WINDOW = 300.0  # seconds: AWS honours a token for five minutes
+STATS_PATH = "/__proxy__/stats"
+_HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length", "server", "date"}
+)
+
+
+@dataclass(frozen=True)
+class Faults:
+    """What the proxy does to calls. Shares are fractions of the calls of ``operations``."""
+
+    throttle: float = 0.0  # answered ThrottlingException (400) without reaching moto
+    server_error: float = 0.0  # answered InternalFailure (500) without reaching moto
+    slow: float = 0.0  # forwarded, answered after slow_seconds
+    drop: float = 0.0  # forwarded, connection closed without an answer
+    in_progress_polls: int = 0  # RequestInProgressException for the first N GetCertificate calls per ARN
+    slow_seconds: float = 1.0
+    latency: float = 0.0  # added before every call
+    max_faults_per_key: int | None = 3  # random faults per token or certificate ARN, at most
+    operations: frozenset[str] = frozenset({"IssueCertificate", "GetCertificate"})
+    seed: int = 0
+
+
+@dataclass
+class Stats:
+    """Counters, read by tests. ``issue_forwarded`` is per idempotency token."""
+
+    calls: Counter[str] = field(default_factory=Counter)  # per operation, every call that reached the proxy
+    forwarded: Counter[str] = field(default_factory=Counter)  # per operation, calls that reached moto
+    injected: Counter[str] = field(default_factory=Counter)  # per fault kind
+    injected_by_operation: Counter[str] = field(default_factory=Counter)  # per "Operation:kind"
+    issue_calls: Counter[str] = field(default_factory=Counter)  # per token: IssueCertificate calls received
+    issue_forwarded: Counter[str] = field(
+        default_factory=Counter
+    )  # per token: IssueCertificate calls sent to moto
+    deduplicated: int = 0  # IssueCertificate calls answered from the token record
+    connections: int = 0  # TCP connections accepted
+    first_call: float | None = None  # time.time() of the first POST received
+    last_answer: float | None = None  # time.time() of the last POST answered (or dropped)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "calls": dict(self.calls),
+            "forwarded": dict(self.forwarded),
+            "injected": dict(self.injected),
+            "injected_by_operation": dict(self.injected_by_operation),
+            "issue_calls": dict(self.issue_calls),
+            "issue_forwarded": dict(self.issue_forwarded),
+            "deduplicated": self.deduplicated,
+            "connections": self.connections,
+            "first_call": self.first_call,
+            "last_answer": self.last_answer,
+        }
+
+
+@dataclass
+class _Answer:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def _aws_error(status: int, code: str, message: str) -> _Answer:
+    body = json.dumps({"__type": code, "message": message}).encode()
+    headers = [
+        ("Content-Type", "application/x-amz-json-1.1"),
+        ("x-amzn-RequestId", str(uuid.uuid4())),
+    ]
+    return _Answer(status, headers, body)
+
+
+class FaultProxy:
+    """The proxy; use as a context manager or start()/stop(). ``endpoint`` is its URL."""
+
+    def __init__(self, upstream: str, faults: Faults | None = None, *, port: int = 0) -> None:
+        parts = urlsplit(upstream)
+        if parts.hostname != "127.0.0.1":
+            raise ValueError(f"the fault proxy only forwards to 127.0.0.1, not {upstream}")
+        self.upstream = (parts.hostname, parts.port or 80)
+        self.faults = faults or Faults()
+        self.stats = Stats()
+        self._lock = threading.Lock()
+        self._token_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._issued: dict[tuple[str, str], tuple[_Answer, float]] = {}
+        self._fault_count: Counter[str] = Counter()
+        self._call_number: Counter[str] = Counter()
+        self._polls: Counter[str] = Counter()
+        self._server = _Server(("127.0.0.1", port), _Handler)
+        self._server.proxy = self
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        return int(self._server.server_address[1])
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> FaultProxy:
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fault-proxy", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self) -> FaultProxy:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return self.stats.as_json()
+
+    # -- decisions ------------------------------------------------------------
+
+    def _count(self, counter: str, key: str, n: int = 1) -> None:
+        with self._lock:
+            getattr(self.stats, counter)[key] += n
+
+    def _draw_fault(self, operation: str, key: str) -> str | None:
+        """The random fault for this call of ``key``, or None."""
+        f = self.faults
+        if operation not in f.operations:
+            return None
+        with self._lock:
+            fault_key = f"{operation}:{key}"
+            n = self._call_number[fault_key]
+            self._call_number[fault_key] += 1
+            if f.max_faults_per_key is not None and self._fault_count[fault_key] >= f.max_faults_per_key:
+                return None
+            roll = random.Random(f"{f.seed}:{fault_key}:{n}").random()
+            fault = None
+            for kind, share in (
+                ("throttle", f.throttle),
+                ("server_error", f.server_error),
+                ("slow", f.slow),
+                ("drop", f.drop),
+            ):
+                if roll < share:
+                    fault = kind
+                    break
+                roll -= share
+            if fault is not None:
+                self._fault_count[fault_key] += 1
+                self.stats.injected[fault] += 1
+                self.stats.injected_by_operation[f"{operation}:{fault}"] += 1
+            return fault
+
+    def _mark(self, *, answered: bool) -> None:
+        now = time.time()
+        with self._lock:
+            if answered:
+                self.stats.last_answer = now
+            elif self.stats.first_call is None:
+                self.stats.first_call = now
+
+    def _in_progress(self, certificate_arn: str) -> bool:
+        with self._lock:
+            n = self._polls[certificate_arn]
+            self._polls[certificate_arn] += 1
+            if n < self.faults.in_progress_polls:
+                self.stats.injected["in_progress"] += 1
+                self.stats.injected_by_operation["GetCertificate:in_progress"] += 1
+                return True
+            return False
+
+    # -- forwarding -----------------------------------------------------------
+
+    def forward(self, path: str, headers: list[tuple[str, str]], body: bytes, operation: str) -> _Answer:
+        connection = http.client.HTTPConnection(*self.upstream, timeout=60)
+        try:
+            sent = {k: v for k, v in headers if k.lower() not in _HOP_BY_HOP}
+            sent["Content-Length"] = str(len(body))
+            connection.request("POST", path, body=body, headers=sent)
+            response = connection.getresponse()
+            data = response.read()
+            kept = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP]
+            self._count("forwarded", operation)
+            return _Answer(response.status, kept, data)
+        finally:
+            connection.close()
+
+    def issue(
+        self, path: str, headers: list[tuple[str, str]], body: bytes, request: dict[str, Any]
+    ) -> _Answer:
+        """IssueCertificate with AWS's idempotency: one issuance per (CA, token) in the window."""
+        token = request.get("IdempotencyToken")
+        if not isinstance(token, str):
+            self._count("issue_forwarded", "")
+            return self.forward(path, headers, body, "IssueCertificate")
+        key = (str(request.get("CertificateAuthorityArn", "")), token)
+        with self._lock:
+            token_lock = self._token_locks.setdefault(key, threading.Lock())
+        with token_lock:  # a retry racing its first attempt waits for it, as on AWS
+            now = time.monotonic()
+            record = self._issued.get(key)
+            if record is not None and now - record[1] < IDEMPOTENCY_WINDOW:
+                with self._lock:
+                    self.stats.deduplicated += 1
+                answer = record[0]
+                return _Answer(answer.status, list(answer.headers), answer.body)
+            self._count("issue_forwarded", token)
+            answer = self.forward(path, headers, body, "IssueCertificate")
+            if answer.status == 200:
+                self._issued[key] = (answer, now)
+            return answer
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+    request_queue_size = 256
+    proxy: FaultProxy
+
+    def get_request(self) -> Any:
+        conn = super().get_request()
+        with self.proxy._lock:
+            self.proxy.stats.connections += 1
+        return conn
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive, as botocore's connection pool expects
+    disable_nagle_algorithm = True  # headers and body go out as separate writes: no 40 ms delayed-ACK stall
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_GET(self) -> None:
+        if self.path == STATS_PATH:
+            stats = json.dumps(self.server.proxy.snapshot()).encode()
+            self._send(_Answer(200, [("Content-Type", "application/json")], stats))
+        else:
+            self._send(_Answer(404, [("Content-Type", "text/plain")], b"not found\n"))
+
+    def do_POST(self) -> None:
+        proxy = self.server.proxy
+        proxy._mark(answered=False)
+        try:
+            self._post(proxy)
+        finally:
+            proxy._mark(answered=True)
+
+    def _post(self, proxy: FaultProxy) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        target = self.headers.get("X-Amz-Target", "")
+        operation = target.rpartition(".")[2] or "Unknown"
+        try:
+            request = json.loads(body) if body else {}
+        except ValueError:
+            request = {}
+        if not isinstance(request, dict):
+            request = {}
+        proxy._count("calls", operation)
+        if operation == "IssueCertificate":
+            proxy._count("issue_calls", str(request.get("IdempotencyToken", "")))
+        if proxy.faults.latency:
+            time.sleep(proxy.faults.latency)
+
+        key = str(
+            request.get("IdempotencyToken")
+            or request.get("CertificateArn")
+            or request.get("CertificateAuthorityArn", "")
+        )
+        if operation == "GetCertificate" and proxy._in_progress(str(request.get("CertificateArn", ""))):
+            self._send(_aws_error(400, "RequestInProgressException", "The request is still in progress."))
+            return
+        fault = proxy._draw_fault(operation, key)
+        if fault == "throttle":
+            self._send(_aws_error(400, "ThrottlingException", "Rate exceeded"))
+            return
+        if fault == "server_error":
+            self._send(
+                _aws_error(500, "InternalFailure", "We encountered an internal error. Please try again.")
+            )
+            return
+
+        headers = list(self.headers.items())
+        try:
+            if operation == "IssueCertificate":
+                answer = proxy.issue(self.path, headers, body, request)
+            else:
+                answer = proxy.forward(self.path, headers, body, operation)
+        except OSError as exc:
+            answer = _aws_error(502, "BadGateway", f"fault proxy: upstream failed: {exc}")
+
+        if fault == "drop":
+            self.close_connection = True  # the call happened; its answer never arrives
+            return
+        if fault == "slow":
+            time.sleep(proxy.faults.slow_seconds)
+            self.close_connection = True
+        self._send(answer)
+
+    def _send(self, answer: _Answer) -> None:
+        try:
+            self.send_response(answer.status)
+            for name, value in answer.headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer.body)))
+            if self.close_connection:
+                self.send_header("Connection", "close")
+            self.end_headers()
+            self.wfile.write(answer.body)
+            self.wfile.flush()
+        except OSError:  # the client gave up (a slow answer past its read time-out)
+            self.close_connection = True
+
+
+@contextmanager
+def running(upstream: str, faults: Faults | None = None) -> Iterator[FaultProxy]:
+    with FaultProxy(upstream, faults) as proxy:
+        yield proxy
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--upstream", required=True, help="the moto server, http://127.0.0.1:PORT")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every call")
+    parser.add_argument("--throttle", type=float, default=0.0)
+    parser.add_argument("--server-error", type=float, default=0.0)
+    parser.add_argument("--slow", type=float, default=0.0)
+    parser.add_argument("--drop", type=float, default=0.0)
+    parser.add_argument("--slow-seconds", type=float, default=1.0)
+    parser.add_argument("--in-progress-polls", type=int, default=0)
+    args = parser.parse_args(argv)
+    faults = Faults(
+        throttle=args.throttle,
+        server_error=args.server_error,
+        slow=args.slow,
+        drop=args.drop,
+        slow_seconds=args.slow_seconds,
+        in_progress_polls=args.in_progress_polls,
+        latency=args.latency,
+    )
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with FaultProxy(args.upstream, faults, port=args.port) as proxy:
+        print(proxy.port, flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
