@@ -96,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--detailed-exitcode", action="store_true", help="with --plan: 0 nothing to do, 2 changes pending, 1 error"
     )
 
+    p = sub.add_parser("report", help="work with JSON reports")
+    report_sub = p.add_subparsers(dest="report_command", metavar="SUBCOMMAND", parser_class=_Parser)
+    merge = report_sub.add_parser("merge", help="join the reports of several shards into one")
+    merge.add_argument("reports", nargs="+", type=Path, metavar="REPORT")
+    merge.add_argument("-o", "--output", type=Path, required=True, metavar="FILE", help="the merged report")
+
     p = sub.add_parser("skeleton", help="print a commented manifest skeleton")
     p.add_argument("--request", action="store_true", help="print the IssueCertificate request JSON skeleton")
 
@@ -130,6 +136,20 @@ def cmd_validate(paths: Sequence[str], allow_outside_paths: bool, out: Console, 
     return status
 
 
+def cmd_report_merge(reports: Sequence[Path], output: Path, out: Console) -> int:
+    """Join shard reports; exit 1 when any entry failed or was invalid, as apply would."""
+    from pca_batch.console import plain_line, print_final
+    from pca_batch.report import merge_reports, write_report
+
+    results = merge_reports(reports)
+    write_report(output, results)
+    if not out.is_terminal:
+        for r in results:
+            out.print(plain_line(r), markup=False, highlight=False, soft_wrap=True)
+    print_final(out, results, sum(r.duration_s for r in results))
+    return 1 if any(r.status in ("failed", "invalid") for r in results) else EXIT_OK
+
+
 def cmd_skeleton(request: bool, out: Console) -> int:
     from pca_batch.skeleton import MANIFEST_SKELETON, request_skeleton
 
@@ -148,6 +168,10 @@ def _dispatch(args: argparse.Namespace, out: Console, err: Console) -> int:
         return cmd_validate(args.manifests, args.allow_outside_paths, out, err)
     if args.command == "skeleton":
         return cmd_skeleton(args.request, out)
+    if args.command == "report":
+        if args.report_command != "merge":
+            raise UsageError("pca-batch report: a subcommand is needed (merge)")
+        return cmd_report_merge(args.reports, args.output, out)
     if args.command == "apply":
         from pca_batch.apply import run_apply
 

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from pca_batch import schema
+from pca_batch.model import Result
+from pca_batch.report import build_report, merge_reports, read_report, ReportError, write_report
+
+
+def _r(name: str, status: str = "issued", **kw: object) -> Result:
+    return Result(name=name, status=status, **kw)  # type: ignore[arg-type]
+
+
+def test_report_has_every_key_even_when_null(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    write_report(path, [_r("a", serial="0a1b", attempts=2, error_code=None)])
+    data = json.loads(path.read_text())
+    Draft202012Validator(schema.load(schema.REPORT)).validate(data)
+    result = data["results"][0]
+    assert set(result) == {
+        "name", "status", "certificate_authority_arn", "certificate_arn", "serial", "not_before", "not_after",
+        "idempotency_token", "attempts", "duration_s", "outputs", "error",
+    }
+    assert result["error"] is None and result["outputs"] == {"certificate": None, "chain": None, "full_chain": None, "private_key": None}
+    assert data["summary"]["issued"] == 1 and data["summary"]["total"] == 1
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    rows = [_r("a", certificate_arn="arn:x", not_after="2027-01-01T00:00:00Z", outputs={"certificate": "out/a.pem"}),
+            _r("b", "failed", error_code="InvalidArgsException", error_message="no")]
+    write_report(tmp_path / "r.json", rows)
+    back = read_report(tmp_path / "r.json")
+    assert build_report(back) == build_report(rows)
+
+
+def test_merge_shards_and_refuse_overlap(tmp_path: Path, cli) -> None:
+    write_report(tmp_path / "1.json", [_r("a"), _r("b", "unchanged")])
+    write_report(tmp_path / "2.json", [_r("c", "failed", error_code="X", error_message="boom")])
+    result = cli("report", "merge", tmp_path / "1.json", tmp_path / "2.json", "-o", tmp_path / "all.json")
+    assert result.code == 1  # an entry failed, as apply would say
+    data = json.loads((tmp_path / "all.json").read_text())
+    assert [r["name"] for r in data["results"]] == ["a", "b", "c"]
+    assert data["summary"]["total"] == 3 and data["summary"]["failed"] == 1
+    assert "3 entries, 1 issued, 1 unchanged, 1 failed" in result.out
+    with pytest.raises(ReportError, match="in both"):
+        merge_reports([tmp_path / "1.json", tmp_path / "1.json"])
+
+
+def test_merge_refuses_what_is_not_a_report(tmp_path: Path, cli) -> None:
+    (tmp_path / "bad.json").write_text('{"summary": {}}')
+    (tmp_path / "worse.json").write_text("not json")
+    for name in ("bad.json", "worse.json", "missing.json"):
+        result = cli("report", "merge", tmp_path / name, "-o", tmp_path / "all.json")
+        assert result.code == 2 and "Traceback" not in result.err and name in result.err
+    assert not (tmp_path / "all.json").exists()
