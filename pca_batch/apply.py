@@ -10,11 +10,13 @@ from dataclasses import replace
 from rich.console import Console
 
 from pca_batch import converge
-from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, Problem
+from pca_batch.backends import Backend, open_backend
+from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, BackendError, Problem
 from pca_batch.journal import default_journal_path
 from pca_batch.manifest import load_manifest
 from pca_batch.model import SKIPPED, ApplyOptions, Entry, Manifest, Result, Shard
 from pca_batch.plan import build_plan, render_plan
+from pca_batch.preflight import preflight
 from pca_batch.report import summary_line, write_report
 
 
@@ -51,7 +53,13 @@ def run_apply(manifest_path: str, options: ApplyOptions, console: Console, err: 
         steps = converge.decide_all(
             [e for e in manifest.entries if e.valid], journal, now=datetime.now(UTC), force=options.force
         )
-        results = build_plan(manifest, steps)
+        pending = [s.entry for s in steps if s.decision.action != "unchanged"]
+        findings = {} if options.offline or not pending else plan_preflight(manifest, options, pending)
+        results = [
+            replace(r, error_code=findings[r.name].code, error_message=findings[r.name].message, action="refused")
+            if r.name in findings else r
+            for r in build_plan(manifest, steps)
+        ]
         render_plan(manifest, results, console)
         if problems:
             print_problems(problems, err)
@@ -60,9 +68,11 @@ def run_apply(manifest_path: str, options: ApplyOptions, console: Console, err: 
             write_report(options.report, results)
         if problems:
             return EXIT_FAILED if options.detailed_exitcode else EXIT_INVALID
-        pending = any(r.action in ("issue", "renew") for r in results)
+        if findings:  # apply would fail these entries: the plan says so with a failing status
+            return EXIT_FAILED
+        changes = any(r.action in ("issue", "renew") for r in results)
         if options.detailed_exitcode:
-            return 2 if pending else EXIT_OK
+            return 2 if changes else EXIT_OK
         return EXIT_OK
     if problems:
         print_problems(problems, err)
@@ -73,6 +83,43 @@ def run_apply(manifest_path: str, options: ApplyOptions, console: Console, err: 
     from pca_batch.execute import execute
 
     return execute(manifest, options, console)
+
+
+def plan_preflight(manifest: Manifest, options: ApplyOptions, entries: list[Entry]) -> dict[str, BackendError]:
+    """The read-only preflight of apply, for the plan: what the CA would refuse.
+
+    A local store that does not exist yet is not created (the plan changes nothing);
+    its declared authorities will be created by apply, so they are not judged.
+    """
+    if manifest.backend.type == "local":
+        from pca_batch.backends.local import LocalBackend
+
+        store = options.store or manifest.backend.store
+        if store is None or not store.exists():
+            return {}
+        declared = {a.arn for a in manifest.backend.authorities}
+        backend: Backend = LocalBackend(store)
+        try:
+            findings = preflight(entries, backend)
+        finally:
+            backend.close()
+        return {
+            name: err
+            for name, err in findings.items()
+            if not (err.code == "ResourceNotFoundException" and _ca_of(entries, name) in declared)
+        }
+    backend = open_backend(
+        manifest.backend, store=options.store, region=options.region, profile=options.profile,
+        endpoint_url=options.endpoint_url,
+    )
+    try:
+        return preflight(entries, backend)
+    finally:
+        backend.close()
+
+
+def _ca_of(entries: list[Entry], name: str) -> str | None:
+    return next((e.ca_arn for e in entries if e.name == name), None)
 
 
 def _refused(manifest: Manifest) -> list[Result]:

@@ -14,7 +14,13 @@ from pca_batch import converge, validity
 from pca_batch.converge import Step
 from pca_batch.model import INVALID, OUTPUT_KINDS, PLANNED, Entry, Manifest, Result
 
-ACTION_MARKS = {"issue": "+ issue", "renew": "~ renew", "unchanged": "= unchanged", "invalid": "! invalid"}
+ACTION_MARKS = {
+    "issue": "+ issue",
+    "renew": "~ renew",
+    "unchanged": "= unchanged",
+    "invalid": "! invalid",
+    "refused": "x refused",
+}
 
 
 def plan_result(entry: Entry, root: Path, step: Step | None = None) -> Result:
@@ -79,7 +85,9 @@ def render_plan(manifest: Manifest, results: Sequence[Result], console: Console)
             table.add_column(column, overflow="fold")
         for r in results:
             e = entries.get(r.name)
-            style = {"invalid": "red", "renew": "yellow", "unchanged": "dim"}.get(r.action or "", "green")
+            style = {"invalid": "red", "refused": "red", "renew": "yellow", "unchanged": "dim"}.get(
+                r.action or "", "green"
+            )
             table.add_row(
                 r.name,
                 Text(_action(r), style=style),
@@ -107,6 +115,8 @@ def render_plan(manifest: Manifest, results: Sequence[Result], console: Console)
 
 def _action(r: Result) -> str:
     mark = ACTION_MARKS.get(r.action or "", r.action or "")
+    if r.action == "refused":
+        return f"{mark} ({r.error_code}: {r.error_message})"
     return f"{mark} ({r.reason})" if r.reason and r.action in ("renew", "unchanged") else mark
 
 
