@@ -71,30 +71,41 @@ def build_plan(manifest: Manifest, steps: Sequence[Step] = ()) -> list[Result]:
 
 
 def _short_arn(arn: str | None) -> str:
+    """The end of a CA ARN's id: enough to tell a manifest's CAs apart (the report has it whole)."""
     if not arn:
         return ""
     head, _, tail = arn.rpartition("/")
-    return "…/" + tail if head else arn
+    return "…" + tail[-12:] if head else arn
 
 
 def render_plan(manifest: Manifest, results: Sequence[Result], console: Console) -> None:
     entries = {e.name: e for e in manifest.entries}
     if console.is_terminal:
-        table = Table(title=f"Plan for {manifest.display}", title_justify="left", expand=False)
-        for column in ("name", "action", "CA", "signing algorithm", "validity", "subject / SANs", "idempotency token"):
-            table.add_column(column, overflow="fold")
+        cas = {r.certificate_authority_arn for r in results if r.certificate_authority_arn}
+        one_ca = len(cas) == 1
+        title = f"Plan for {manifest.display}" + (f" (CA {next(iter(cas))})" if one_ca else "")
+        table = Table(title=title, title_justify="left", expand=False)
+        table.add_column("name", overflow="fold")
+        table.add_column("action", overflow="fold", max_width=18)
+        if not one_ca:
+            table.add_column("CA", no_wrap=True)
+        table.add_column("signing algorithm", no_wrap=True)
+        table.add_column("validity", overflow="fold")
+        table.add_column("subject / SANs", overflow="fold", min_width=30)
+        table.add_column("idempotency token", no_wrap=True)
         for r in results:
             e = entries.get(r.name)
             style = {"invalid": "red", "refused": "red", "renew": "yellow", "unchanged": "dim"}.get(
                 r.action or "", "green"
             )
+            cells = [r.name, Text(_action(r, table=True), style=style)]
+            if not one_ca:
+                cells.append(_short_arn(r.certificate_authority_arn))
             table.add_row(
-                r.name,
-                Text(_action(r), style=style),
-                _short_arn(r.certificate_authority_arn),
+                *cells,
                 _get(e, "SigningAlgorithm"),
                 validity.describe(e.request.get("Validity") if e and e.request else None),
-                _names(e),
+                _names(e, "\n"),
                 r.idempotency_token or _no_token(e),
             )
         console.print(table)
@@ -113,11 +124,17 @@ def render_plan(manifest: Manifest, results: Sequence[Result], console: Console)
             console.print(" ".join(fields), markup=False, highlight=False, soft_wrap=True)
 
 
-def _action(r: Result) -> str:
+def _action(r: Result, table: bool = False) -> str:
+    """``~ renew (expires in 3 days)``; in the table the why goes on a line of its own."""
     mark = ACTION_MARKS.get(r.action or "", r.action or "")
+    why = ""
     if r.action == "refused":
-        return f"{mark} ({r.error_code}: {r.error_message})"
-    return f"{mark} ({r.reason})" if r.reason and r.action in ("renew", "unchanged") else mark
+        why = f"{r.error_code}: {r.error_message}"
+    elif r.reason and r.action in ("renew", "unchanged"):
+        why = r.reason
+    if not why:
+        return mark
+    return f"{mark}\n{why}" if table else f"{mark} ({why})"
 
 
 def _no_token(entry: Entry | None) -> str:
@@ -131,9 +148,9 @@ def _get(entry: Entry | None, key: str) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _names(entry: Entry | None) -> str:
+def _names(entry: Entry | None, sep: str = ", ") -> str:
     if entry is None or entry.csr is None:
         return ""
     parts = [entry.csr.subject] if entry.csr.subject else []
     parts += list(entry.csr.sans)
-    return ", ".join(parts)
+    return sep.join(parts)
