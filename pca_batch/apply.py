@@ -11,7 +11,7 @@ from rich.console import Console
 
 from pca_batch import converge
 from pca_batch.backends import Backend, open_backend
-from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, BackendError, Problem
+from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, BackendError, ManifestError, Problem
 from pca_batch.journal import default_journal_path
 from pca_batch.manifest import load_manifest
 from pca_batch.model import SKIPPED, ApplyOptions, Entry, Manifest, Result, Shard
@@ -45,7 +45,13 @@ def print_problems(problems: Sequence[Problem], err: Console) -> None:
 
 
 def run_apply(manifest_path: str, options: ApplyOptions, console: Console, err: Console) -> int:
-    manifest = load_manifest(manifest_path, allow_outside_paths=options.allow_outside_paths)
+    try:
+        manifest = load_manifest(manifest_path, allow_outside_paths=options.allow_outside_paths)
+    except ManifestError as exc:
+        if options.plan and options.detailed_exitcode:  # as Terraform: 1 is an error, 2 changes pending
+            print_problems(exc.problems, err)
+            return EXIT_FAILED
+        raise
     manifest = select_shard(manifest, options.shard)
     problems = manifest.all_problems()
     if options.plan:

@@ -95,10 +95,35 @@ def decide_entry(entry: Entry, index: IssuedIndex, *, now: datetime, force: bool
                            token=decision.record.token if decision.record else None)
     if decision.action == "unchanged":
         return Step(replace(entry, token=decision.record.token if decision.record else token), decision)
+    reuses_key = entry.key is None or pending or entry.key.rotate == "never"
+    if decision.action == "issue" and decision.token is None and reuses_key:
+        decision = _issued_before(decision, entry, index, token, token_request, force)
     if decision.token is None and entry.key is None:
         salted = lifecycle.renewal_token(token, entry.explicit_token, entry.name, token_request, decision.salt)
         decision = replace(decision, token=salted)
     return Step(entry, decision)
+
+
+def _issued_before(decision: Decision, entry: Entry, index: IssuedIndex, token: str,
+                   token_request: Mapping[str, Any], force: bool) -> Decision:
+    """No certificate on disk, but the journal holds some for this request (the file was lost or
+    deleted): the newest of them, not the first (which a renewal may have replaced); with
+    ``--force``, a new one, under a token none of them was issued with.
+
+    Only for an entry whose key stays the same (a CSR, ``rotate: never`` or a pending key): the
+    token names a certificate for that key; a new key gets a new token anyway.
+    """
+    assert entry.ca_arn is not None
+    candidates = lifecycle.request_tokens(index, entry.name, token, entry.explicit_token, token_request)
+    latest = lifecycle.latest_issued(index, entry.name, entry.ca_arn, candidates)
+    if latest is None:
+        return decision
+    if force:
+        salt = lifecycle.serial_of(latest)
+        fresh = lifecycle.renewal_token(token, entry.explicit_token, entry.name, token_request, salt)
+        return replace(decision, reason="forced (--force)", record=latest, token=fresh)
+    return replace(decision, reason="no certificate on disk: the newest issued, per the journal",
+                   record=latest, token=latest.token)
 
 
 def _without_output(entry: Entry, index: IssuedIndex, force: bool) -> Step:

@@ -19,7 +19,7 @@ from cryptography import x509
 from pca_batch.backends.base import CertificateBundle
 from pca_batch.errors import BackendError
 from pca_batch.model import Outputs
-from pca_batch.outputs import atomic_write
+from pca_batch.outputs import atomic_write_many
 
 OUTPUT_ERROR = "OutputWriteError"
 MALFORMED = "MalformedCertificate"
@@ -74,19 +74,21 @@ def write_outputs(
     certificate, chain = pem_text(bundle.certificate), pem_text(bundle.chain)
     facts = certificate_facts(certificate)
     contents = {"certificate": certificate, "chain": chain, "full_chain": certificate + chain}
-    changed = False
+    todo: list[tuple[str, Path, bytes]] = []
     for kind, path in outputs.items():
         data = contents.get(kind)
         if data is None:
             continue
         encoded = data.encode("utf-8")
-        if _holds(path, encoded):
-            continue
-        try:
-            atomic_write(path, encoded)
-        except OSError as exc:
-            where = shown.get(kind) or path.name
-            reason = exc.strerror or str(exc)
-            raise BackendError(OUTPUT_ERROR, f"cannot write {kind} to {where}: {reason}") from exc
-        changed = True
-    return facts, changed
+        if not _holds(path, encoded):
+            todo.append((kind, path, encoded))
+    if not todo:
+        return facts, False
+    try:
+        atomic_write_many([(path, encoded, 0o644) for _kind, path, encoded in todo])
+    except OSError as exc:
+        failed = next((k for k, p, _ in todo if exc.filename and str(p) in str(exc.filename)), todo[0][0])
+        where = shown.get(failed) or failed
+        reason = exc.strerror or str(exc)
+        raise BackendError(OUTPUT_ERROR, f"cannot write {failed} to {where}: {reason}") from exc
+    return facts, True

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,9 @@ from pca_batch.outputs import atomic_write
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 KEY_ALGORITHMS = ("RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1", "EC_secp521r1")
-_CURVES = {"EC_prime256v1": ec.SECP256R1, "EC_secp384r1": ec.SECP384R1, "EC_secp521r1": ec.SECP521R1}
+_CURVES: dict[str, Callable[[], ec.EllipticCurve]] = {
+    "EC_prime256v1": ec.SECP256R1, "EC_secp384r1": ec.SECP384R1, "EC_secp521r1": ec.SECP521R1,
+}
 # ASN1Subject member -> OID, in the order a distinguished name is usually written
 SUBJECT_OIDS = {
     "Country": NameOID.COUNTRY_NAME,
@@ -72,15 +74,20 @@ class KeySpec:
 
     @classmethod
     def from_manifest(cls, raw: Mapping[str, Any]) -> KeySpec:
-        subject = raw.get("subject") or {}
+        """The spec of a ``key:`` block; it is built for invalid blocks too (the loader
+        reports their problems), so values of the wrong type are left out, never raised on."""
+        subject = raw.get("subject")
+        subject = subject if isinstance(subject, Mapping) else {}
+        passphrase_env = raw.get("passphrase_env")
         return cls(
             algorithm=str(raw.get("algorithm", "EC_prime256v1")),
-            subject=tuple((k, str(subject[k])) for k in SUBJECT_OIDS if k in subject),
-            dns_names=tuple(raw.get("dns_names") or ()),
-            ip_addresses=tuple(raw.get("ip_addresses") or ()),
-            uris=tuple(raw.get("uris") or ()),
-            emails=tuple(raw.get("emails") or ()),
-            passphrase_env=raw.get("passphrase_env"),
+            # an empty value is no attribute at all (a distinguished name cannot hold one)
+            subject=tuple((k, str(subject[k])) for k in SUBJECT_OIDS if subject.get(k) not in (None, "")),
+            dns_names=_strings(raw.get("dns_names")),
+            ip_addresses=_strings(raw.get("ip_addresses")),
+            uris=_strings(raw.get("uris")),
+            emails=_strings(raw.get("emails")),
+            passphrase_env=passphrase_env if isinstance(passphrase_env, str) and passphrase_env else None,
             rotate=str(raw.get("rotate", "always")),
         )
 
@@ -95,8 +102,17 @@ class KeySpec:
             "emails": list(self.emails),
         }
 
-    def name(self) -> x509.Name:
-        return x509.Name([x509.NameAttribute(SUBJECT_OIDS[k], v) for k, v in self.subject])
+    def name(self, *, strict: bool = False) -> x509.Name:
+        """The subject as a Name. Not strict (for showing an entry, which may be invalid):
+        an attribute x509 refuses (a 3-letter Country) is left out; strict: it raises."""
+        attributes = []
+        for k, v in self.subject:
+            try:
+                attributes.append(x509.NameAttribute(SUBJECT_OIDS[k], v))
+            except ValueError as exc:
+                if strict:
+                    raise KeyError_(f"the key's subject {k} cannot be used: {exc}") from None
+        return x509.Name(attributes)
 
     def general_names(self) -> list[x509.GeneralName]:
         names: list[x509.GeneralName] = [x509.DNSName(d) for d in self.dns_names]
@@ -108,10 +124,22 @@ class KeySpec:
     def sans_text(self) -> tuple[str, ...]:
         """SANs in the same text form as csr.sans() gives for a CSR."""
         out = [f"DNS:{d}" for d in self.dns_names]
-        out += [f"IP:{ipaddress.ip_address(i)}" for i in self.ip_addresses]
+        out += [f"IP:{_ip_text(i)}" for i in self.ip_addresses]
         out += [f"URI:{u}" for u in self.uris]
         out += [f"email:{e}" for e in self.emails]
         return tuple(out)
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in value) if isinstance(value, (list, tuple)) else ()
+
+
+def _ip_text(address: str) -> str:
+    """An address as x509 writes it; as given when it is none (an invalid entry being shown)."""
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address
 
 
 def generate(algorithm: str) -> PrivateKey:
@@ -173,7 +201,7 @@ def load(path: Path, secret: bytes | None) -> PrivateKey:
 
 
 def build_csr(spec: KeySpec, key: PrivateKey) -> str:
-    builder = x509.CertificateSigningRequestBuilder().subject_name(spec.name())
+    builder = x509.CertificateSigningRequestBuilder().subject_name(spec.name(strict=True))
     names = spec.general_names()
     if names:
         builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
@@ -192,14 +220,20 @@ def key_for_issue(spec: KeySpec, private_key: Path, env: Mapping[str, str] | Non
 
     A pending key left by an interrupted run is reused; ``rotate: never`` keeps
     the existing key; otherwise a new key is generated and saved as pending
-    before anything is sent.
+    before anything is sent. A key of another algorithm than the entry now asks
+    for is neither reused nor kept: the entry gets a key of the algorithm asked for.
     """
     secret = passphrase(spec, env)
     pending = pending_path(private_key)
     if pending.exists():
-        return load(pending, secret), True
+        key = load(pending, secret)
+        if algorithm_of(key) == spec.algorithm:
+            return key, True
+        pending.unlink()  # never to be moved in over a key a certificate was issued for
     if spec.rotate == "never" and private_key.exists():
-        return load(private_key, secret), False
+        key = load(private_key, secret)
+        if algorithm_of(key) == spec.algorithm:
+            return key, False
     key = generate(spec.algorithm)
     save(pending, key, secret)
     return key, True

@@ -132,6 +132,30 @@ def renewal_token(base: str, explicit: bool, name: str, request: Mapping[str, An
     return tokens.derive(name, request, salt=salt)
 
 
+def request_tokens(
+    index: IssuedIndex, name: str, token: str, explicit_token: bool, request: Mapping[str, Any]
+) -> set[str]:
+    """Every token this request can have been issued under: its own, and each renewal's
+    (salted with the serial of a certificate the journal holds for the entry)."""
+    serials = index.serials_of.get(name, ())
+    return {token} | {renewal_token(token, explicit_token, name, request, s) for s in serials}
+
+
+def latest_issued(index: IssuedIndex, name: str, ca_arn: str, candidates: set[str]) -> JournalRecord | None:
+    """The newest certificate the journal holds for this entry, CA and request
+    (the journal's order is the order of issuance)."""
+    found = None
+    for record in index.records_of(name):
+        if record.ca_arn == ca_arn and record.token in candidates:
+            found = record
+    return found
+
+
+def serial_of(record: JournalRecord) -> str:
+    """The serial (lowercase hex) a certificate ARN ends in."""
+    return format(int(record.certificate_arn.rsplit("/certificate/", 1)[-1], 16), "x")
+
+
 def decide(
     *,
     name: str,
@@ -163,10 +187,7 @@ def decide(
         return Decision("renew", "the journal has no record of issuing this certificate", existing)
     if record.ca_arn != ca_arn:
         return Decision("renew", "the CA changed", existing, record)
-    candidates = {token} | {
-        renewal_token(token, explicit_token, name, request, s) for s in index.serials_of.get(name, ())
-    }
-    if record.token not in candidates:
+    if record.token not in request_tokens(index, name, token, explicit_token, request):
         return Decision("renew", "the request changed", existing, record)
     if expected_spki is not None and existing.spki_sha256 != expected_spki:
         return Decision("renew", "the key changed", existing, record)
@@ -196,4 +217,5 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-__all__ = ["Decision", "IssuedIndex", "OnDisk", "decide", "parse_renew_before", "read_certificate", "timedelta"]
+__all__ = ["Decision", "IssuedIndex", "OnDisk", "decide", "latest_issued", "parse_renew_before",
+           "read_certificate", "request_tokens", "serial_of", "timedelta"]

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
+import sys
 import tempfile
+import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -43,3 +47,108 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# -- many files at once, with shared flushes -------------------------------------------------
+#
+# Every output is still "a temporary file in the same folder, made durable, then
+# renamed", but the flushes are shared: a worker writes its temporary files, then
+# waits for one syncfs(2) of the file system that covers them (started after its
+# writes, possibly by another thread), renames, and waits for one more syncfs that
+# covers the renames. Sixteen workers finishing together cost two syncfs calls,
+# not forty-eight fsyncs. Where syncfs is missing, each file and folder is fsynced.
+
+
+def _load_syncfs() -> Callable[[int], int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        func = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int]
+    func.restype = ctypes.c_int
+    return func  # type: ignore[no-any-return]
+
+
+_SYNCFS = _load_syncfs()
+
+
+class _Barrier:
+    """Group commit for one file system: returns once a syncfs begun after the call has ended."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self._requested = 0
+        self._synced = 0
+
+    def wait(self, fd: int) -> None:
+        assert _SYNCFS is not None
+        with self._lock:
+            self._requested += 1
+            mine = self._requested
+        with self._sync_lock:
+            if self._synced >= mine:
+                return  # a syncfs that began after our writes has covered them
+            with self._lock:
+                target = self._requested
+            if _SYNCFS(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, os.strerror(err))
+            self._synced = target
+
+
+_barriers: dict[int, _Barrier] = {}
+_barriers_lock = threading.Lock()
+
+
+def _barrier(device: int) -> _Barrier:
+    with _barriers_lock:
+        return _barriers.setdefault(device, _Barrier())
+
+
+def atomic_write_many(items: Sequence[tuple[Path, bytes, int]]) -> None:
+    """Replace several files atomically (each: temporary file, durable, rename), sharing flushes.
+
+    Safe from many threads at once; returns once every file and rename is durable.
+    """
+    if _SYNCFS is None:
+        for path, data, mode in items:
+            atomic_write(path, data, mode=mode)
+        return
+    temps: list[tuple[str, Path]] = []
+    try:
+        for path, data, mode in items:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            temps.append((tmp, path))
+            try:
+                os.fchmod(fd, mode)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+            finally:
+                os.close(fd)
+        by_device: dict[int, str] = {}
+        for tmp, _path in temps:
+            by_device.setdefault(os.stat(tmp).st_dev, tmp)
+        _flush(by_device)  # the contents, before any rename
+        for tmp, path in temps:
+            os.replace(tmp, path)
+        temps = []
+        _flush(by_device)  # the renames
+    finally:
+        for tmp, _path in temps:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+
+def _flush(by_device: dict[int, str]) -> None:
+    for device, sample in by_device.items():
+        fd = os.open(os.path.dirname(sample) or ".", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            _barrier(device).wait(fd)
+        finally:
+            os.close(fd)

@@ -166,7 +166,7 @@ class EntryBuilder:
 
         request: dict[str, Any] = {}
         if self.defaults is not None:
-            deep_merge(request, self.defaults)
+            deep_merge(request, {k: v for k, v in self.defaults.items() if k in self._request_keys})
         if cli is not None:
             deep_merge(request, cli.data)
         # Unknown PascalCase keys are reported by the entry schema; only request keys merge.
@@ -208,6 +208,17 @@ class EntryBuilder:
                 token = None
         runner = {k: v for k, v in raw.items() if not is_request_key(k) and k not in ("name", "output", "cli_input_json")}
         renew_before = raw.get("renew_before", self.defaults.get("renew_before") if self.defaults else None)
+        if isinstance(renew_before, str):
+            from pca_batch.lifecycle import RenewBeforeError, parse_renew_before
+
+            try:
+                parse_renew_before(renew_before)
+            except RenewBeforeError as exc:
+                where = raw if "renew_before" in raw else self.defaults
+                at = where.value_lines.get("renew_before", line) if isinstance(where, LineDict) else line
+                path = "$.renew_before" if where is raw else "$.defaults.renew_before"
+                problems.append(Problem(self.file, at, label, path, str(exc)))
+                token = None
         return Entry(
             name=label,
             index=index,
@@ -233,6 +244,13 @@ class EntryBuilder:
         if "Csr" in request:
             problems.append(Problem(self.file, at, label, "$.key", "give either Csr or key, not both"))
             return None
+        if "IdempotencyToken" in request:
+            problems.append(
+                Problem(
+                    self.file, at, label, "$.IdempotencyToken",
+                    "an entry with `key` cannot give IdempotencyToken: its token is derived from each new key",
+                )
+            )
         out = raw.get("output") if isinstance(raw.get("output"), dict) else {}
         for kind in ("certificate", "private_key"):
             if not out.get(kind):

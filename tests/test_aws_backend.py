@@ -10,6 +10,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import (
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    IncompleteReadError,
+    PartialCredentialsError,
+    SSLError,
+)
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
@@ -24,7 +31,7 @@ from moto_server import (
     patch_env,
 )
 
-from pca_batch.backends.aws import NO_CREDENTIALS, AwsBackend, region_of
+from pca_batch.backends.aws import NO_CREDENTIALS, AwsBackend, region_of, translate
 from pca_batch.errors import EXIT_INVALID, BackendError, CredentialsError, UsageError
 
 CERT_ARN = re.compile(
@@ -355,3 +362,31 @@ def test_threads_share_one_backend_and_reuse_its_pooled_connections(
     assert stats["calls"] == {"IssueCertificate": 64, "GetCertificate": 64}
     # Keep-alive connections from one pool per region, not one connection per call.
     assert stats["connections"] <= 2 * workers
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "retryable"),
+    [
+        (
+            SSLError(endpoint_url="https://pca.example", error=OSError("certificate verify failed")),
+            "SSLError",
+            False,
+        ),
+        (IncompleteReadError(actual_bytes=10, expected_bytes=100), "ConnectionError", True),
+        (EndpointConnectionError(endpoint_url="https://pca.example"), "ConnectionError", True),
+        (ConnectTimeoutError(endpoint_url="https://pca.example"), "ConnectTimeout", True),
+    ],
+    ids=["ssl", "incomplete-read", "endpoint-connection", "connect-timeout"],
+)
+def test_network_failures_translate_to_backend_errors(exc: Exception, code: str, retryable: bool) -> None:
+    error = translate(exc)
+    assert isinstance(error, BackendError)
+    assert (error.code, error.retryable) == (code, retryable)
+
+
+def test_partial_credentials_are_a_credentials_error_and_unknown_exceptions_stay_bugs() -> None:
+    partial = translate(PartialCredentialsError(provider="env", cred_var="AWS_SECRET_ACCESS_KEY"))
+    assert isinstance(partial, CredentialsError)
+    assert "AWS_SECRET_ACCESS_KEY" in str(partial)
+    bug = KeyError("CertificateArn")
+    assert translate(bug) is bug

@@ -14,7 +14,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 from fault_proxy import FaultProxy, Faults
-from moto_server import AwsEntry, aws_test_env, create_active_ca, moto_thread, patch_env, write_aws_manifest
+from moto_server import (
+    AwsEntry,
+    aws_test_env,
+    create_active_ca,
+    free_port,
+    moto_thread,
+    patch_env,
+    write_aws_manifest,
+)
 
 import pca_batch.backends.aws as aws_module
 from pca_batch.backends.aws import NO_CREDENTIALS, AwsBackend, region_of
@@ -158,6 +166,25 @@ def test_apply_issues_from_cas_of_two_regions_in_one_run(
 
 
 @pytest.mark.usefixtures("quick_timeouts")
+def test_command_line_endpoint_and_region_win_over_the_manifests(
+    cli: Cli, reader: MotoReader, moto: str, ca_west: str, tmp_path: Path
+) -> None:
+    # The manifest names a port where nothing listens and the wrong region for the CA.
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    entries = [AwsEntry(f"cli-wins-{i}", ca_west) for i in range(3)]
+    manifest, keys = write_aws_manifest(tmp_path, nowhere, entries, region="us-east-1")
+
+    result = cli(
+        "apply", manifest, "--report", tmp_path / "r.json", "--max-rate", "0",
+        "--endpoint-url", moto, "--region", "us-west-2",
+    )  # fmt: skip
+
+    assert result.code == 0, result.err
+    report = read_report(tmp_path / "r.json")
+    assert_issued_as_moto_has_them(reader, tmp_path, report, keys, {e.name: ca_west for e in entries})
+
+
+@pytest.mark.usefixtures("quick_timeouts")
 def test_apply_through_faults_issues_every_entry_and_no_token_reaches_moto_twice(
     cli: Cli, reader: MotoReader, moto: str, ca_east: str, tmp_path: Path
 ) -> None:
@@ -247,4 +274,25 @@ def test_no_credentials_is_one_message_before_any_call(
     assert " ".join(result.err.split()).count(NO_CREDENTIALS) == 1
     assert "nocreds-" not in result.err
     assert stats["calls"] == {}
+    assert not (tmp_path / "out").exists()
+
+
+def test_plan_shows_preflights_findings_from_the_ca_and_issues_nothing(
+    cli: Cli, moto: str, ca_east: str, tmp_path: Path
+) -> None:
+    entries = [AwsEntry("fine", ca_east), AwsEntry("too-long", ca_east, validity_days=30)]
+    with FaultProxy(moto) as proxy:
+        manifest, _ = write_aws_manifest(tmp_path, proxy.endpoint, entries)
+        planned = cli("apply", manifest, "--plan", "--report", tmp_path / "plan.json")
+        after_plan = proxy.snapshot()
+        offline = cli("apply", manifest, "--plan", "--offline")
+        after_offline = proxy.snapshot()
+
+    assert planned.code == 1
+    rows = read_report(tmp_path / "plan.json")
+    assert rows["fine"]["status"] == "planned" and rows["fine"]["error"] is None
+    assert rows["too-long"]["error"]["code"] == "InvalidArgsException"
+    assert "SHORT_LIVED_CERTIFICATE" in " ".join(planned.out.split())
+    assert after_plan["calls"] == {"DescribeCertificateAuthority": 1}  # read-only: one describe, no issue
+    assert offline.code == 0 and after_offline["calls"] == after_plan["calls"]
     assert not (tmp_path / "out").exists()
