@@ -26,6 +26,19 @@ _EC_CURVES = {"secp256r1": "EC_prime256v1", "secp384r1": "EC_secp384r1", "secp52
 _PEM_MARKERS = (b"-----BEGIN CERTIFICATE REQUEST-----", b"-----BEGIN NEW CERTIFICATE REQUEST-----")
 
 
+# SHA-256 digests of CSR texts whose signature this process has already verified
+# (while validating the manifest), so the embedded CA does not verify them twice.
+_verified: set[bytes] = set()
+
+
+def note_verified(pem: bytes) -> None:
+    _verified.add(hashlib.sha256(pem).digest())
+
+
+def was_verified(pem: bytes) -> bool:
+    return hashlib.sha256(pem).digest() in _verified
+
+
 class InputError(ValueError):
     """A file or value that cannot be used; the message is safe to show."""
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import sys
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from pca_batch.csr import InputError, inspect_csr
 from pca_batch.model import CsrInfo
@@ -36,17 +38,25 @@ def _workers() -> int:
     return max(0, min(cores - 1, 6))  # leave one core to the main process
 
 
+def _spawn_safe() -> bool:
+    """Spawned workers re-import the main module by its path: there must be one."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    return bool(path) and os.path.isfile(str(path))
+
+
 class CsrChecker:
     """Queue CSRs with ``add`` (returns a ticket); ``results()`` gives each ticket's outcome."""
 
     def __init__(self, expected: int) -> None:
-        workers = _workers() if expected >= POOL_THRESHOLD else 0
+        workers = _workers() if expected >= POOL_THRESHOLD and _spawn_safe() else 0
         self._pool: ProcessPoolExecutor | None = None
         if workers:
             # spawn, not fork: the caller may have threads (a fork would copy their locks)
             self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
         self._batch: list[bytes] = []
         self._futures: list[Future[list[Outcome]]] = []
+        self._batches: list[list[bytes]] = []
         self._inline: list[Outcome] = []
         self._count = 0
 
@@ -64,6 +74,7 @@ class CsrChecker:
     def _flush(self) -> None:
         if self._batch and self._pool is not None:
             self._futures.append(self._pool.submit(check_batch, self._batch))
+            self._batches.append(self._batch)
             self._batch = []
 
     def results(self) -> list[Outcome]:
@@ -72,8 +83,11 @@ class CsrChecker:
         try:
             self._flush()
             out: list[Outcome] = []
-            for future in self._futures:
-                out.extend(future.result())
+            for future, batch in zip(self._futures, self._batches, strict=True):
+                try:
+                    out.extend(future.result())
+                except (BrokenProcessPool, OSError):  # a worker died: check that batch here
+                    out.extend(check_batch(batch))
             return out
         finally:
             self._pool.shutdown(cancel_futures=True)

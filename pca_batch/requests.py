@@ -258,7 +258,8 @@ class EntryBuilder:
                     Problem(self.file, at, label, "$.output", f"an entry with `key` needs output.{kind}")
                 )
         lines = block.value_lines if isinstance(block, LineDict) else {}
-        for i, address in enumerate(block.get("ip_addresses") or []):
+        spec = KeySpec.from_manifest(block)  # wrong types are left out (the schema reports them)
+        for i, address in enumerate(spec.ip_addresses):
             try:
                 ipaddress.ip_address(address)
             except ValueError:
@@ -266,12 +267,11 @@ class EntryBuilder:
                     Problem(self.file, lines.get("ip_addresses", at), label, f"$.key.ip_addresses[{i}]",
                             f"{address!r} is not an IP address")
                 )
-        subject = block.get("subject") or {}
-        if not (subject or block.get("dns_names") or block.get("ip_addresses") or block.get("uris") or block.get("emails")):
+        if not (spec.subject or spec.dns_names or spec.ip_addresses or spec.uris or spec.emails):
             problems.append(
                 Problem(self.file, at, label, "$.key", "the key needs a subject or at least one subject alternative name")
             )
-        return KeySpec.from_manifest(block)
+        return spec
 
     def _without_echoes(self, problems: list[Problem]) -> list[Problem]:
         if not self.unfilled:
@@ -338,6 +338,8 @@ class EntryBuilder:
         request["Csr"] = pem
         if info is None:
             self._pending[index] = (self.checker.add(data), at)
+        else:
+            csrmod.note_verified(pem.encode("ascii"))
         return info, False
 
     def finish(self, entries: list[Entry]) -> list[Entry]:
@@ -354,6 +356,8 @@ class EntryBuilder:
                     entry = replace(entry, token=None, problems=problems)
                 else:
                     entry = replace(entry, csr=outcome)
+                    if entry.request is not None:
+                        csrmod.note_verified(str(entry.request["Csr"]).encode("ascii"))
             out.append(entry)
         return out
 

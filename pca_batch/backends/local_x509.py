@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
+
+from pca_batch.csr import was_verified
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
@@ -131,7 +133,8 @@ def parse_csr(data: object) -> tuple[x509.CertificateSigningRequest, Certificate
         raise BackendError("MalformedCSRException", "Csr must be a PEM certificate signing request")
     try:
         csr = x509.load_pem_x509_csr(bytes(data))
-        valid = csr.is_signature_valid
+        # verified already while the manifest was validated, in this very process?
+        valid = was_verified(bytes(data)) or csr.is_signature_valid
         public_key = csr.public_key()
         extensions = csr.extensions
     except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
