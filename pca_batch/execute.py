@@ -29,6 +29,7 @@ from pca_batch.console import LiveReport, print_final
 from pca_batch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from pca_batch.journal import Journal, default_journal_path
 from pca_batch.junit import write_junit
+from pca_batch.outputs import flush_renames
 from pca_batch.model import FAILED, ApplyOptions, Entry, Manifest, Result
 from pca_batch.preflight import preflight
 from pca_batch.ratelimit import DEFAULT_AWS_RATE
@@ -148,6 +149,8 @@ def execute(
                     for e in entries
                 ]
         interrupted = runner is not None and runner.interrupted
+        with contextlib.suppress(OSError):
+            flush_renames()  # the outputs' renames, durable before the report says so
         results = _in_order(valid, settled, results)
         _write_reports(manifest, options, console, results, time.monotonic() - started, env)
         print_final(console, results, time.monotonic() - started, interrupted=interrupted)
