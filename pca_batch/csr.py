@@ -10,6 +10,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -67,14 +68,14 @@ def read_limited(path: str | Path, limit: int, what: str) -> bytes:
             raise InputError(f"{what} {path} is not a regular file (a FIFO, device or socket)")
         if st.st_size > limit:
             raise InputError(f"{what} {path} is {st.st_size} bytes; at most {limit} are allowed")
-        chunks: list[bytes] = []
-        remaining = limit + 1
-        while remaining > 0:
-            chunk = os.read(fd, min(remaining, 65536))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            remaining -= len(chunk)
+        # one read for the usual case; more only if the file grew since fstat
+        want = min(st.st_size, limit) + 1
+        chunks = [os.read(fd, want)]
+        remaining = limit + 1 - len(chunks[0])
+        while len(chunks[-1]) == want and remaining > 0:
+            want = min(remaining, 65536)
+            chunks.append(os.read(fd, want))
+            remaining -= len(chunks[-1])
         data = b"".join(chunks)
         if len(data) > limit:
             raise InputError(f"{what} {path} is larger than {limit} bytes")
@@ -87,7 +88,9 @@ def read_limited(path: str | Path, limit: int, what: str) -> bytes:
 
 def resolve(raw: str, base: str | Path) -> str:
     """A path from a manifest: ``~`` expanded, relative to the manifest's folder, normalised."""
-    return os.path.normpath(os.path.join(base, os.path.expanduser(raw)))
+    if raw.startswith("~"):
+        raw = os.path.expanduser(raw)
+    return os.path.normpath(os.path.join(base, raw))
 
 
 def csr_bytes(value: str, base: str | Path) -> tuple[bytes, str | None]:
@@ -118,12 +121,15 @@ def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
         raise InputError("the CSR does not parse as a PKCS#10 certificate signing request (PEM or DER)") from None
 
 
-def key_algorithm(csr: x509.CertificateSigningRequest) -> str:
-    """The PCA name of the CSR's key type; InputError for a key PCA does not accept."""
+def public_key(csr: x509.CertificateSigningRequest) -> Any:
     try:
-        key = csr.public_key()
+        return csr.public_key()
     except (ValueError, UnsupportedAlgorithm):
         raise InputError("the CSR's public key type is not supported") from None
+
+
+def key_algorithm(key: Any) -> str:
+    """The PCA name of a CSR key's type; InputError for a key PCA does not accept."""
     if isinstance(key, rsa.RSAPublicKey):
         name = _RSA_SIZES.get(key.key_size)
         if name is None:
@@ -180,7 +186,8 @@ def inspect_csr(data: bytes) -> tuple[str, CsrInfo]:
     csr = parse_csr(data)
     if not csr.is_signature_valid:
         raise InputError("the CSR's signature does not verify (was it altered after signing?)")
-    algorithm = key_algorithm(csr)
+    key = public_key(csr)
+    algorithm = key_algorithm(key)
     try:
         subject = csr.subject.rfc4514_string()
     except ValueError:
@@ -188,6 +195,6 @@ def inspect_csr(data: bytes) -> tuple[str, CsrInfo]:
     names = sans(csr)
     if not subject and not names:
         raise InputError("the CSR has neither a subject nor a subject alternative name")
-    spki = csr.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     pem = plain_pem(data) or csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
     return pem, CsrInfo(subject, names, algorithm, hashlib.sha256(spki).hexdigest())

@@ -83,7 +83,16 @@ class CsrChecker:
         try:
             self._flush()
             out: list[Outcome] = []
-            for future, batch in zip(self._futures, self._batches, strict=True):
+            # The main process is free now: it takes the batches no worker has started
+            # (from the end, so the workers keep theirs), and waits only for the rest.
+            done: dict[int, list[Outcome]] = {}
+            for i in range(len(self._futures) - 1, -1, -1):
+                if self._futures[i].cancel():
+                    done[i] = check_batch(self._batches[i])
+            for i, (future, batch) in enumerate(zip(self._futures, self._batches, strict=True)):
+                if i in done:
+                    out.extend(done[i])
+                    continue
                 try:
                     out.extend(future.result())
                 except (BrokenProcessPool, OSError):  # a worker died: check that batch here

@@ -187,7 +187,7 @@ def decide(
         return Decision("renew", "the journal has no record of issuing this certificate", existing)
     if record.ca_arn != ca_arn:
         return Decision("renew", "the CA changed", existing, record)
-    if record.token not in request_tokens(index, name, token, explicit_token, request):
+    if record.token != token and record.token not in request_tokens(index, name, token, explicit_token, request):
         return Decision("renew", "the request changed", existing, record)
     if expected_spki is not None and existing.spki_sha256 != expected_spki:
         return Decision("renew", "the key changed", existing, record)

@@ -17,10 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from jsonschema import Draft202012Validator
-
 from pca_batch import csr as csrmod
-from pca_batch import interpolate, schema, tokens, yamlload
+from pca_batch import fastcheck, interpolate, schema, tokens, yamlload
 from pca_batch.errors import ManifestError, Problem
 from pca_batch.model import AuthoritySpec, BackendConfig, Entry, Manifest, Outputs, RunSettings
 from pca_batch.problems import Source, json_path, problems_from_errors
@@ -30,12 +28,23 @@ DEFAULT_STORE = ".pca-batch"
 SUPPORTED_VERSIONS = (1,)
 
 
-@cache
-def _top_validator() -> Draft202012Validator:
+def _top_schema() -> dict[str, Any]:
     """The manifest schema without the entries, which are checked one by one."""
     top = copy.deepcopy(schema.load(schema.MANIFEST))
     top["properties"]["certificates"] = {"type": "array", "minItems": 1}
-    return Draft202012Validator(top)
+    return top
+
+
+@cache
+def _top_ok() -> fastcheck.Check:
+    return fastcheck.compile_schema(_top_schema())
+
+
+@cache
+def _top_validator() -> Any:
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(_top_schema())
 
 
 def load_manifest(
@@ -59,7 +68,8 @@ def load_manifest(
     except csrmod.InputError as exc:
         raise fatal(1, str(exc)) from None
     try:
-        doc = yamlload.load(yamlload.decode(data))
+        text = yamlload.decode(data)
+        doc = yamlload.load(text)
     except yamlload.YamlError as exc:
         raise fatal(exc.line, exc.message) from None
     if not isinstance(doc, yamlload.LineDict):
@@ -82,9 +92,10 @@ def load_manifest(
         return add
 
     top_source = [Source(doc, doc.line, True)]
-    problems += problems_from_errors(
-        _top_validator().iter_errors(doc), file=display, entry="-", sources=top_source, fallback_line=doc.line
-    )
+    if not _top_ok()(doc):
+        problems += problems_from_errors(
+            _top_validator().iter_errors(doc), file=display, entry="-", sources=top_source, fallback_line=doc.line
+        )
     unfilled: set[tuple[str, int]] = set()
     for key in ("backend", "settings", "defaults"):
         if isinstance(doc.get(key), dict):
@@ -109,6 +120,7 @@ def load_manifest(
         defaults=defaults,
         allow_outside_paths=allow_outside_paths,
         expected=len(certificates) if isinstance(certificates, list) else 0,
+        interpolate="${" in text,
     )
     builder.unfilled |= unfilled
     problems += builder.check_defaults()

@@ -11,12 +11,13 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING, Any
 
 from pca_batch.errors import Problem
 from pca_batch.yamlload import LineDict, LineList
+
+if TYPE_CHECKING:  # jsonschema is imported only when there is something to explain
+    from jsonschema.exceptions import ValidationError
 
 _JSON_TYPES = {
     dict: "a mapping",

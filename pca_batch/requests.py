@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jsonschema.exceptions import ValidationError
+from typing import TYPE_CHECKING
 
 from pca_batch import csr as csrmod
 from pca_batch.csrpool import CsrChecker
@@ -26,6 +26,9 @@ from pca_batch.errors import Problem
 from pca_batch.model import OUTPUT_KINDS, CsrInfo, Entry, Outputs
 from pca_batch.problems import Source, json_path, locate, problems_from_errors
 from pca_batch.yamlload import LineDict
+
+if TYPE_CHECKING:
+    from jsonschema.exceptions import ValidationError
 
 _SHORTHAND_KEYS = ("Validity", "ValidityNotBefore")
 KEY_PLACEHOLDER = "(made by pca-batch from the entry's key at apply time)"
@@ -82,22 +85,24 @@ class EntryBuilder:
         defaults: LineDict | None,
         allow_outside_paths: bool,
         expected: int = 0,
+        interpolate: bool = True,
     ) -> None:
         self.file = file
         self.root = root
         self.root_str = str(root)
         self.real_root = os.path.realpath(root)
+        self.real_root_sep = self.real_root.rstrip(os.sep) + os.sep
         self.env = env
         self.now = now
         self.defaults = defaults
         self.allow_outside = allow_outside_paths
+        self.interpolate = interpolate  # False when the manifest holds no "${" at all
         self._json_cache: dict[Path, Any] = {}
         self.checker = CsrChecker(expected)
         # entry index -> (checker ticket, line of its Csr): signatures checked in finish()
         self._pending: dict[int, tuple[int, int]] = {}
         self._real_dirs: dict[str, str] = {}
-        self._request_validator = schema.validator(schema.REQUEST)
-        self._entry_validator = schema.def_validator(schema.MANIFEST, "entry")
+        self._request_ok_cache: dict[str, bool] = {}
         # jsonschema explains; these compiled checks only say yes or no, fast
         self._request_ok = _fast(schema.REQUEST, None)
         self._entry_ok = _fast(schema.MANIFEST, "entry")
@@ -143,11 +148,12 @@ class EntryBuilder:
             self.unfilled.add((json_path(p), at))
             report(p, at, message)
 
-        interpolate.walk(raw, self.env, [], line, report_unfilled)
+        if self.interpolate:
+            interpolate.walk(raw, self.env, [], line, report_unfilled)
         own = Source(raw, line, True)
         if not self._entry_ok(raw):
             problems += problems_from_errors(
-                self._entry_validator.iter_errors(raw), file=self.file, entry=label, sources=[own], fallback_line=line
+                schema.def_validator(schema.MANIFEST, "entry").iter_errors(raw), file=self.file, entry=label, sources=[own], fallback_line=line
             )
         if isinstance(name, str):
             if name in seen:
@@ -179,12 +185,13 @@ class EntryBuilder:
             info, csr_failed = _key_info(key_spec), False
         else:
             info, csr_failed = self._read_csr(index, request, sources, line, label, problems)
+        request_problems, body = self._check_request(request, sources, line, label, csr_failed)
         # Paths already explained by a problem above; schema errors there would only repeat it.
         explained = {p.path for p in problems}
         cli_failed = "$.cli_input_json" in explained
         problems += [
             p
-            for p in self._check_request(request, sources, line, label, csr_failed)
+            for p in request_problems
             if p.path not in explained and not (cli_failed and "required key" in p.message)
         ]
         if not any(p.path.startswith(("$.Validity", "$.ValidityNotBefore")) for p in problems):
@@ -192,7 +199,10 @@ class EntryBuilder:
         outputs = self._outputs(raw, line, label, registry, problems)
         token = None
         if not problems:
-            token = tokens.token_for(label, key_request(request, key_spec) if key_spec else request)
+            if key_spec is not None:
+                token = tokens.token_for(label, key_request(request, key_spec))
+            else:
+                token = tokens.token_for(label, request, body=body)
         explicit = request.get("IdempotencyToken")
         ca = request.get("CertificateAuthorityArn")
         if isinstance(explicit, str) and isinstance(ca, str):
@@ -363,13 +373,21 @@ class EntryBuilder:
 
     def _check_request(
         self, request: dict[str, Any], sources: list[Source], line: int, label: str, csr_failed: bool
-    ) -> list[Problem]:
-        if self._request_ok(request):
-            return []
-        errors: list[ValidationError] = list(self._request_validator.iter_errors(request))
+    ) -> tuple[list[Problem], str]:
+        """The request's problems, and its canonical form without the CSR (for the token)."""
+        # Requests differ mostly in their CSR: check the rest once per distinct form.
+        body = tokens.canonical_without_csr(request)
+        ok = self._request_ok_cache.get(body)
+        if ok is None:
+            ok = self._request_ok_cache[body] = self._request_ok({**request, "Csr": "x"})
+        csr = request.get("Csr", "")
+        if ok and isinstance(csr, str) and 1 <= len(csr) <= csrmod.CSR_MAX_BYTES:
+            return [], body
+        errors: list[ValidationError] = list(schema.validator(schema.REQUEST).iter_errors(request))
         if csr_failed:
             errors = [e for e in errors if not (list(e.absolute_path)[:1] == ["Csr"])]
-        return problems_from_errors(errors, file=self.file, entry=label, sources=sources, fallback_line=line)
+        found = problems_from_errors(errors, file=self.file, entry=label, sources=sources, fallback_line=line)
+        return found, body
 
     def _check_validity(
         self, request: dict[str, Any], sources: list[Source], line: int, label: str
@@ -427,7 +445,8 @@ class EntryBuilder:
             at = lines.get(kind, line)
             path = csrmod.resolve(rel, self.root_str)
             real = self._realpath(path)
-            if not self.allow_outside and os.path.commonpath([real, self.real_root]) != self.real_root:
+            inside = real == self.real_root or real.startswith(self.real_root_sep)
+            if not self.allow_outside and not inside:
                 problems.append(
                     Problem(
                         self.file,

@@ -6,9 +6,10 @@ import json
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from jsonschema import Draft202012Validator
+if TYPE_CHECKING:
+    from jsonschema import Draft202012Validator
 
 REQUEST = "issue-certificate.schema.json"
 MANIFEST = "manifest.schema.json"
@@ -27,14 +28,21 @@ def _read(name: str) -> str:
 @cache
 def load(name: str) -> dict[str, Any]:
     schema: dict[str, Any] = json.loads(_read(name))
-    Draft202012Validator.check_schema(schema)
     return schema
+
+
+# jsonschema is imported on first use: a valid manifest is checked by the compiled
+# checks of pca_batch.fastcheck, and jsonschema only explains what fails.
 
 
 @cache
 def validator(name: str) -> Draft202012Validator:
     """One validator per schema, built once and checked against the metaschema."""
-    return Draft202012Validator(load(name), format_checker=Draft202012Validator.FORMAT_CHECKER)
+    from jsonschema import Draft202012Validator
+
+    schema = load(name)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema, format_checker=Draft202012Validator.FORMAT_CHECKER)
 
 
 def subschema(name: str, ref: str) -> dict[str, Any]:
@@ -45,4 +53,6 @@ def subschema(name: str, ref: str) -> dict[str, Any]:
 
 @cache
 def def_validator(name: str, ref: str) -> Draft202012Validator:
+    from jsonschema import Draft202012Validator
+
     return Draft202012Validator(subschema(name, ref))

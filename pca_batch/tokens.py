@@ -24,16 +24,21 @@ def canonical(request: Mapping[str, Any]) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def derive(name: str, request: Mapping[str, Any], *, salt: str = "") -> str:
+def derive(name: str, request: Mapping[str, Any], *, salt: str = "", body: str | None = None) -> str:
     """``pb1-`` and 32 base32 characters (160 bits) of SHA-256 over name, request and salt.
 
+    The request is hashed as its canonical form without the CSR, then the CSR text
+    (``body`` may pass that canonical form in when the caller has it already).
     ``salt`` lets a renewal draw a token that differs from the one that issued the
     certificate it replaces (for example that certificate's serial).
     """
     digest = hashlib.sha256()
     digest.update(name.encode("utf-8"))
     digest.update(b"\0")
-    digest.update(canonical(request).encode("ascii"))
+    digest.update((body if body is not None else canonical_without_csr(request)).encode("ascii"))
+    digest.update(b"\0")
+    csr = request.get("Csr")
+    digest.update(csr.encode("utf-8") if isinstance(csr, str) else json.dumps(csr).encode("ascii"))
     if salt:
         digest.update(b"\0")
         digest.update(salt.encode("utf-8"))
@@ -41,8 +46,12 @@ def derive(name: str, request: Mapping[str, Any], *, salt: str = "") -> str:
     return PREFIX + code[: TOKEN_MAX - len(PREFIX)]
 
 
-def token_for(name: str, request: Mapping[str, Any], *, salt: str = "") -> str:
+def canonical_without_csr(request: Mapping[str, Any]) -> str:
+    return canonical({k: v for k, v in request.items() if k != "Csr"})
+
+
+def token_for(name: str, request: Mapping[str, Any], *, salt: str = "", body: str | None = None) -> str:
     explicit = request.get("IdempotencyToken")
     if isinstance(explicit, str) and explicit:
         return explicit
-    return derive(name, request, salt=salt)
+    return derive(name, request, salt=salt, body=body)

@@ -239,3 +239,10 @@ def test_fastcheck_agrees_on_the_manifest_entry_schema() -> None:
     ]
     for case in cases:
         assert ok(case) == check.is_valid(case), case
+
+
+def test_every_schema_passes_its_metaschema() -> None:
+    from jsonschema import Draft202012Validator
+
+    for name in (schema.REQUEST, schema.MANIFEST, schema.REPORT):
+        Draft202012Validator.check_schema(schema.load(name))
