@@ -32,6 +32,11 @@ class CertificateFacts:
     not_after: str
 
 
+def serial_hex(serial: int) -> str:
+    """A serial as the certificate ARN ends in it: lowercase hex, 32 digits at least."""
+    return format(serial, "032x")
+
+
 def pem_text(pem: str) -> str:
     """PEM text ending in exactly one newline ("" stays "")."""
     text = pem.strip()
@@ -49,7 +54,7 @@ def certificate_facts(pem: str) -> CertificateFacts:
     except ValueError as exc:
         raise BackendError(MALFORMED, "GetCertificate answered with no PEM certificate") from exc
     return CertificateFacts(
-        serial=format(cert.serial_number, "x"),
+        serial=serial_hex(cert.serial_number),
         not_before=rfc3339(cert.not_valid_before_utc),
         not_after=rfc3339(cert.not_valid_after_utc),
     )

@@ -19,7 +19,7 @@ Check = Callable[[Any], bool]
 _SUPPORTED = {
     "$schema", "$id", "$defs", "$ref", "title", "description", "type", "properties", "required",
     "additionalProperties", "items", "enum", "const", "pattern", "minLength", "maxLength",
-    "minimum", "maximum", "minItems", "maxItems", "format",
+    "minimum", "maximum", "minItems", "maxItems", "format", "oneOf",
 }
 
 
@@ -70,7 +70,11 @@ def _compile(node: Any, root: dict[str, Any], cache: dict[str, Check]) -> Check:
         checks.append(lambda value, name=name: cache[name](value))
     if "type" in node:
         kinds = [node["type"]] if isinstance(node["type"], str) else list(node["type"])
-        checks.append(lambda value: any(_is_type(value, k) for k in kinds))
+        if len(kinds) == 1:
+            kind = kinds[0]
+            checks.append(lambda value: _is_type(value, kind))
+        else:
+            checks.append(lambda value: any(_is_type(value, k) for k in kinds))
     if "enum" in node:
         options = node["enum"]
         checks.append(lambda value: any(value == o and type(value) is type(o) for o in options))
@@ -117,6 +121,19 @@ def _compile(node: Any, root: dict[str, Any], cache: dict[str, Check]) -> Check:
             return True
 
         checks.append(check_props)
+    if "oneOf" in node:
+        options = [_compile(o, root, cache) for o in node["oneOf"]]
+        checks.append(lambda value: sum(1 for o in options if o(value)) == 1)
     if len(checks) == 1:
         return checks[0]
-    return lambda value: all(c(value) for c in checks)
+    if len(checks) == 2:
+        first, second = checks
+        return lambda value: first(value) and second(value)
+
+    def check_all(value: Any) -> bool:
+        for check in checks:
+            if not check(value):
+                return False
+        return True
+
+    return check_all

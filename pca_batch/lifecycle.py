@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives import serialization
 
 from pca_batch import csr as csrmod
 from pca_batch import tokens
+from pca_batch.delivery import serial_hex
 from pca_batch.journal import JournalRecord, read_journal
 
 DEFAULT_SHARE = 1 / 3  # of the lifetime, as cert-manager renews
@@ -76,7 +77,7 @@ def read_certificate(path: Path) -> OnDisk | None:
 
     spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     return OnDisk(
-        serial=format(cert.serial_number, "x"),
+        serial=serial_hex(cert.serial_number),
         not_before=cert.not_valid_before_utc,
         not_after=cert.not_valid_after_utc,
         spki_sha256=hashlib.sha256(spki).hexdigest(),
@@ -97,7 +98,7 @@ class IssuedIndex:
             except ValueError:
                 continue
             self.by_serial[serial] = r
-            self.serials_of.setdefault(r.name, []).append(format(serial, "x"))
+            self.serials_of.setdefault(r.name, []).append(serial_hex(serial))
 
     def records_of(self, name: str) -> list[JournalRecord]:
         return [self.by_serial[int(s, 16)] for s in self.serials_of.get(name, ())]
@@ -153,7 +154,7 @@ def latest_issued(index: IssuedIndex, name: str, ca_arn: str, candidates: set[st
 
 def serial_of(record: JournalRecord) -> str:
     """The serial (lowercase hex) a certificate ARN ends in."""
-    return format(int(record.certificate_arn.rsplit("/certificate/", 1)[-1], 16), "x")
+    return serial_hex(int(record.certificate_arn.rsplit("/certificate/", 1)[-1], 16))
 
 
 def decide(

@@ -110,6 +110,7 @@ def render_plan(manifest: Manifest, results: Sequence[Result], console: Console)
             )
         console.print(table)
     else:
+        lines = []
         for r in results:
             e = entries.get(r.name)
             fields = [
@@ -121,7 +122,9 @@ def render_plan(manifest: Manifest, results: Sequence[Result], console: Console)
                 f"names={_names(e) or '-'}",
                 f"token={r.idempotency_token or _no_token(e) or '-'}",
             ]
-            console.print(" ".join(fields), markup=False, highlight=False, soft_wrap=True)
+            lines.append(" ".join(fields))
+        if lines:  # one write: printing line by line costs more than the plan itself
+            console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
 
 
 def _action(r: Result, table: bool = False) -> str:

@@ -42,8 +42,8 @@ def derive(name: str, request: Mapping[str, Any], *, salt: str = "", body: str |
     if salt:
         digest.update(b"\0")
         digest.update(salt.encode("utf-8"))
-    code = base64.b32encode(digest.digest()).decode("ascii").lower().rstrip("=")
-    return PREFIX + code[: TOKEN_MAX - len(PREFIX)]
+    # 20 bytes make exactly 32 base32 characters (160 bits), no padding
+    return PREFIX + base64.b32encode(digest.digest()[:20]).decode("ascii").lower()
 
 
 def canonical_without_csr(request: Mapping[str, Any]) -> str:

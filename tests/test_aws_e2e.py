@@ -124,7 +124,7 @@ def assert_issued_as_moto_has_them(
         assert full_chain == certificate + chain
         cert = x509.load_pem_x509_certificate(certificate.encode())
         assert cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == keys[name]
-        assert row["serial"] == format(cert.serial_number, "x")
+        assert row["serial"] == format(cert.serial_number, "032x")
         cert.verify_directly_issued_by(x509.load_pem_x509_certificate(chain.encode()))
 
 

@@ -387,7 +387,7 @@ certificates:
         "email": ["ops@example.com"],
     }
     cert.verify_directly_issued_by(x509.load_pem_x509_certificate((out / "web.chain.pem").read_bytes()))
-    assert report["web"]["serial"] == format(cert.serial_number, "x")
+    assert report["web"]["serial"] == format(cert.serial_number, "032x")
 
     rsa_key = (out / "rsa.key").read_bytes()
     assert rsa_key.startswith(b"-----BEGIN PRIVATE KEY-----") and mode_of(out / "rsa.key") == 0o600

@@ -154,7 +154,7 @@ def test_what_makes_an_entry_renew(tmp_path: Path) -> None:
 def test_a_renewed_certificate_is_known_by_its_salted_token(tmp_path: Path) -> None:
     """The journal holds the renewal under the token salted with the serial it replaced."""
     first, second = 0x1111, 0x2222
-    salted = lifecycle.renewal_token(TOKEN, False, "svc", REQUEST, format(first, "x"))
+    salted = lifecycle.renewal_token(TOKEN, False, "svc", REQUEST, format(first, "032x"))
     assert salted != TOKEN and salted.startswith("pb1-") and len(salted) <= 36
     cert = write_cert(tmp_path / "c.pem", serial=second)
 

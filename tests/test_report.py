@@ -57,3 +57,16 @@ def test_merge_refuses_what_is_not_a_report(tmp_path: Path, cli) -> None:
         result = cli("report", "merge", tmp_path / name, "-o", tmp_path / "all.json")
         assert result.code == 2 and "Traceback" not in result.err and name in result.err
     assert not (tmp_path / "all.json").exists()
+
+
+def test_fast_report_check_agrees_with_jsonschema() -> None:
+    from pca_batch.report import _report_ok
+
+    good = build_report([_r("a", error_code="X", error_message="m"), _r("b")])
+    assert _report_ok()(good) and schema.validator(schema.REPORT).is_valid(good)
+    bad = json.loads(json.dumps(good))
+    bad["results"][0]["error"] = {"code": "X"}  # message missing
+    assert not _report_ok()(bad) and not schema.validator(schema.REPORT).is_valid(bad)
+    bad = json.loads(json.dumps(good))
+    bad["results"][1]["status"] = "done"
+    assert not _report_ok()(bad) and not schema.validator(schema.REPORT).is_valid(bad)

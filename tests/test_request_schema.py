@@ -224,8 +224,8 @@ def test_single_mutations_fail_at_the_right_path(request: dict[str, Any], data: 
 
 
 def test_fastcheck_refuses_keywords_it_does_not_know() -> None:
-    with pytest.raises(ValueError, match="oneOf"):
-        fastcheck.compile_schema({"oneOf": [{"type": "string"}]})
+    with pytest.raises(ValueError, match="anyOf"):
+        fastcheck.compile_schema({"anyOf": [{"type": "string"}]})
 
 
 def test_fastcheck_agrees_on_the_manifest_entry_schema() -> None:
