@@ -127,8 +127,6 @@ class AwsBackend:
         self._clients: dict[tuple[str, str | None, str | None], BaseClient] = {}
         self._config = Config(
             retries={"total_max_attempts": 1, "mode": "standard"},
-            # requests are checked against the stricter request schema already
-            parameter_validation=False,
             max_pool_connections=max(1, max_pool_connections),
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
