@@ -182,19 +182,28 @@ def plain_pem(data: bytes) -> str | None:
 
 
 def inspect_csr(data: bytes) -> tuple[str, CsrInfo]:
-    """Check a CSR as AWS Private CA would; return its canonical PEM text and what it holds."""
+    """Check a CSR as AWS Private CA would; return its PEM text and what it holds.
+
+    Only what validation needs is read here (the signature, the key, that there is
+    a subject or a SAN); the subject and SAN texts are read on first use.
+    """
     csr = parse_csr(data)
     if not csr.is_signature_valid:
         raise InputError("the CSR's signature does not verify (was it altered after signing?)")
-    key = public_key(csr)
-    algorithm = key_algorithm(key)
+    algorithm = key_algorithm(public_key(csr))
     try:
-        subject = csr.subject.rfc4514_string()
-    except ValueError:
-        raise InputError("the CSR's subject does not parse") from None
-    names = sans(csr)
-    if not subject and not names:
+        has_subject = len(csr.subject) > 0
+        extensions = csr.extensions
+    except (ValueError, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
+        raise InputError("the CSR's subject or extensions do not parse") from None
+    if not has_subject and not any(isinstance(e.value, x509.SubjectAlternativeName) for e in extensions):
         raise InputError("the CSR has neither a subject nor a subject alternative name")
-    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
     pem = plain_pem(data) or csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
-    return pem, CsrInfo(subject, names, algorithm, hashlib.sha256(spki).hexdigest())
+    return pem, CsrInfo(None, None, algorithm, None, pem=pem)
+
+
+def describe_csr(pem: bytes) -> tuple[str, tuple[str, ...], str]:
+    """Subject (RFC 4514), SANs and SHA-256 of the public key of a CSR already checked."""
+    csr = x509.load_pem_x509_csr(pem)
+    spki = csr.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return csr.subject.rfc4514_string(), sans(csr), hashlib.sha256(spki).hexdigest()

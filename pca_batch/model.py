@@ -21,14 +21,79 @@ SKIPPED = "skipped"
 STATUSES = (PLANNED, ISSUED, UNCHANGED, FAILED, INVALID, SKIPPED)
 
 
-@dataclass(frozen=True)
 class CsrInfo:
-    """What pca-batch read out of a CSR (never its bytes in a message)."""
+    """What pca-batch read out of a CSR (never its bytes in a message).
 
-    subject: str  # RFC 4514 string, "" when empty
-    sans: tuple[str, ...]  # "DNS:a.example", "IP:10.0.0.1", "URI:...", "email:..."
-    key_algorithm: str  # RSA_2048 | RSA_3072 | RSA_4096 | EC_prime256v1 | EC_secp384r1 | EC_secp521r1 | ML_DSA_*
-    public_key_sha256: str  # hex SHA-256 of the SubjectPublicKeyInfo DER
+    - subject: RFC 4514 string, "" when empty
+    - sans: ("DNS:a.example", "IP:10.0.0.1", "URI:...", "email:...")
+    - key_algorithm: RSA_2048 ... EC_secp521r1, ML_DSA_*
+    - public_key_sha256: hex SHA-256 of the SubjectPublicKeyInfo DER
+
+    Validation needs only the key algorithm; the rest is read from the CSR's PEM
+    on first use (by the plan and the renewal checks), so that checking a large
+    manifest does not pay for it.
+    """
+
+    __slots__ = ("key_algorithm", "_pem", "_subject", "_sans", "_spki")
+
+    def __init__(
+        self,
+        subject: str | None,
+        sans: tuple[str, ...] | None,
+        key_algorithm: str,
+        public_key_sha256: str | None,
+        *,
+        pem: str | None = None,
+    ) -> None:
+        self.key_algorithm = key_algorithm
+        self._pem = pem
+        self._subject = subject
+        self._sans = sans
+        self._spki = public_key_sha256
+
+    def with_pem(self, pem: str) -> CsrInfo:
+        return CsrInfo(self._subject, self._sans, self.key_algorithm, self._spki, pem=pem)
+
+    def _read(self) -> None:
+        from pca_batch.csr import describe_csr
+
+        if self._pem is None:
+            raise ValueError("this CsrInfo has no CSR to read")
+        self._subject, self._sans, self._spki = describe_csr(self._pem.encode("ascii"))
+
+    @property
+    def subject(self) -> str:
+        if self._subject is None:
+            self._read()
+        assert self._subject is not None
+        return self._subject
+
+    @property
+    def sans(self) -> tuple[str, ...]:
+        if self._sans is None:
+            self._read()
+        assert self._sans is not None
+        return self._sans
+
+    @property
+    def public_key_sha256(self) -> str:
+        if self._spki is None:
+            self._read()
+        assert self._spki is not None
+        return self._spki
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CsrInfo):
+            return NotImplemented
+        return (self.key_algorithm, self._subject, self._sans, self._spki) == (
+            other.key_algorithm, other._subject, other._sans, other._spki,
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.key_algorithm, self._subject, self._sans, self._spki))
+
+    def __repr__(self) -> str:
+        return f"CsrInfo(key_algorithm={self.key_algorithm!r}, subject={self._subject!r}, sans={self._sans!r})"
 
 
 @dataclass(frozen=True)

@@ -365,7 +365,7 @@ class EntryBuilder:
                     problems = tuple(sorted(entry.problems + (problem,), key=lambda p: p.line))
                     entry = replace(entry, token=None, problems=problems)
                 else:
-                    entry = replace(entry, csr=outcome)
+                    entry = replace(entry, csr=outcome.with_pem(str(entry.request["Csr"])) if entry.request else outcome)
                     if entry.request is not None:
                         csrmod.note_verified(str(entry.request["Csr"]).encode("ascii"))
             out.append(entry)
