@@ -103,6 +103,8 @@ class EntryBuilder:
         self._pending: dict[int, tuple[int, int]] = {}
         self._real_dirs: dict[str, str] = {}
         self._request_ok_cache: dict[str, bool] = {}
+        self._dir_paths: dict[str, Path] = {}
+        self._defaults_body: str | None = None  # canonical form of a request made of defaults alone
         # jsonschema explains; these compiled checks only say yes or no, fast
         self._request_ok = _fast(schema.REQUEST, None)
         self._entry_ok = _fast(schema.MANIFEST, "entry")
@@ -185,7 +187,9 @@ class EntryBuilder:
             info, csr_failed = _key_info(key_spec), False
         else:
             info, csr_failed = self._read_csr(index, request, sources, line, label, problems)
-        request_problems, body = self._check_request(request, sources, line, label, csr_failed)
+        # An entry that adds nothing but its CSR to the defaults has the defaults' canonical form.
+        plain = cli is None and not any(k in self._request_keys and k != "Csr" for k in raw)
+        request_problems, body = self._check_request(request, sources, line, label, csr_failed, plain)
         # Paths already explained by a problem above; schema errors there would only repeat it.
         explained = {p.path for p in problems}
         cli_failed = "$.cli_input_json" in explained
@@ -372,11 +376,22 @@ class EntryBuilder:
         return out
 
     def _check_request(
-        self, request: dict[str, Any], sources: list[Source], line: int, label: str, csr_failed: bool
+        self,
+        request: dict[str, Any],
+        sources: list[Source],
+        line: int,
+        label: str,
+        csr_failed: bool,
+        plain: bool = False,
     ) -> tuple[list[Problem], str]:
         """The request's problems, and its canonical form without the CSR (for the token)."""
         # Requests differ mostly in their CSR: check the rest once per distinct form.
-        body = tokens.canonical_without_csr(request)
+        if plain:
+            if self._defaults_body is None:
+                self._defaults_body = tokens.canonical_without_csr(request)
+            body = self._defaults_body
+        else:
+            body = tokens.canonical_without_csr(request)
         ok = self._request_ok_cache.get(body)
         if ok is None:
             ok = self._request_ok_cache[body] = self._request_ok({**request, "Csr": "x"})
@@ -469,7 +484,11 @@ class EntryBuilder:
                     )
                 )
                 continue
-            paths[kind] = Path(path)
+            folder, name = os.path.split(path)
+            parent = self._dir_paths.get(folder)
+            if parent is None:
+                parent = self._dir_paths[folder] = Path(folder)
+            paths[kind] = parent / name  # parses the name only, not the whole path again
         return Outputs(**paths)
 
     def _realpath(self, path: str) -> str:
