@@ -66,9 +66,14 @@ def decide_entry(entry: Entry, index: IssuedIndex, *, now: datetime, force: bool
     certificate = entry.outputs.certificate
     if certificate is None:
         return _without_output(entry, index, force)
-    expected_subject = None if _passthrough(request, "Subject") else (entry.csr.subject if entry.csr else None)
-    expected_sans = None if _passthrough(request, "SANs") else (entry.csr.sans if entry.csr else None)
-    token, token_request, spki = entry.token, dict(request), entry.csr.public_key_sha256 if entry.csr else None
+    # A derived token covers the whole request, CSR included: a certificate the journal holds
+    # for it was issued for this very CSR. With an explicit token (which does not change with
+    # the request) the certificate is compared with the CSR itself.
+    compare = entry.explicit_token and entry.csr is not None and entry.key is None
+    expected_subject = entry.csr.subject if compare and not _passthrough(request, "Subject") else None
+    expected_sans = entry.csr.sans if compare and not _passthrough(request, "SANs") else None
+    token, token_request = entry.token, dict(request)
+    spki = entry.csr.public_key_sha256 if compare else None
     if entry.key is not None:
         try:
             key, pending = _current_key(entry, env)
@@ -189,9 +194,15 @@ def unchanged_result(step: Step, base_dir: Path) -> Result:
         not_before=existing.not_before.strftime("%Y-%m-%dT%H:%M:%SZ") if existing else None,
         not_after=existing.not_after.strftime("%Y-%m-%dT%H:%M:%SZ") if existing else None,
         idempotency_token=record.token if record else entry.token,
-        outputs={k: (Path(os.path.relpath(p, base_dir)).as_posix() if (p := getattr(entry.outputs, k)) else None)
-                 for k in OUTPUT_KINDS},
+        outputs={k: (_relative(p, base_dir) if (p := getattr(entry.outputs, k)) else None) for k in OUTPUT_KINDS},
         line=entry.line,
         action="unchanged",
         reason=decision.reason,
     )
+
+
+def _relative(path: Path, base_dir: Path) -> str:
+    text, base = str(path), str(base_dir).rstrip(os.sep) + os.sep
+    if text.startswith(base):  # the usual case, without os.path.relpath's cost
+        return text[len(base):].replace(os.sep, "/")
+    return Path(os.path.relpath(path, base_dir)).as_posix()

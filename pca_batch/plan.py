@@ -113,6 +113,10 @@ def render_plan(manifest: Manifest, results: Sequence[Result], console: Console)
         lines = []
         for r in results:
             e = entries.get(r.name)
+            if r.action == "unchanged":  # nothing to do: the line says so, and which certificate
+                fields = [_action(r), r.name, f"serial={r.serial or '-'}", f"token={r.idempotency_token or '-'}"]
+                lines.append(" ".join(fields))
+                continue
             fields = [
                 _action(r),
                 r.name,

@@ -236,7 +236,7 @@ def plan_lines(result: CliResult) -> dict[str, str]:
     """Entry name -> the action the plan shows for it ("~ renew (expires in 2 days)")."""
     out = {}
     for line in result.out.splitlines():
-        m = re.match(r"^([+~=!] \w+(?: \(.*?\))?) (\S+) ca=", line)
+        m = re.match(r"^([+~=!x] \w+(?: \(.*?\))?) (\S+) (?:ca|serial)=", line)
         if m:
             out[m.group(2)] = m.group(1)
     return out

@@ -59,7 +59,7 @@ def test_every_entry_is_issued_and_its_files_hold_the_certificate(tmp_path: Path
         assert (tmp_path / r.outputs["full_chain"]).read_text() == cert_pem + chain_pem
         assert chain_pem == backend.authorities[CA_ARN].pem
         cert = x509.load_pem_x509_certificate(cert_pem.encode())
-        assert r.serial == format(cert.serial_number, "x")
+        assert r.serial == format(cert.serial_number, "032x")
         assert r.certificate_arn == f"{CA_ARN}/certificate/{cert.serial_number:032x}"
         assert r.not_after == cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ")
         assert RFC3339.match(r.not_before or "") and RFC3339.match(r.not_after or "")

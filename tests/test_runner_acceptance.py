@@ -107,7 +107,7 @@ def test_apply_issues_writes_reports_and_a_second_run_changes_nothing(tmp_path: 
     for entry in report["results"]:
         cert = x509.load_pem_x509_certificate((tmp_path / entry["outputs"]["certificate"]).read_bytes())
         cert.verify_directly_issued_by(root)
-        assert entry["serial"] == format(cert.serial_number, "x")
+        assert entry["serial"] == format(cert.serial_number, "032x")
         assert entry["certificate_arn"].endswith(f"/certificate/{cert.serial_number:032x}")
         full = (tmp_path / entry["outputs"]["full_chain"]).read_text()
         chain = (tmp_path / entry["outputs"]["chain"]).read_text()
