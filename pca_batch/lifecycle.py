@@ -11,6 +11,7 @@ very certificate being replaced.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -49,41 +50,53 @@ def parse_renew_before(text: str | None) -> tuple[str, float]:
     return ("abs", value * {"d": 86400, "h": 3600, "m": 60}[unit])
 
 
-@dataclass(frozen=True)
 class OnDisk:
-    """What pca-batch needs to know of a certificate file."""
+    """What pca-batch needs to know of a certificate file. The serial and validity are read
+    at once; the key digest, subject and SANs on first use (most re-runs never need them)."""
 
-    serial: str  # lowercase hex, no colons
-    not_before: datetime
-    not_after: datetime
-    spki_sha256: str
-    subject: str
-    sans: tuple[str, ...]
+    __slots__ = ("_cert", "serial", "not_before", "not_after", "_details")
+
+    def __init__(self, cert: x509.Certificate) -> None:
+        self._cert = cert
+        self.serial = serial_hex(cert.serial_number)  # lowercase hex, as the ARN ends in it
+        self.not_before: datetime = cert.not_valid_before_utc
+        self.not_after: datetime = cert.not_valid_after_utc
+        self._details: tuple[str, str, tuple[str, ...]] | None = None
+
+    def _read(self) -> tuple[str, str, tuple[str, ...]]:
+        if self._details is None:
+            cert = self._cert
+            try:
+                san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                sans = tuple(csrmod._general_name(n) for n in san)
+            except x509.ExtensionNotFound:
+                sans = ()
+            spki = cert.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            self._details = (hashlib.sha256(spki).hexdigest(), cert.subject.rfc4514_string(), sans)
+        return self._details
+
+    @property
+    def spki_sha256(self) -> str:
+        return self._read()[0]
+
+    @property
+    def subject(self) -> str:
+        return self._read()[1]
+
+    @property
+    def sans(self) -> tuple[str, ...]:
+        return self._read()[2]
 
 
 def read_certificate(path: Path) -> OnDisk | None:
     """The first certificate in ``path``; None when there is none or it does not parse."""
     try:
         data = csrmod.read_limited(path, 1_048_576, "the certificate")
-        cert = x509.load_pem_x509_certificate(data)
+        return OnDisk(x509.load_pem_x509_certificate(data))
     except (csrmod.InputError, ValueError):
         return None
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-        sans = tuple(csrmod._general_name(n) for n in san)
-    except x509.ExtensionNotFound:
-        sans = ()
-    import hashlib
-
-    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return OnDisk(
-        serial=serial_hex(cert.serial_number),
-        not_before=cert.not_valid_before_utc,
-        not_after=cert.not_valid_after_utc,
-        spki_sha256=hashlib.sha256(spki).hexdigest(),
-        subject=cert.subject.rfc4514_string(),
-        sans=sans,
-    )
 
 
 class IssuedIndex:
