@@ -93,35 +93,21 @@ def resolve(raw: str, base: str | Path) -> str:
     return os.path.normpath(os.path.join(base, raw))
 
 
-def csr_source(value: str, base: str | Path) -> str | bytes:
-    """What a ``Csr`` value names: the path of ``file://PATH``/``fileb://PATH`` (read later,
-    perhaps in a worker process), or the bytes of inline PEM."""
+def csr_bytes(value: str, base: str | Path) -> tuple[bytes, str | None]:
+    """The bytes a ``Csr`` value names: inline PEM, ``file://PATH`` or ``fileb://PATH``."""
     for prefix in ("fileb://", "file://"):
         if value.startswith(prefix):
             raw = value[len(prefix) :]
             if not raw:
                 raise InputError(f"{prefix} needs a path")
-            return resolve(raw, base)
-    return inline_csr(value)
-
-
-def read_csr(source: str | bytes) -> bytes:
-    return read_limited(source, CSR_MAX_BYTES, "the CSR file") if isinstance(source, str) else source
-
-
-def csr_bytes(value: str, base: str | Path) -> tuple[bytes, str | None]:
-    """The bytes a ``Csr`` value names: inline PEM, ``file://PATH`` or ``fileb://PATH``."""
-    source = csr_source(value, base)
-    return read_csr(source), source if isinstance(source, str) else None
-
-
-def inline_csr(value: str) -> bytes:
+            path = resolve(raw, base)
+            return read_limited(path, CSR_MAX_BYTES, "the CSR file"), path
     data = value.encode("utf-8")
     if not data.lstrip().startswith(b"-----BEGIN"):
         raise InputError("Csr must be PEM text, file://PATH or fileb://PATH")
     if len(data) > CSR_MAX_BYTES:
         raise InputError(f"the inline CSR is {len(data)} bytes; at most {CSR_MAX_BYTES} are allowed")
-    return data
+    return data, None
 
 
 def parse_csr(data: bytes) -> x509.CertificateSigningRequest:
@@ -193,14 +179,6 @@ def plain_pem(data: bytes) -> str | None:
     if text.isascii() and text.count(b"-----BEGIN") == 1 and any(text.startswith(m) for m in _PEM_MARKERS):
         return text.decode("ascii") + "\n"
     return None
-
-
-def check_csr(source: str | bytes) -> tuple[str, CsrInfo]:
-    """Read (a path) and check a CSR; its PEM text, as sent, and what it holds."""
-    pem, info = inspect_csr(read_csr(source))
-    if len(pem) > CSR_MAX_BYTES:
-        raise InputError(f"the CSR is larger than {CSR_MAX_BYTES} bytes")
-    return pem, info
 
 
 def inspect_csr(data: bytes) -> tuple[str, CsrInfo]:

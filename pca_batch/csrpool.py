@@ -1,10 +1,9 @@
-"""Reading and checking many CSRs on the other cores while the manifest is being read.
+"""Checking many CSRs on the other cores while the manifest is being read.
 
 Verifying a CSR's signature is the one expensive step of validation (public-key
 arithmetic in OpenSSL, holding the GIL). For large manifests the main process
-builds entries while worker processes read the CSR files and verify them, and
-takes over the batches no worker has started once its own work is done; small
-manifests are checked inline, where a pool would cost more than it saves.
+reads files and builds entries while worker processes verify; small manifests
+are checked inline, where a pool would cost more than it saves.
 """
 
 from __future__ import annotations
@@ -15,21 +14,20 @@ import sys
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from pca_batch.csr import InputError, check_csr
+from pca_batch.csr import InputError, inspect_csr
 from pca_batch.model import CsrInfo
 
 POOL_THRESHOLD = 500  # entries; below this a pool does not pay for its start-up
 BATCH = 200
 
-Source = str | bytes  # a CSR file's path (read by the checker), or the CSR's bytes
-Outcome = tuple[str, CsrInfo] | str  # its PEM text and what it holds, or why it is refused
+Outcome = CsrInfo | str  # what the CSR holds, or why it is refused
 
 
-def check_batch(batch: list[Source]) -> list[Outcome]:
+def check_batch(batch: list[bytes]) -> list[Outcome]:
     out: list[Outcome] = []
-    for source in batch:
+    for data in batch:
         try:
-            out.append(check_csr(source))
+            out.append(inspect_csr(data)[1])
         except InputError as exc:
             out.append(str(exc))
     return out
@@ -56,13 +54,13 @@ class CsrChecker:
         if workers:
             # spawn, not fork: the caller may have threads (a fork would copy their locks)
             self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        self._batch: list[Source] = []
+        self._batch: list[bytes] = []
         self._futures: list[Future[list[Outcome]]] = []
-        self._batches: list[list[Source]] = []
+        self._batches: list[list[bytes]] = []
         self._inline: list[Outcome] = []
         self._count = 0
 
-    def add(self, data: Source) -> int:
+    def add(self, data: bytes) -> int:
         ticket = self._count
         self._count += 1
         if self._pool is None:

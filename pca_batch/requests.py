@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 _SHORTHAND_KEYS = ("Validity", "ValidityNotBefore")
 KEY_PLACEHOLDER = "(made by pca-batch from the entry's key at apply time)"
-PENDING_CSR = "(read and checked with the other CSRs)"
 
 
 def key_request(request: Mapping[str, Any], spec: KeySpec, public_key: str = "") -> dict[str, Any]:
@@ -102,7 +101,6 @@ class EntryBuilder:
         self.checker = CsrChecker(expected)
         # entry index -> (checker ticket, line of its Csr): signatures checked in finish()
         self._pending: dict[int, tuple[int, int]] = {}
-        self._bodies: dict[int, str] = {}  # entry index -> canonical request without the CSR
         self._real_dirs: dict[str, str] = {}
         self._request_ok_cache: dict[str, bool] = {}
         self._dir_paths: dict[str, Path] = {}
@@ -207,8 +205,6 @@ class EntryBuilder:
         if not problems:
             if key_spec is not None:
                 token = tokens.token_for(label, key_request(request, key_spec))
-            elif index in self._pending:
-                self._bodies[index] = body  # the token is derived once the CSR is read (finish)
             else:
                 token = tokens.token_for(label, request, body=body)
         explicit = request.get("IdempotencyToken")
@@ -336,42 +332,46 @@ class EntryBuilder:
         label: str,
         problems: list[Problem],
     ) -> tuple[CsrInfo | None, bool]:
-        """Queue the CSR for reading and checking (see finish()); a placeholder stands in the request."""
+        """Read the CSR in; PEM text goes as it is and its signature is checked in finish()."""
         value = request.get("Csr")
         if not isinstance(value, str):
             return None, False
         at, _ = locate(sources, ["Csr"], line)
         try:
-            source = csrmod.csr_source(value, self.root_str)
+            data, _path = csrmod.csr_bytes(value, self.root_str)
+            pem = csrmod.plain_pem(data)
+            info = None
+            if pem is None:  # DER, or PEM with text around it: convert now
+                pem, info = csrmod.inspect_csr(data)
         except csrmod.InputError as exc:
             problems.append(Problem(self.file, at, label, "$.Csr", str(exc)))
             return None, True
-        request["Csr"] = PENDING_CSR
-        self._pending[index] = (self.checker.add(source), at)
-        return None, False
+        if len(pem) > csrmod.CSR_MAX_BYTES:
+            problems.append(Problem(self.file, at, label, "$.Csr", f"the CSR is larger than {csrmod.CSR_MAX_BYTES} bytes"))
+            return None, True
+        request["Csr"] = pem
+        if info is None:
+            self._pending[index] = (self.checker.add(data), at)
+        else:
+            csrmod.note_verified(pem.encode("ascii"))
+        return info, False
 
     def finish(self, entries: list[Entry]) -> list[Entry]:
-        """Attach the outcome of every CSR check to its entry: the CSR text goes into the
-        request, and the token, which covers it, is derived now."""
+        """Attach the outcome of every CSR check to its entry."""
         outcomes = self.checker.results()
         out = []
         for entry in entries:
             pending = self._pending.get(entry.index)
-            if pending is not None and entry.request is not None:
+            if pending is not None:
                 outcome = outcomes[pending[0]]
                 if isinstance(outcome, str):
                     problem = Problem(self.file, pending[1], entry.name, "$.Csr", outcome)
                     problems = tuple(sorted(entry.problems + (problem,), key=lambda p: p.line))
                     entry = replace(entry, token=None, problems=problems)
                 else:
-                    pem, info = outcome
-                    request = entry.request
-                    request["Csr"] = pem  # type: ignore[index]
-                    csrmod.note_verified(pem.encode("ascii"))
-                    token = None
-                    if not entry.problems:
-                        token = tokens.token_for(entry.name, request, body=self._bodies.get(entry.index))
-                    entry = replace(entry, csr=info.with_pem(pem), token=token)
+                    entry = replace(entry, csr=outcome.with_pem(str(entry.request["Csr"])) if entry.request else outcome)
+                    if entry.request is not None:
+                        csrmod.note_verified(str(entry.request["Csr"]).encode("ascii"))
             out.append(entry)
         return out
 

@@ -18,23 +18,7 @@ def test_pool_and_inline_agree() -> None:
         inline.add(data)
     a, b = pooled.results(), inline.results()
     assert a == b and len(a) == len(datas)
-    assert isinstance(a[1], tuple) and isinstance(a[1][1], CsrInfo) and a[1][0].startswith("-----BEGIN")
-    assert isinstance(a[0], str) and "signature" in a[0]
-
-
-def test_paths_are_read_by_the_checker_with_the_same_limits(tmp_path: Path) -> None:
-    import os
-
-    good = tmp_path / "good.csr"
-    good.write_bytes((CORPUS / "csr" / "ec256.csr").read_bytes())
-    fifo = tmp_path / "fifo.csr"
-    os.mkfifo(fifo)
-    checker = csrpool.CsrChecker(csrpool.POOL_THRESHOLD)
-    for path in (good, fifo, tmp_path / "missing.csr", tmp_path):
-        checker.add(str(path))
-    ok, fifo_out, missing, folder = checker.results()
-    assert isinstance(ok, tuple) and ok[1].subject == "CN=web.example"
-    assert "not a regular file" in fifo_out and "does not exist" in missing and "folder" in folder
+    assert isinstance(a[1], CsrInfo) and isinstance(a[0], str) and "signature" in a[0]
 
 
 def test_large_manifest_reports_bad_csr_at_its_line(tmp_path: Path, cli) -> None:
