@@ -19,6 +19,18 @@ from pca_batch.model import CsrInfo
 
 POOL_THRESHOLD = 500  # entries; below this a pool does not pay for its start-up
 BATCH = 200
+BACKLOG = 3  # batches queued per worker before this process checks one itself
+
+
+class _Done(Future):  # type: ignore[type-arg]
+    """Stands for a batch this process checked itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.set_result([])
+
+
+_DONE = _Done()
 
 Outcome = CsrInfo | str  # what the CSR holds, or why it is refused
 
@@ -57,6 +69,8 @@ class CsrChecker:
         self._batch: list[bytes] = []
         self._futures: list[Future[list[Outcome]]] = []
         self._batches: list[list[bytes]] = []
+        self._inline_done: dict[int, list[Outcome]] = {}  # batches this process checked itself
+        self._waiting = 0  # index of the first batch not known to be done
         self._inline: list[Outcome] = []
         self._count = 0
 
@@ -73,7 +87,15 @@ class CsrChecker:
 
     def _flush(self) -> None:
         if self._batch and self._pool is not None:
-            self._futures.append(self._pool.submit(check_batch, self._batch))
+            # Keep the workers a little work ahead, no more: when they fall behind, this
+            # process checks the batch itself, so the cores finish together.
+            while self._waiting < len(self._futures) and self._futures[self._waiting].done():
+                self._waiting += 1
+            if len(self._futures) - self._waiting >= BACKLOG:
+                self._inline_done[len(self._futures)] = check_batch(self._batch)
+                self._futures.append(_DONE)
+            else:
+                self._futures.append(self._pool.submit(check_batch, self._batch))
             self._batches.append(self._batch)
             self._batch = []
 
@@ -85,9 +107,9 @@ class CsrChecker:
             out: list[Outcome] = []
             # The main process is free now: it takes the batches no worker has started
             # (from the end, so the workers keep theirs), and waits only for the rest.
-            done: dict[int, list[Outcome]] = {}
+            done: dict[int, list[Outcome]] = dict(self._inline_done)
             for i in range(len(self._futures) - 1, -1, -1):
-                if self._futures[i].cancel():
+                if i not in done and self._futures[i].cancel():
                     done[i] = check_batch(self._batches[i])
             for i, (future, batch) in enumerate(zip(self._futures, self._batches, strict=True)):
                 if i in done:
