@@ -10,7 +10,7 @@ from dataclasses import replace
 from rich.console import Console
 
 from pca_batch import converge
-from pca_batch.backends import Backend, open_backend
+from pca_batch.backends import Backend, open_backend, warm_up
 from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, BackendError, ManifestError, Problem
 from pca_batch.journal import default_journal_path
 from pca_batch.manifest import load_manifest
@@ -46,7 +46,11 @@ def print_problems(problems: Sequence[Problem], err: Console) -> None:
 
 def run_apply(manifest_path: str, options: ApplyOptions, console: Console, err: Console) -> int:
     try:
-        manifest = load_manifest(manifest_path, allow_outside_paths=options.allow_outside_paths)
+        manifest = load_manifest(
+            manifest_path,
+            allow_outside_paths=options.allow_outside_paths,
+            on_backend=None if options.plan and options.offline else warm_up,
+        )
     except ManifestError as exc:
         if options.plan and options.detailed_exitcode:  # as Terraform: 1 is an error, 2 changes pending
             print_problems(exc.problems, err)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -53,6 +53,7 @@ def load_manifest(
     allow_outside_paths: bool = False,
     env: Mapping[str, str] | None = None,
     now: datetime | None = None,
+    on_backend: Callable[[BackendConfig], None] | None = None,
 ) -> Manifest:
     display = str(path)
     file = Path(os.path.abspath(path))
@@ -109,6 +110,8 @@ def load_manifest(
             interpolate.walk(doc[key], env, [key], doc.value_lines[key], note)
 
     backend = _backend(doc, root, display, problems)
+    if on_backend is not None:
+        on_backend(backend)  # e.g. start loading the AWS SDK while the entries are read
     settings = _settings(doc)
     defaults = doc.get("defaults") if isinstance(doc.get("defaults"), yamlload.LineDict) else None
     certificates = doc.get("certificates")

@@ -11,6 +11,22 @@ from pca_batch.model import BackendConfig
 __all__ = ["Backend", "CaDescription", "CertificateBundle", "open_backend"]
 
 
+def warm_up(config: BackendConfig) -> None:
+    """Start importing the AWS SDK in the background (a few hundred milliseconds of
+    start-up) while the manifest's entries are still being read and checked."""
+    if config.type == "aws":
+        import threading
+
+        threading.Thread(target=_import_aws, name="pca-batch-warm-up", daemon=True).start()
+
+
+def _import_aws() -> None:
+    try:
+        import pca_batch.backends.aws  # noqa: F401  (imports boto3 and botocore)
+    except Exception:  # noqa: BLE001 - a failure shows again, with its message, when the backend opens
+        pass
+
+
 def open_backend(
     config: BackendConfig,
     *,
