@@ -319,3 +319,32 @@ if __name__ == "__main__":
 
     speed_up_moto()
     moto_main(["-H", "127.0.0.1", "-p", sys.argv[1]])
+
+
+# -- module-scoped fixtures shared by the aws test modules (import them by name) -------------
+
+
+@pytest.fixture(scope="module")
+def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Dummy credentials and config files for the whole module; nothing points off loopback."""
+    folder = tmp_path_factory.mktemp("aws")
+    with pytest.MonkeyPatch.context() as mp:
+        patch_env(mp, aws_test_env(folder))
+        yield folder
+
+
+@pytest.fixture(scope="module")
+def moto(aws_env: Path) -> Iterator[str]:
+    """A moto server on 127.0.0.1 for the module; its endpoint URL."""
+    with moto_thread() as endpoint:
+        yield endpoint
+
+
+@pytest.fixture(scope="module")
+def ca_east(moto: str) -> str:
+    return create_active_ca(moto, "us-east-1", "pca-batch test root east")
+
+
+@pytest.fixture(scope="module")
+def ca_west(moto: str) -> str:
+    return create_active_ca(moto, "us-west-2", "pca-batch test root west")

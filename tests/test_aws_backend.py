@@ -21,7 +21,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 from fault_proxy import FaultProxy, Faults
-from moto_server import (
+from moto_server import (  # noqa: F401 (fixtures)
+    aws_env,
+    moto,
+    ca_east,
+    ca_west,
     aws_test_env,
     create_active_ca,
     free_port,
@@ -37,30 +41,6 @@ from pca_batch.errors import EXIT_INVALID, BackendError, CredentialsError, Usage
 CERT_ARN = re.compile(
     r"^(?P<ca>arn:aws:acm-pca:[^:]+:\d+:certificate-authority/[^/]+)/certificate/[0-9a-f]{32}$"
 )
-
-
-@pytest.fixture(scope="module")
-def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = tmp_path_factory.mktemp("aws")
-    with pytest.MonkeyPatch.context() as mp:
-        patch_env(mp, aws_test_env(folder))
-        yield folder
-
-
-@pytest.fixture(scope="module")
-def moto(aws_env: Path) -> Iterator[str]:
-    with moto_thread() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(scope="module")
-def ca_east(moto: str) -> str:
-    return create_active_ca(moto, "us-east-1", "pca-batch test root east")
-
-
-@pytest.fixture(scope="module")
-def ca_west(moto: str) -> str:
-    return create_active_ca(moto, "us-west-2", "pca-batch test root west")
 
 
 @pytest.fixture

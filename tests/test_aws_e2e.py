@@ -14,7 +14,11 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 from fault_proxy import FaultProxy, Faults
-from moto_server import (
+from moto_server import (  # noqa: F401 (fixtures)
+    aws_env,
+    moto,
+    ca_east,
+    ca_west,
     AwsEntry,
     aws_test_env,
     create_active_ca,
@@ -28,30 +32,6 @@ import pca_batch.backends.aws as aws_module
 from pca_batch.backends.aws import NO_CREDENTIALS, AwsBackend, region_of
 
 Cli = Callable[..., CliResult]
-
-
-@pytest.fixture(scope="module")
-def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = tmp_path_factory.mktemp("aws")
-    with pytest.MonkeyPatch.context() as mp:
-        patch_env(mp, aws_test_env(folder))
-        yield folder
-
-
-@pytest.fixture(scope="module")
-def moto(aws_env: Path) -> Iterator[str]:
-    with moto_thread() as endpoint:
-        yield endpoint
-
-
-@pytest.fixture(scope="module")
-def ca_east(moto: str) -> str:
-    return create_active_ca(moto, "us-east-1", "pca-batch e2e root east")
-
-
-@pytest.fixture(scope="module")
-def ca_west(moto: str) -> str:
-    return create_active_ca(moto, "us-west-2", "pca-batch e2e root west")
 
 
 @pytest.fixture
@@ -160,7 +140,7 @@ def test_apply_issues_from_cas_of_two_regions_in_one_run(
         for name in report
     }
     assert issuers == {
-        e.name: "pca-batch e2e root east" if e.ca_arn == ca_east else "pca-batch e2e root west"
+        e.name: "pca-batch test root east" if e.ca_arn == ca_east else "pca-batch test root west"
         for e in entries
     }
 

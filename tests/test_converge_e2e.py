@@ -22,20 +22,12 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fault_proxy import FaultProxy
-from moto_server import SIGNING_ALGORITHM, aws_test_env, create_active_ca, moto_thread, patch_env
+from moto_server import SIGNING_ALGORITHM, aws_env, aws_test_env, create_active_ca, moto_thread, patch_env  # noqa: F401
 
 from pca_batch import keys, schema
 
 Cli = Callable[..., CliResult]
 PASS_VAR = "PB_E2E_KEY_PASSPHRASE"
-
-
-@pytest.fixture(scope="module")
-def aws_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    folder = tmp_path_factory.mktemp("aws")
-    with pytest.MonkeyPatch.context() as mp:
-        patch_env(mp, aws_test_env(folder))
-        yield folder
 
 
 @pytest.fixture(scope="module")
