@@ -25,7 +25,7 @@ from rich.console import Console
 
 from pca_batch import converge, github
 from pca_batch.backends import Backend, open_backend
-from pca_batch.console import LiveReport, print_final
+from pca_batch.console import LiveReport, plain_line, print_final
 from pca_batch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from pca_batch.journal import Journal, default_journal_path
 from pca_batch.junit import write_junit
@@ -109,6 +109,9 @@ def execute(
     steps = converge.decide_all(valid, journal_path, now=datetime.now(UTC), force=options.force, env=env)
     settled = {s.entry.name: converge.unchanged_result(s, base_dir) for s in steps if s.decision.action == "unchanged"}
     by_name = {s.entry.name: s for s in steps}
+    if settled and not console.is_terminal:  # logs get a line for every entry, unchanged ones too
+        console.print("\n".join(plain_line(r) for r in settled.values()), markup=False, highlight=False,
+                      soft_wrap=True)
     entries = [s.entry for s in steps if s.entry.name not in settled]
     runner: Runner | None = None
     results: list[Result] | None = None
