@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 
 from rich.console import Console
 

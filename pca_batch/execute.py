@@ -16,9 +16,9 @@ import random
 import signal
 import threading
 import time
-from datetime import UTC, datetime
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from types import FrameType
 
 from rich.console import Console
@@ -29,8 +29,8 @@ from pca_batch.console import LiveReport, plain_line, print_final
 from pca_batch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from pca_batch.journal import Journal, default_journal_path
 from pca_batch.junit import write_junit
-from pca_batch.outputs import flush_renames
 from pca_batch.model import FAILED, ApplyOptions, Entry, Manifest, Result
+from pca_batch.outputs import flush_renames
 from pca_batch.preflight import preflight
 from pca_batch.ratelimit import DEFAULT_AWS_RATE
 from pca_batch.report import write_report

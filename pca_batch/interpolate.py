@@ -27,7 +27,11 @@ def substitute(text: str, env: Mapping[str, str], path: list[Any], line: int, re
             return "${"
         name = m.group(1)
         if name is None:
-            report(path, line, f"cannot read the variable reference {m.group(0)!r}: expected ${{NAME}} or ${{NAME:-default}}")
+            report(
+                path,
+                line,
+                f"cannot read the variable reference {m.group(0)!r}: expected ${{NAME}} or ${{NAME:-default}}",
+            )
             return m.group(0)
         value = env.get(name)
         if value is None or (value == "" and m.group(2) is not None):

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from pca_batch import csr as csrmod
-from pca_batch import fastcheck, interpolate, schema, tokens, yamlload
+from pca_batch import fastcheck, interpolate, schema, yamlload
 from pca_batch.errors import ManifestError, Problem
-from pca_batch.model import AuthoritySpec, BackendConfig, Entry, Manifest, Outputs, RunSettings
+from pca_batch.model import AuthoritySpec, BackendConfig, Entry, Manifest, RunSettings
 from pca_batch.problems import Source, json_path, problems_from_errors
-from pca_batch.requests import EntryBuilder, OutputRegistry
+from pca_batch.requests import EntryBuilder
 
 DEFAULT_STORE = ".pca-batch"
 SUPPORTED_VERSIONS = (1,)
@@ -131,11 +131,10 @@ def load_manifest(
     entries: list[Entry] = []
     if isinstance(certificates, list):
         seen: dict[str, int] = {}
-        registry = OutputRegistry()
         lines = certificates.item_lines if isinstance(certificates, yamlload.LineList) else []
         for index, raw in enumerate(certificates):
             line = lines[index] if index < len(lines) else doc.line
-            entry = builder.build(index, raw, line, seen, registry)
+            entry = builder.build(index, raw, line, seen)
             entries.append(entry)
     entries = builder.finish(entries)
     return Manifest(

@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import copy
 import ipaddress
-import os
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pca_batch import csr as csrmod
-from pca_batch.csrpool import CsrChecker
-from pca_batch.keys import KeySpec
 from pca_batch import fastcheck, interpolate, schema, tokens, validity
+from pca_batch.csrpool import CsrChecker
 from pca_batch.errors import Problem
-from pca_batch.model import OUTPUT_KINDS, CsrInfo, Entry, Outputs
+from pca_batch.keys import KeySpec
+from pca_batch.model import CsrInfo, Entry, Outputs
+from pca_batch.outpaths import OutputPaths
 from pca_batch.problems import Source, json_path, locate, problems_from_errors
 from pca_batch.yamlload import LineDict
 
@@ -66,14 +64,6 @@ def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return base
 
 
-class OutputRegistry:
-    """Which entry writes which file, and which explicit tokens each CA has seen."""
-
-    def __init__(self) -> None:
-        self.paths: dict[str, tuple[str, int]] = {}
-        self.tokens: dict[tuple[str, str], tuple[str, int]] = {}
-
-
 class EntryBuilder:
     def __init__(
         self,
@@ -90,20 +80,18 @@ class EntryBuilder:
         self.file = file
         self.root = root
         self.root_str = str(root)
-        self.real_root = os.path.realpath(root)
-        self.real_root_sep = self.real_root.rstrip(os.sep) + os.sep
+        self.outputs = OutputPaths(file, root, allow_outside=allow_outside_paths)
+        # (CA ARN, explicit IdempotencyToken) -> (entry, line): AWS would hand a second entry the first's certificate
+        self._explicit_tokens: dict[tuple[str, str], tuple[str, int]] = {}
         self.env = env
         self.now = now
         self.defaults = defaults
-        self.allow_outside = allow_outside_paths
         self.interpolate = interpolate  # False when the manifest holds no "${" at all
         self._json_cache: dict[Path, Any] = {}
         self.checker = CsrChecker(expected)
         # entry index -> (checker ticket, line of its Csr): signatures checked in finish()
         self._pending: dict[int, tuple[int, int]] = {}
-        self._real_dirs: dict[str, str] = {}
         self._request_ok_cache: dict[str, bool] = {}
-        self._dir_paths: dict[str, Path] = {}
         self._defaults_body: str | None = None  # canonical form of a request made of defaults alone
         # jsonschema explains; these compiled checks only say yes or no, fast
         self._request_ok = _fast(schema.REQUEST, None)
@@ -132,9 +120,7 @@ class EntryBuilder:
                     problems.append(Problem(self.file, line, entry, json_path(prefix + [key]), str(exc)))
 
     # -- entries ------------------------------------------------------------
-    def build(
-        self, index: int, raw: Any, line: int, seen: dict[str, int], registry: OutputRegistry
-    ) -> Entry:
+    def build(self, index: int, raw: Any, line: int, seen: dict[str, int]) -> Entry:
         label = f"certificates[{index}]"
         if not isinstance(raw, dict):
             problem = Problem(self.file, line, label, "$", "an entry must be a mapping with at least `name`")
@@ -155,7 +141,11 @@ class EntryBuilder:
         own = Source(raw, line, True)
         if not self._entry_ok(raw):
             problems += problems_from_errors(
-                schema.def_validator(schema.MANIFEST, "entry").iter_errors(raw), file=self.file, entry=label, sources=[own], fallback_line=line
+                schema.def_validator(schema.MANIFEST, "entry").iter_errors(raw),
+                file=self.file,
+                entry=label,
+                sources=[own],
+                fallback_line=line,
             )
         if isinstance(name, str):
             if name in seen:
@@ -194,13 +184,11 @@ class EntryBuilder:
         explained = {p.path for p in problems}
         cli_failed = "$.cli_input_json" in explained
         problems += [
-            p
-            for p in request_problems
-            if p.path not in explained and not (cli_failed and "required key" in p.message)
+            p for p in request_problems if p.path not in explained and not (cli_failed and "required key" in p.message)
         ]
         if not any(p.path.startswith(("$.Validity", "$.ValidityNotBefore")) for p in problems):
             problems += self._check_validity(request, sources, line, label)
-        outputs = self._outputs(raw, line, label, registry, problems)
+        outputs = self.outputs.resolve(raw, line, label, problems)
         token = None
         if not problems:
             if key_spec is not None:
@@ -211,7 +199,7 @@ class EntryBuilder:
         ca = request.get("CertificateAuthorityArn")
         if isinstance(explicit, str) and isinstance(ca, str):
             at, _ = locate(sources, ["IdempotencyToken"], line)
-            first = registry.tokens.setdefault((ca, explicit), (label, at))
+            first = self._explicit_tokens.setdefault((ca, explicit), (label, at))
             if first[0] != label:
                 report(
                     ["IdempotencyToken"],
@@ -220,7 +208,9 @@ class EntryBuilder:
                     "AWS would hand this entry that entry's certificate",
                 )
                 token = None
-        runner = {k: v for k, v in raw.items() if not is_request_key(k) and k not in ("name", "output", "cli_input_json")}
+        runner = {
+            k: v for k, v in raw.items() if not is_request_key(k) and k not in ("name", "output", "cli_input_json")
+        }
         renew_before = raw.get("renew_before", self.defaults.get("renew_before") if self.defaults else None)
         if isinstance(renew_before, str):
             from pca_batch.lifecycle import RenewBeforeError, parse_renew_before
@@ -261,16 +251,17 @@ class EntryBuilder:
         if "IdempotencyToken" in request:
             problems.append(
                 Problem(
-                    self.file, at, label, "$.IdempotencyToken",
+                    self.file,
+                    at,
+                    label,
+                    "$.IdempotencyToken",
                     "an entry with `key` cannot give IdempotencyToken: its token is derived from each new key",
                 )
             )
         out = raw.get("output") if isinstance(raw.get("output"), dict) else {}
         for kind in ("certificate", "private_key"):
             if not out.get(kind):
-                problems.append(
-                    Problem(self.file, at, label, "$.output", f"an entry with `key` needs output.{kind}")
-                )
+                problems.append(Problem(self.file, at, label, "$.output", f"an entry with `key` needs output.{kind}"))
         lines = block.value_lines if isinstance(block, LineDict) else {}
         spec = KeySpec.from_manifest(block)  # wrong types are left out (the schema reports them)
         for i, address in enumerate(spec.ip_addresses):
@@ -278,23 +269,26 @@ class EntryBuilder:
                 ipaddress.ip_address(address)
             except ValueError:
                 problems.append(
-                    Problem(self.file, lines.get("ip_addresses", at), label, f"$.key.ip_addresses[{i}]",
-                            f"{address!r} is not an IP address")
+                    Problem(
+                        self.file,
+                        lines.get("ip_addresses", at),
+                        label,
+                        f"$.key.ip_addresses[{i}]",
+                        f"{address!r} is not an IP address",
+                    )
                 )
         if not (spec.subject or spec.dns_names or spec.ip_addresses or spec.uris or spec.emails):
             problems.append(
-                Problem(self.file, at, label, "$.key", "the key needs a subject or at least one subject alternative name")
+                Problem(
+                    self.file, at, label, "$.key", "the key needs a subject or at least one subject alternative name"
+                )
             )
         return spec
 
     def _without_echoes(self, problems: list[Problem]) -> list[Problem]:
         if not self.unfilled:
             return problems
-        return [
-            p
-            for p in problems
-            if (p.path, p.line) not in self.unfilled or "environment variable" in p.message
-        ]
+        return [p for p in problems if (p.path, p.line) not in self.unfilled or "environment variable" in p.message]
 
     def _cli_input(self, raw: dict[str, Any], line: int, report: interpolate.Reporter) -> Source | None:
         ref = raw.get("cli_input_json")
@@ -320,8 +314,8 @@ class EntryBuilder:
         problems: list[Problem] = []
         self._shorthand(data, str(raw.get("name", "")), problems, [])
         for p in problems:
-            report(["cli_input_json"], at, f"{p.path}: {p.message} (in {ref[len('file://'):]})")
-        return Source(None, at, False, data=data, note=f" (in {ref[len('file://'):]})")
+            report(["cli_input_json"], at, f"{p.path}: {p.message} (in {ref[len('file://') :]})")
+        return Source(None, at, False, data=data, note=f" (in {ref[len('file://') :]})")
 
     def _read_csr(
         self,
@@ -347,7 +341,9 @@ class EntryBuilder:
             problems.append(Problem(self.file, at, label, "$.Csr", str(exc)))
             return None, True
         if len(pem) > csrmod.CSR_MAX_BYTES:
-            problems.append(Problem(self.file, at, label, "$.Csr", f"the CSR is larger than {csrmod.CSR_MAX_BYTES} bytes"))
+            problems.append(
+                Problem(self.file, at, label, "$.Csr", f"the CSR is larger than {csrmod.CSR_MAX_BYTES} bytes")
+            )
             return None, True
         request["Csr"] = pem
         if info is None:
@@ -369,7 +365,9 @@ class EntryBuilder:
                     problems = tuple(sorted(entry.problems + (problem,), key=lambda p: p.line))
                     entry = replace(entry, token=None, problems=problems)
                 else:
-                    entry = replace(entry, csr=outcome.with_pem(str(entry.request["Csr"])) if entry.request else outcome)
+                    entry = replace(
+                        entry, csr=outcome.with_pem(str(entry.request["Csr"])) if entry.request else outcome
+                    )
                     if entry.request is not None:
                         csrmod.note_verified(str(entry.request["Csr"]).encode("ascii"))
             out.append(entry)
@@ -404,9 +402,7 @@ class EntryBuilder:
         found = problems_from_errors(errors, file=self.file, entry=label, sources=sources, fallback_line=line)
         return found, body
 
-    def _check_validity(
-        self, request: dict[str, Any], sources: list[Source], line: int, label: str
-    ) -> list[Problem]:
+    def _check_validity(self, request: dict[str, Any], sources: list[Source], line: int, label: str) -> list[Problem]:
         problems: list[Problem] = []
         end = request.get("Validity")
         if not isinstance(end, dict):
@@ -425,7 +421,9 @@ class EntryBuilder:
             at, _ = locate(sources, ["ValidityNotBefore"], line)
             if start.get("Type") != "ABSOLUTE":
                 problems.append(
-                    Problem(self.file, at, label, "$.ValidityNotBefore.Type", "ValidityNotBefore takes the ABSOLUTE type")
+                    Problem(
+                        self.file, at, label, "$.ValidityNotBefore.Type", "ValidityNotBefore takes the ABSOLUTE type"
+                    )
                 )
             else:
                 try:
@@ -444,61 +442,6 @@ class EntryBuilder:
                         )
                     )
         return problems
-
-    def _outputs(
-        self, raw: dict[str, Any], line: int, label: str, registry: OutputRegistry, problems: list[Problem]
-    ) -> Outputs:
-        out = raw.get("output")
-        if not isinstance(out, dict):
-            return Outputs()
-        lines = out.value_lines if isinstance(out, LineDict) else {}
-        paths: dict[str, Path] = {}
-        for kind in OUTPUT_KINDS:
-            rel = out.get(kind)
-            if not isinstance(rel, str) or not rel:
-                continue
-            at = lines.get(kind, line)
-            path = csrmod.resolve(rel, self.root_str)
-            real = self._realpath(path)
-            inside = real == self.real_root or real.startswith(self.real_root_sep)
-            if not self.allow_outside and not inside:
-                problems.append(
-                    Problem(
-                        self.file,
-                        at,
-                        label,
-                        f"$.output.{kind}",
-                        f"{rel} lies outside the manifest's folder; pass --allow-outside-paths if that is intended",
-                    )
-                )
-                continue
-            first = registry.paths.setdefault(real, (label, at))
-            if first != (label, at):
-                problems.append(
-                    Problem(
-                        self.file,
-                        at,
-                        label,
-                        f"$.output.{kind}",
-                        f"{rel} is also written by {first[0]} (line {first[1]})",
-                    )
-                )
-                continue
-            folder, name = os.path.split(path)
-            parent = self._dir_paths.get(folder)
-            if parent is None:
-                parent = self._dir_paths[folder] = Path(folder)
-            paths[kind] = parent / name  # parses the name only, not the whole path again
-        return Outputs(**paths)
-
-    def _realpath(self, path: str) -> str:
-        """realpath, resolving each folder once: outputs are replaced by rename, which
-        never follows a symlink in the last component, so only the folders matter."""
-        folder, name = os.path.split(path)
-        real = self._real_dirs.get(folder)
-        if real is None:
-            real = self._real_dirs[folder] = os.path.realpath(folder)
-        return os.path.join(real, name)
 
 
 def _fast(name: str, ref: str | None) -> fastcheck.Check:

@@ -23,14 +23,14 @@ from cryptography.x509.oid import NameOID
 from fault_proxy import FaultProxy, Faults
 from moto_server import (  # noqa: F401 (fixtures)
     aws_env,
-    moto,
+    aws_test_env,
     ca_east,
     ca_west,
-    aws_test_env,
     create_active_ca,
     free_port,
     issue_request,
     make_csr,
+    moto,
     moto_thread,
     patch_env,
 )

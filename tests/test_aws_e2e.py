@@ -15,14 +15,14 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 from fault_proxy import FaultProxy, Faults
 from moto_server import (  # noqa: F401 (fixtures)
+    AwsEntry,
     aws_env,
-    moto,
+    aws_test_env,
     ca_east,
     ca_west,
-    AwsEntry,
-    aws_test_env,
     create_active_ca,
     free_port,
+    moto,
     moto_thread,
     patch_env,
     write_aws_manifest,

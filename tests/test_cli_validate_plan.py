@@ -7,22 +7,22 @@ import os
 from pathlib import Path
 
 import pytest
+from conftest import CA_ARN, REPO
 from jsonschema import Draft202012Validator
 
-from conftest import CA_ARN, REPO
 from pca_batch import schema
 from pca_batch.manifest import load_manifest
 
-GOOD = f"""\
+GOOD = """\
 version: 1
 defaults:
-  CertificateAuthorityArn: ${{TEST_CA_ARN}}
+  CertificateAuthorityArn: ${TEST_CA_ARN}
   SigningAlgorithm: SHA256WITHECDSA
-  Validity: {{Value: 30, Type: DAYS}}
+  Validity: {Value: 30, Type: DAYS}
 certificates:
   - name: web
     Csr: file://csr/web.csr
-    output: {{certificate: out/web.pem, chain: out/web.chain.pem}}
+    output: {certificate: out/web.pem, chain: out/web.chain.pem}
   - name: api
     Csr: file://csr/api.csr
     Validity: Value=7,Type=DAYS
@@ -61,10 +61,23 @@ def test_plan_table_summary_and_report(good: Path, tmp_path: Path, cli) -> None:
     assert "Plan: 2 entries, 2 planned" in result.out
     data = json.loads(report.read_text())
     Draft202012Validator(schema.load(schema.REPORT)).validate(data)
-    assert data["summary"] == {"total": 2, "planned": 2, "issued": 0, "unchanged": 0, "failed": 0, "invalid": 0, "skipped": 0}
+    assert data["summary"] == {
+        "total": 2,
+        "planned": 2,
+        "issued": 0,
+        "unchanged": 0,
+        "failed": 0,
+        "invalid": 0,
+        "skipped": 0,
+    }
     web = data["results"][0]
     assert web["status"] == "planned" and web["certificate_authority_arn"] == CA_ARN
-    assert web["outputs"] == {"certificate": "out/web.pem", "chain": "out/web.chain.pem", "full_chain": None, "private_key": None}
+    assert web["outputs"] == {
+        "certificate": "out/web.pem",
+        "chain": "out/web.chain.pem",
+        "full_chain": None,
+        "private_key": None,
+    }
     assert web["idempotency_token"] in result.out
     # the plan writes nothing but its report
     assert not (tmp_path / "out").exists() and not (tmp_path / ".pca-batch").exists()
@@ -111,7 +124,10 @@ def test_unset_variable_is_a_problem_not_an_empty_string(good: Path, cli, monkey
     monkeypatch.delenv("TEST_CA_ARN")
     result = cli("validate", good)
     assert result.code == 2
-    assert f"{good}:3: -: $.defaults.CertificateAuthorityArn: the environment variable TEST_CA_ARN is not set" in result.err
+    assert (
+        f"{good}:3: -: $.defaults.CertificateAuthorityArn: the environment variable TEST_CA_ARN is not set"
+        in result.err
+    )
     assert "1 problem" in result.err  # no echo of the empty value in every entry
 
 

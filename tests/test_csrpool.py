@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from conftest import CORPUS
+
 from pca_batch import csrpool
 from pca_batch.model import CsrInfo
 
@@ -26,13 +27,20 @@ def test_large_manifest_reports_bad_csr_at_its_line(tmp_path: Path, cli) -> None
 
     (tmp_path / "good.csr").write_bytes((CORPUS / "csr" / "ec256.csr").read_bytes())
     (tmp_path / "bad.csr").write_bytes((CORPUS / "csr" / "altered.csr").read_bytes())
-    lines = ["version: 1", "defaults:", f"  CertificateAuthorityArn: {CA_ARN}", "  SigningAlgorithm: SHA256WITHECDSA",
-             "  Validity: {Value: 1, Type: DAYS}", "certificates:"]
+    lines = [
+        "version: 1",
+        "defaults:",
+        f"  CertificateAuthorityArn: {CA_ARN}",
+        "  SigningAlgorithm: SHA256WITHECDSA",
+        "  Validity: {Value: 1, Type: DAYS}",
+        "certificates:",
+    ]
     for i in range(csrpool.POOL_THRESHOLD + 10):
         lines += [f"  - name: e{i}", f"    Csr: file://{'bad' if i == 321 else 'good'}.csr"]
     (tmp_path / "m.yaml").write_text("\n".join(lines) + "\n")
     result = cli("validate", tmp_path / "m.yaml")
     assert result.code == 2
     assert result.err.splitlines()[0] == (
-        f"{tmp_path / 'm.yaml'}:{7 + 2 * 321 + 1}: e321: $.Csr: the CSR's signature does not verify (was it altered after signing?)"
+        f"{tmp_path / 'm.yaml'}:{7 + 2 * 321 + 1}: e321: $.Csr: "
+        "the CSR's signature does not verify (was it altered after signing?)"
     )

@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-
 from conftest import CORPUS, REPO
 
 VALID = sorted((CORPUS / "valid").glob("*.yaml"))

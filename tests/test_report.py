@@ -8,7 +8,7 @@ from jsonschema import Draft202012Validator
 
 from pca_batch import schema
 from pca_batch.model import Result
-from pca_batch.report import build_report, merge_reports, read_report, ReportError, write_report
+from pca_batch.report import ReportError, build_report, merge_reports, read_report, write_report
 
 
 def _r(name: str, status: str = "issued", **kw: object) -> Result:
@@ -22,16 +22,33 @@ def test_report_has_every_key_even_when_null(tmp_path: Path) -> None:
     Draft202012Validator(schema.load(schema.REPORT)).validate(data)
     result = data["results"][0]
     assert set(result) == {
-        "name", "status", "certificate_authority_arn", "certificate_arn", "serial", "not_before", "not_after",
-        "idempotency_token", "attempts", "duration_s", "outputs", "error",
+        "name",
+        "status",
+        "certificate_authority_arn",
+        "certificate_arn",
+        "serial",
+        "not_before",
+        "not_after",
+        "idempotency_token",
+        "attempts",
+        "duration_s",
+        "outputs",
+        "error",
     }
-    assert result["error"] is None and result["outputs"] == {"certificate": None, "chain": None, "full_chain": None, "private_key": None}
+    assert result["error"] is None and result["outputs"] == {
+        "certificate": None,
+        "chain": None,
+        "full_chain": None,
+        "private_key": None,
+    }
     assert data["summary"]["issued"] == 1 and data["summary"]["total"] == 1
 
 
 def test_round_trip(tmp_path: Path) -> None:
-    rows = [_r("a", certificate_arn="arn:x", not_after="2027-01-01T00:00:00Z", outputs={"certificate": "out/a.pem"}),
-            _r("b", "failed", error_code="InvalidArgsException", error_message="no")]
+    rows = [
+        _r("a", certificate_arn="arn:x", not_after="2027-01-01T00:00:00Z", outputs={"certificate": "out/a.pem"}),
+        _r("b", "failed", error_code="InvalidArgsException", error_message="no"),
+    ]
     write_report(tmp_path / "r.json", rows)
     back = read_report(tmp_path / "r.json")
     assert build_report(back) == build_report(rows)

@@ -233,9 +233,17 @@ def test_fastcheck_agrees_on_the_manifest_entry_schema() -> None:
     ok = fastcheck.compile_schema(entry)
     check = schema.def_validator(schema.MANIFEST, "entry")
     cases = [
-        {"name": "a"}, {"name": "-a"}, {"name": "a", "output": {"certificate": "x"}}, {"name": "a", "output": {"cert": "x"}},
-        {"name": "a", "Validity": "Value=1,Type=DAYS"}, {"name": "a", "Validity": 3}, {"name": 5}, {},
-        {"name": "a", "cli_input_json": "x.json"}, {"name": "a", "cli_input_json": "file://x.json"}, {"name": "a", "Csr": 1},
+        {"name": "a"},
+        {"name": "-a"},
+        {"name": "a", "output": {"certificate": "x"}},
+        {"name": "a", "output": {"cert": "x"}},
+        {"name": "a", "Validity": "Value=1,Type=DAYS"},
+        {"name": "a", "Validity": 3},
+        {"name": 5},
+        {},
+        {"name": "a", "cli_input_json": "x.json"},
+        {"name": "a", "cli_input_json": "file://x.json"},
+        {"name": "a", "Csr": 1},
     ]
     for case in cases:
         assert ok(case) == check.is_valid(case), case

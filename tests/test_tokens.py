@@ -7,7 +7,11 @@ from hypothesis import strategies as st
 
 from pca_batch import tokens
 
-REQ = {"CertificateAuthorityArn": "arn:aws:acm-pca:us-east-1:1:certificate-authority/x", "Csr": "PEM", "Validity": {"Value": 1, "Type": "DAYS"}}
+REQ = {
+    "CertificateAuthorityArn": "arn:aws:acm-pca:us-east-1:1:certificate-authority/x",
+    "Csr": "PEM",
+    "Validity": {"Value": 1, "Type": "DAYS"},
+}
 ALLOWED = re.compile(r"^[\t\n\r\x20-\xff]{1,36}$")
 
 

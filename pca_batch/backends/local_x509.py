@@ -7,13 +7,12 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from cryptography import x509
-
-from pca_batch.csr import was_verified
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PrivateKeyTypes
 
+from pca_batch.csr import was_verified
 from pca_batch.errors import BackendError
 
 KEY_ALGORITHMS = ("RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1", "EC_secp521r1")
