@@ -19,6 +19,7 @@ demo: venv
 	$(BIN)/pca-batch apply manifests/demo.yaml
 
 test: test-venv
+	$(BIN)/python -m ruff check pca_batch tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 bench: test-venv
