@@ -93,6 +93,8 @@ class EntryBuilder:
         self._pending: dict[int, tuple[int, int]] = {}
         self._request_ok_cache: dict[str, bool] = {}
         self._defaults_body: str | None = None  # canonical form of a request made of defaults alone
+        self._defaults_only: dict[str, Any] | None = None
+        self._valid_bodies: set[str] = set()  # canonical requests whose Validity checked out
         # jsonschema explains; these compiled checks only say yes or no, fast
         self._request_ok = _fast(schema.REQUEST, None)
         self._entry_ok = _fast(schema.MANIFEST, "entry")
@@ -102,6 +104,13 @@ class EntryBuilder:
         self.unfilled: set[tuple[str, int]] = set()
 
     # -- defaults -----------------------------------------------------------
+    def _defaults_request(self) -> dict[str, Any]:
+        if self._defaults_only is None:
+            self._defaults_only = {}
+            if self.defaults is not None:
+                deep_merge(self._defaults_only, {k: v for k, v in self.defaults.items() if k in self._request_keys})
+        return self._defaults_only
+
     def check_defaults(self) -> list[Problem]:
         problems: list[Problem] = []
         if self.defaults is not None:
@@ -162,13 +171,21 @@ class EntryBuilder:
             sources.append(Source(self.defaults, self.defaults.line, True))
         self._shorthand(raw, label, problems, [])
 
-        request: dict[str, Any] = {}
-        if self.defaults is not None:
-            deep_merge(request, {k: v for k, v in self.defaults.items() if k in self._request_keys})
-        if cli is not None:
-            deep_merge(request, cli.data)
-        # Unknown PascalCase keys are reported by the entry schema; only request keys merge.
-        deep_merge(request, {k: v for k, v in raw.items() if k in self._request_keys})
+        # An entry that adds nothing but its CSR to the defaults (the common case in large
+        # manifests) shares the defaults' request; nothing downstream changes a nested value.
+        plain = cli is None and "key" not in raw and not any(k in self._request_keys and k != "Csr" for k in raw)
+        if plain:
+            request = dict(self._defaults_request())
+            if "Csr" in raw:
+                request["Csr"] = raw["Csr"]
+        else:
+            request = {}
+            if self.defaults is not None:
+                deep_merge(request, {k: v for k, v in self.defaults.items() if k in self._request_keys})
+            if cli is not None:
+                deep_merge(request, cli.data)
+            # Unknown PascalCase keys are reported by the entry schema; only request keys merge.
+            deep_merge(request, {k: v for k, v in raw.items() if k in self._request_keys})
 
         key_spec = self._key_spec(raw, request, line, label, problems)
         if key_spec is not None:
@@ -177,8 +194,6 @@ class EntryBuilder:
             info, csr_failed = _key_info(key_spec), False
         else:
             info, csr_failed = self._read_csr(index, request, sources, line, label, problems)
-        # An entry that adds nothing but its CSR to the defaults has the defaults' canonical form.
-        plain = cli is None and not any(k in self._request_keys and k != "Csr" for k in raw)
         request_problems, body = self._check_request(request, sources, line, label, csr_failed, plain)
         # Paths already explained by a problem above; schema errors there would only repeat it.
         explained = {p.path for p in problems}
@@ -187,7 +202,11 @@ class EntryBuilder:
             p for p in request_problems if p.path not in explained and not (cli_failed and "required key" in p.message)
         ]
         if not any(p.path.startswith(("$.Validity", "$.ValidityNotBefore")) for p in problems):
-            problems += self._check_validity(request, sources, line, label)
+            if body not in self._valid_bodies:  # the same Validity was found fine before
+                found = self._check_validity(request, sources, line, label)
+                if not found:
+                    self._valid_bodies.add(body)
+                problems += found
         outputs = self.outputs.resolve(raw, line, label, problems)
         token = None
         if not problems:
