@@ -137,5 +137,3 @@ def _refused(manifest: Manifest) -> list[Result]:
     rows = build_plan(manifest)
     return [r if r.status != "planned" else replace(r, status=SKIPPED, action=None) for r in rows]
 
-
-__all__ = ["run_apply", "select_shard", "in_shard", "Entry"]

@@ -15,7 +15,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -227,9 +227,5 @@ def _expiry_reason(left: float) -> str:
     return f"expires in {left / 3600:.0f} hours"
 
 
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
 __all__ = ["Decision", "IssuedIndex", "OnDisk", "decide", "latest_issued", "parse_renew_before",
-           "read_certificate", "request_tokens", "serial_of", "timedelta"]
+           "read_certificate", "request_tokens", "serial_of"]
