@@ -69,11 +69,11 @@ def decide_entry(entry: Entry, index: IssuedIndex, *, now: datetime, force: bool
     # A derived token covers the whole request, CSR included: a certificate the journal holds
     # for it was issued for this very CSR. With an explicit token (which does not change with
     # the request) the certificate is compared with the CSR itself.
-    compare = entry.explicit_token and entry.csr is not None and entry.key is None
-    expected_subject = entry.csr.subject if compare and not _passthrough(request, "Subject") else None
-    expected_sans = entry.csr.sans if compare and not _passthrough(request, "SANs") else None
+    csr = entry.csr if entry.explicit_token and entry.key is None else None
+    expected_subject = csr.subject if csr is not None and not _passthrough(request, "Subject") else None
+    expected_sans = csr.sans if csr is not None and not _passthrough(request, "SANs") else None
     token, token_request = entry.token, dict(request)
-    spki = entry.csr.public_key_sha256 if compare else None
+    spki = csr.public_key_sha256 if csr is not None else None
     if entry.key is not None:
         try:
             key, pending = _current_key(entry, env)

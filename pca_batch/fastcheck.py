@@ -64,10 +64,17 @@ def _compile(node: Any, root: dict[str, Any], cache: dict[str, Check]) -> Check:
             raise ValueError(f"unsupported $ref {ref}")
         name = ref[len("#/$defs/") :]
         if name not in cache:
-            cache[name] = lambda value: True  # placeholder for recursion
+
+            def placeholder(value: Any) -> bool:  # stands in while a recursive definition compiles
+                return True
+
+            cache[name] = placeholder
             real = _compile(root["$defs"][name], root, cache)
             cache[name] = real
-        checks.append(lambda value, name=name: cache[name](value))
+        def by_ref(value: Any, name: str = name) -> bool:  # looked up late: the definition may recurse
+            return cache[name](value)
+
+        checks.append(by_ref)
     if "type" in node:
         kinds = [node["type"]] if isinstance(node["type"], str) else list(node["type"])
         if len(kinds) == 1:

@@ -98,7 +98,7 @@ def render_plan(manifest: Manifest, results: Sequence[Result], console: Console)
             style = {"invalid": "red", "refused": "red", "renew": "yellow", "unchanged": "dim"}.get(
                 r.action or "", "green"
             )
-            cells = [r.name, Text(_action(r, table=True), style=style)]
+            cells: list[str | Text] = [r.name, Text(_action(r, table=True), style=style)]
             if not one_ca:
                 cells.append(_short_arn(r.certificate_authority_arn))
             table.add_row(

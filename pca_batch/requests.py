@@ -188,6 +188,7 @@ class EntryBuilder:
             deep_merge(request, {k: v for k, v in raw.items() if k in self._request_keys})
 
         key_spec = self._key_spec(raw, request, line, label, problems)
+        info: CsrInfo | None
         if key_spec is not None:
             # the CSR is made at apply time from the key; the schema checks the rest
             request["Csr"] = KEY_PLACEHOLDER
@@ -277,7 +278,8 @@ class EntryBuilder:
                     "an entry with `key` cannot give IdempotencyToken: its token is derived from each new key",
                 )
             )
-        out = raw.get("output") if isinstance(raw.get("output"), dict) else {}
+        output = raw.get("output")
+        out: dict[str, Any] = output if isinstance(output, dict) else {}
         for kind in ("certificate", "private_key"):
             if not out.get(kind):
                 problems.append(Problem(self.file, at, label, "$.output", f"an entry with `key` needs output.{kind}"))
