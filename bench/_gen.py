@@ -13,6 +13,18 @@ WORK = Path(__file__).resolve().parent / ".work"
 CA_ARN = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/0b0b0b0b-1111-4222-8333-444444444444"
 
 
+def local_backend(common_name: str) -> str:
+    """The `backend:` block of a manifest whose EC P-256 local CA apply creates on first use."""
+    return f"""backend:
+  type: local
+  store: .pca-batch
+  authorities:
+    - arn: {CA_ARN}
+      common_name: {common_name}
+      key_algorithm: EC_prime256v1
+"""
+
+
 def make_csrs(folder: Path, count: int) -> list[Path]:
     """``count`` distinct EC P-256 CSRs (one key each), written once and reused."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -31,7 +31,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-from _gen import CA_ARN, WORK, make_csrs, write_manifest  # noqa: E402
+from _gen import CA_ARN, WORK, local_backend, make_csrs, write_manifest  # noqa: E402
 from cryptography import x509  # noqa: E402
 from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
@@ -42,14 +42,7 @@ from pca_batch.cli import main  # noqa: E402
 from pca_batch.model import AuthoritySpec  # noqa: E402
 
 TARGET = 0.5
-BACKEND = f"""backend:
-  type: local
-  store: .pca-batch
-  authorities:
-    - arn: {CA_ARN}
-      common_name: Bench Local CA
-      key_algorithm: EC_prime256v1
-"""
+BACKEND = local_backend("Bench Local CA")
 
 
 def bare_loop(csrs: list[bytes], *, extensions: bool) -> float:

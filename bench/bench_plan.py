@@ -16,17 +16,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gen import CA_ARN, WORK, write_manifest  # noqa: E402
+from _gen import WORK, local_backend, write_manifest  # noqa: E402
 
 COUNT = 10_000
-BACKEND = f"""backend:
-  type: local
-  store: .pca-batch
-  authorities:
-    - arn: {CA_ARN}
-      common_name: Bench Root CA
-      key_algorithm: EC_prime256v1
-"""
+BACKEND = local_backend("Bench Root CA")
 
 
 def run(*args: str) -> float:
