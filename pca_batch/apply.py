@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -11,12 +10,13 @@ from rich.console import Console
 
 from pca_batch import converge
 from pca_batch.backends import Backend, open_backend, warm_up
-from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, BackendError, ManifestError, Problem
+from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, BackendError, ManifestError
 from pca_batch.journal import default_journal_path
 from pca_batch.manifest import load_manifest
 from pca_batch.model import SKIPPED, ApplyOptions, Entry, Manifest, Result, Shard
 from pca_batch.plan import build_plan, render_plan
 from pca_batch.preflight import preflight
+from pca_batch.problems import print_problems
 from pca_batch.report import summary_line, write_report
 
 
@@ -30,18 +30,6 @@ def select_shard(manifest: Manifest, shard: Shard | None) -> Manifest:
     if shard is None:
         return manifest
     return replace(manifest, entries=tuple(e for e in manifest.entries if in_shard(e.name, shard)))
-
-
-def print_problems(problems: Sequence[Problem], err: Console) -> None:
-    for p in problems:
-        err.print(str(p), markup=False, highlight=False, soft_wrap=True)
-    entries = {p.entry for p in problems if p.entry != "-"}
-    err.print(
-        f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        + (f" in {len(entries)} entr{'ies' if len(entries) != 1 else 'y'}" if entries else ""),
-        markup=False,
-        highlight=False,
-    )
 
 
 def run_apply(manifest_path: str, options: ApplyOptions, console: Console, err: Console) -> int:

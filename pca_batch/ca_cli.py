@@ -14,12 +14,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pca_batch.backends import local_admin
-from pca_batch.backends.local_authorities import USAGE_MODES
-from pca_batch.backends.local_x509 import KEY_ALGORITHMS
+from pca_batch.backends.base import KEY_ALGORITHMS, USAGE_MODES
 from pca_batch.errors import EXIT_OK, UsageError
 
 DEFAULT_STORE = Path(".pca-batch")
+
+
+def _admin() -> Any:
+    from pca_batch.backends import local_admin  # only for `ca` commands: keeps other commands' start-up short
+
+    return local_admin
 
 
 def _write(text: str) -> None:
@@ -53,7 +57,7 @@ def cmd_create(
 ) -> int:
     if not common_name.strip():
         raise UsageError("ca create: --common-name must not be empty")
-    arn = local_admin.create_authority(
+    arn = _admin().create_authority(
         store,
         common_name=common_name,
         key_algorithm=key_algorithm,
@@ -68,22 +72,22 @@ def cmd_create(
 
 
 def cmd_list(store: Path) -> int:
-    _json({"CertificateAuthorities": local_admin.list_authorities(store)})
+    _json({"CertificateAuthorities": _admin().list_authorities(store)})
     return EXIT_OK
 
 
 def cmd_certificate(store: Path, ca_arn: str) -> int:
-    _write(local_admin.authority_certificate(store, ca_arn))
+    _write(_admin().authority_certificate(store, ca_arn))
     return EXIT_OK
 
 
 def cmd_set_status(store: Path, ca_arn: str, status: str) -> int:
-    local_admin.set_authority_status(store, ca_arn, status)
+    _admin().set_authority_status(store, ca_arn, status)
     return EXIT_OK
 
 
 def cmd_audit_report(store: Path, ca_arn: str) -> int:
-    _json(local_admin.audit_report(store, ca_arn))
+    _json(_admin().audit_report(store, ca_arn))
     return EXIT_OK
 
 

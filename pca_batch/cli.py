@@ -115,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_validate(paths: Sequence[str], allow_outside_paths: bool, out: Console, err: Console) -> int:
-    from pca_batch.apply import print_problems
     from pca_batch.manifest import load_manifest
+    from pca_batch.problems import print_problems
 
     status = EXIT_OK
     for path in paths:
@@ -207,7 +207,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
         return _dispatch(args, out, err)
     except ManifestError as exc:
-        from pca_batch.apply import print_problems
+        from pca_batch.problems import print_problems
 
         print_problems(exc.problems, err)
         return exc.exit_code

@@ -27,17 +27,18 @@ _EC_CURVES = {"secp256r1": "EC_prime256v1", "secp384r1": "EC_secp384r1", "secp52
 _PEM_MARKERS = (b"-----BEGIN CERTIFICATE REQUEST-----", b"-----BEGIN NEW CERTIFICATE REQUEST-----")
 
 
-# SHA-256 digests of CSR texts whose signature this process has already verified
-# (while validating the manifest), so the embedded CA does not verify them twice.
-_verified: set[bytes] = set()
+# CSR texts whose signature this process has already verified (while validating the
+# manifest), so that the embedded CA does not verify them twice. The entries hold
+# these strings anyway: the set costs its table only.
+_verified: set[str] = set()
 
 
-def note_verified(pem: bytes) -> None:
-    _verified.add(hashlib.sha256(pem).digest())
+def note_verified(pem: str) -> None:
+    _verified.add(pem)
 
 
 def was_verified(pem: bytes) -> bool:
-    return hashlib.sha256(pem).digest() in _verified
+    return pem.decode("ascii", "replace") in _verified
 
 
 class InputError(ValueError):
@@ -93,21 +94,23 @@ def resolve(raw: str, base: str | Path) -> str:
     return os.path.normpath(os.path.join(base, raw))
 
 
-def csr_bytes(value: str, base: str | Path) -> tuple[bytes, str | None]:
-    """The bytes a ``Csr`` value names: inline PEM, ``file://PATH`` or ``fileb://PATH``."""
+Source = str | bytes  # a CSR's absolute path, or its bytes
+
+
+def csr_source(value: str, base: str | Path) -> Source:
+    """What a ``Csr`` value names: the path of ``file://PATH`` or ``fileb://PATH``, or inline PEM's bytes."""
     for prefix in ("fileb://", "file://"):
         if value.startswith(prefix):
             raw = value[len(prefix) :]
             if not raw:
                 raise InputError(f"{prefix} needs a path")
-            path = resolve(raw, base)
-            return read_limited(path, CSR_MAX_BYTES, "the CSR file"), path
+            return resolve(raw, base)
     data = value.encode("utf-8")
     if not data.lstrip().startswith(b"-----BEGIN"):
         raise InputError("Csr must be PEM text, file://PATH or fileb://PATH")
     if len(data) > CSR_MAX_BYTES:
         raise InputError(f"the inline CSR is {len(data)} bytes; at most {CSR_MAX_BYTES} are allowed")
-    return data, None
+    return data
 
 
 def parse_csr(data: bytes) -> x509.CertificateSigningRequest:

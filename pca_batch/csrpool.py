@@ -1,48 +1,146 @@
-"""Checking many CSRs on the other cores while the manifest is being read.
+"""Reading and checking many CSRs on the other cores while the manifest is being read.
 
 Verifying a CSR's signature is the one expensive step of validation (public-key
 arithmetic in OpenSSL, holding the GIL). For large manifests the main process
-reads files and builds entries while worker processes verify; small manifests
-are checked inline, where a pool would cost more than it saves.
+builds entries while worker processes read the CSR files, verify them and derive
+the idempotency tokens that cover them; small manifests are checked inline,
+where a worker would cost more than it saves.
+
+While the main process is still parsing the YAML, the workers already read and
+check the files that the manifest's ``Csr: file://...`` lines name (a prefetch:
+a guess from the raw text, used only when the entry built later asks for that
+same file, so it never changes an outcome).
+
+The workers are plain processes on two pipes each, driven by the main thread
+alone: no feeder or manager threads compete with it for the GIL, and a batch's
+completion is seen as soon as it arrives. When the workers fall behind, the
+main process checks a batch itself, so that the cores finish together.
 """
 
 from __future__ import annotations
 
+import fcntl
 import multiprocessing
 import os
+import re
 import sys
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from typing import NamedTuple
 
-from pca_batch.csr import InputError, inspect_csr
+from pca_batch import tokens
+from pca_batch.csr import CSR_MAX_BYTES, InputError, Source, inspect_csr, read_limited, resolve
 from pca_batch.model import CsrInfo
 
-POOL_THRESHOLD = 500  # entries; below this a pool does not pay for its start-up
-BATCH = 200
+POOL_THRESHOLD = 500  # CSRs; below this a worker does not pay for its start-up
+BATCH = 100
 BACKLOG = 3  # batches queued per worker before this process checks one itself
+PIPE_BYTES = 1 << 20  # room for a few batches of results, so a worker rarely waits to send
+PREFETCH_MAX = 8192  # checked CSRs a worker holds for entries not built yet
 
 
-class _Done(Future):  # type: ignore[type-arg]
-    """Stands for a batch this process checked itself."""
+class Job(NamedTuple):
+    """One CSR to check, and (name, canonical request without the CSR) when its token is wanted."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.set_result([])
-
-
-_DONE = _Done()
-
-Outcome = CsrInfo | str  # what the CSR holds, or why it is refused
+    source: Source
+    name: str | None = None
+    body: str | None = None
 
 
-def check_batch(batch: list[bytes]) -> list[Outcome]:
-    out: list[Outcome] = []
-    for data in batch:
+class Checked(NamedTuple):
+    pem: str  # the text to send as Csr
+    info: CsrInfo
+    token: str | None
+
+
+Outcome = Checked | str  # ... or why the CSR is refused
+_Wire = tuple[str, str, str | None] | str  # (PEM, key algorithm, token): what a worker sends back
+
+# `Csr: file://PATH` on a line of its own, as large manifests write it (quoted or not)
+_CSR_LINE = re.compile(rb"""^[ \t-]*Csr[ \t]*:[ \t]*["']?fileb?://([^"'\s$#]+)["']?[ \t]*(?:#.*)?\r?$""", re.M)
+
+
+def _check(source: Source) -> tuple[str, str] | str:
+    """Read (when given a path) and check one CSR as AWS Private CA would: (PEM, key algorithm) or why not."""
+    try:
+        data = read_limited(source, CSR_MAX_BYTES, "the CSR file") if isinstance(source, str) else source
+        pem, info = inspect_csr(data)
+    except InputError as exc:
+        return str(exc)
+    if len(pem) > CSR_MAX_BYTES:
+        return f"the CSR is larger than {CSR_MAX_BYTES} bytes"
+    return pem, info.key_algorithm
+
+
+def _finish(job: Job, checked: tuple[str, str] | str) -> _Wire:
+    if isinstance(checked, str):
+        return checked
+    pem, algorithm = checked
+    token = tokens.derive_parts(job.name, job.body, pem) if job.name is not None and job.body is not None else None
+    return pem, algorithm, token
+
+
+def _from_wire(item: _Wire) -> Outcome:
+    if isinstance(item, str):
+        return item
+    pem, algorithm, token = item
+    return Checked(pem, CsrInfo(None, None, algorithm, None, pem=pem), token)
+
+
+def check_one(job: Job) -> Outcome:
+    return _from_wire(_finish(job, _check(job.source)))
+
+
+def prefetch_paths(manifest: str, root: str) -> list[str]:
+    """The CSR files a manifest's text names on ``Csr: file://`` lines, in order (a guess; see above)."""
+    try:
+        data = read_limited(manifest, 64 << 20, "the manifest")
+    except InputError:
+        return []
+    seen: dict[str, None] = {}
+    for m in _CSR_LINE.finditer(data):
         try:
-            out.append(inspect_csr(data)[1])
-        except InputError as exc:
-            out.append(str(exc))
-    return out
+            seen.setdefault(resolve(m.group(1).decode("utf-8"), root), None)
+        except UnicodeDecodeError:
+            continue
+    return list(seen)
+
+
+def serve(tasks: Connection, results: Connection, prefetch: tuple[str, str, int, int] | None) -> None:
+    """A worker: check each batch it is sent, until told to stop or its pipe closes.
+
+    With ``prefetch`` (manifest, root, this worker's number, workers) it checks its
+    share of the files the manifest names between batches, at most PREFETCH_MAX held
+    at once, so that a batch naming them is answered at once.
+    """
+    ahead: dict[str, tuple[str, str] | str] = {}
+    paths: list[str] = []
+    if prefetch is not None:
+        manifest, root, i, n = prefetch
+        # worker i takes every n-th batch of the guessed files, as CsrChecker deals batches out
+        paths = [p for k, p in enumerate(prefetch_paths(manifest, root)) if (k // BATCH) % n == i]
+    queue = iter(paths)
+    while True:
+        try:
+            if len(ahead) < PREFETCH_MAX and not tasks.poll():
+                path = next(queue, None)
+                if path is not None:
+                    ahead.setdefault(path, _check(path))
+                    continue
+            batch: list[Job] | None = tasks.recv()
+        except (EOFError, OSError):
+            return
+        if batch is None:
+            return
+        out = []
+        for job in batch:
+            checked = ahead.pop(job.source, None) if isinstance(job.source, str) else None
+            out.append(_finish(job, checked if checked is not None else _check(job.source)))
+        try:
+            results.send(out)
+        except OSError:  # the main process stopped listening
+            return
 
 
 def _workers() -> int:
@@ -57,74 +155,139 @@ def _spawn_safe() -> bool:
     return bool(path) and os.path.isfile(str(path))
 
 
+def _widen(conn: Connection) -> None:
+    try:
+        fcntl.fcntl(conn.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+    except (AttributeError, OSError):  # not Linux, or above the system's limit: the default will do
+        pass
+
+
+@dataclass
+class _Worker:
+    process: BaseProcess
+    tasks: Connection
+    results: Connection
+    sent: list[tuple[int, list[Job]]] = field(default_factory=list)  # (first ticket, batch), oldest first
+    alive: bool = True
+
+
 class CsrChecker:
-    """Queue CSRs with ``add`` (returns a ticket); ``results()`` gives each ticket's outcome."""
+    """Queue CSRs with ``add`` (returns a ticket); ``results()`` gives each ticket's outcome.
 
-    def __init__(self, expected: int) -> None:
-        workers = _workers() if expected >= POOL_THRESHOLD and _spawn_safe() else 0
-        self._pool: ProcessPoolExecutor | None = None
-        if workers:
+    ``manifest`` and ``root`` (the manifest's file and folder) let the workers check
+    the files it names before they are asked for.
+    """
+
+    def __init__(self, expected: int, *, manifest: str | None = None, root: str | None = None) -> None:
+        self._workers: list[_Worker] = []
+        if expected >= POOL_THRESHOLD and _spawn_safe():
+            n = _workers()
             # spawn, not fork: the caller may have threads (a fork would copy their locks)
-            self._pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-        self._batch: list[bytes] = []
-        self._futures: list[Future[list[Outcome]]] = []
-        self._batches: list[list[bytes]] = []
-        self._inline_done: dict[int, list[Outcome]] = {}  # batches this process checked itself
-        self._waiting = 0  # index of the first batch not known to be done
-        self._inline: list[Outcome] = []
-        self._count = 0
+            ctx = multiprocessing.get_context("spawn")
+            for i in range(n):
+                try:
+                    self._workers.append(self._start(ctx, (manifest, root, i, n) if manifest and root else None))
+                except OSError:  # no processes to spare: check here
+                    break
+        self._out: list[Outcome | None] = []
+        self._batch: list[Job] = []
+        self._first = 0  # ticket of self._batch[0]
+        self._dealt = 0  # batches dealt out so far
 
-    def add(self, data: bytes) -> int:
-        ticket = self._count
-        self._count += 1
-        if self._pool is None:
-            self._inline.extend(check_batch([data]))
+    @staticmethod
+    def _start(ctx: multiprocessing.context.SpawnContext, prefetch: tuple[str, str, int, int] | None) -> _Worker:
+        task_r, task_w = ctx.Pipe(duplex=False)
+        result_r, result_w = ctx.Pipe(duplex=False)
+        _widen(task_w)
+        _widen(result_r)
+        process = ctx.Process(target=serve, args=(task_r, result_w, prefetch), daemon=True, name="pca-batch-csr")
+        process.start()
+        task_r.close()  # the worker holds these ends now; closing ours lets EOF tell of its death
+        result_w.close()
+        return _Worker(process, task_w, result_r)
+
+    def add(self, source: Source, name: str | None = None, body: str | None = None) -> int:
+        """Queue one CSR; with ``name`` and ``body`` its outcome carries the derived token."""
+        ticket = len(self._out)
+        self._out.append(None)
+        job = Job(source, name, body)
+        if not self._workers:
+            self._out[ticket] = check_one(job)
             return ticket
-        self._batch.append(data)
+        self._batch.append(job)
         if len(self._batch) >= BATCH:
-            self._flush()
+            self._dispatch()
         return ticket
 
-    def _flush(self) -> None:
-        if self._batch and self._pool is not None:
-            # Keep the workers a little work ahead, no more: when they fall behind, this
-            # process checks the batch itself, so the cores finish together.
-            while self._waiting < len(self._futures) and self._futures[self._waiting].done():
-                self._waiting += 1
-            if len(self._futures) - self._waiting >= BACKLOG:
-                self._inline_done[len(self._futures)] = check_batch(self._batch)
-                self._futures.append(_DONE)
-            else:
-                self._futures.append(self._pool.submit(check_batch, self._batch))
-            self._batches.append(self._batch)
-            self._batch = []
+    def _dispatch(self) -> None:
+        if not self._batch:
+            return
+        batch, first = self._batch, self._first
+        self._batch, self._first = [], first + len(batch)
+        self._collect()
+        alive = [w for w in self._workers if w.alive]
+        turn = self._workers[self._dealt % len(self._workers)]
+        self._dealt += 1
+        if not (turn.alive and len(turn.sent) < BACKLOG):  # its turn, unless it is behind: then the least busy
+            turn = min(alive, key=lambda w: len(w.sent), default=turn)
+        worker = turn if turn.alive else None
+        if worker is not None and len(worker.sent) < BACKLOG:
+            try:
+                worker.tasks.send(batch)
+                worker.sent.append((first, batch))
+                return
+            except OSError:  # it died: its batches are checked below
+                self._lost(worker)
+        self._check_here(first, batch)
+
+    def _check_here(self, first: int, batch: list[Job]) -> None:
+        self._out[first : first + len(batch)] = [check_one(job) for job in batch]
+
+    def _receive(self, worker: _Worker) -> None:
+        try:
+            items: list[_Wire] = worker.results.recv()
+        except (EOFError, OSError):
+            self._lost(worker)
+            return
+        first, _batch = worker.sent.pop(0)
+        self._out[first : first + len(items)] = [_from_wire(item) for item in items]
+
+    def _collect(self) -> None:
+        """Take in every batch that is done, without waiting."""
+        for worker in self._workers:
+            while worker.alive and worker.sent and worker.results.poll():
+                self._receive(worker)
+
+    def _lost(self, worker: _Worker) -> None:
+        """A worker died: check what it held here."""
+        worker.alive = False
+        sent, worker.sent = worker.sent, []
+        for first, batch in sent:
+            self._check_here(first, batch)
 
     def results(self) -> list[Outcome]:
-        if self._pool is None:
-            return self._inline
         try:
-            self._flush()
-            out: list[Outcome] = []
-            # The main process is free now: it takes the batches no worker has started
-            # (from the end, so the workers keep theirs), and waits only for the rest.
-            done: dict[int, list[Outcome]] = dict(self._inline_done)
-            for i in range(len(self._futures) - 1, -1, -1):
-                if i not in done and self._futures[i].cancel():
-                    done[i] = check_batch(self._batches[i])
-            for i, (future, batch) in enumerate(zip(self._futures, self._batches, strict=True)):
-                if i in done:
-                    out.extend(done[i])
-                    continue
-                try:
-                    out.extend(future.result())
-                except (BrokenProcessPool, OSError):  # a worker died: check that batch here
-                    out.extend(check_batch(batch))
-            return out
+            self._dispatch()
+            for worker in self._workers:
+                while worker.alive and worker.sent:
+                    self._receive(worker)
+            return [o if o is not None else "the CSR was not checked" for o in self._out]
         finally:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
+            self.close()
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(cancel_futures=True)
-            self._pool = None
+        workers, self._workers = self._workers, []
+        for worker in workers:
+            if worker.sent:  # abandoned mid-way (an error elsewhere): no need to wait for it
+                worker.process.kill()
+            try:
+                worker.tasks.send(None)
+            except OSError:
+                pass
+            worker.tasks.close()
+            worker.results.close()
+        for worker in workers:
+            worker.process.join(timeout=2)
+            if worker.process.is_alive():
+                worker.process.kill()
+                worker.process.join()

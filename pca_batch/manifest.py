@@ -19,6 +19,7 @@ from typing import Any
 
 from pca_batch import csr as csrmod
 from pca_batch import fastcheck, interpolate, schema, yamlload
+from pca_batch.csrpool import CsrChecker
 from pca_batch.errors import ManifestError, Problem
 from pca_batch.model import AuthoritySpec, BackendConfig, Entry, Manifest, RunSettings
 from pca_batch.problems import Source, json_path, problems_from_errors
@@ -68,6 +69,26 @@ def load_manifest(
         data = csrmod.read_limited(file, yamlload.MAX_BYTES, "the manifest")
     except csrmod.InputError as exc:
         raise fatal(1, str(exc)) from None
+    # Start the CSR workers now, so that they are ready when the entries have been read.
+    checker = CsrChecker(data.count(b"Csr"), manifest=str(file), root=str(root))
+    try:
+        return _load(data, file, display, root, env, now, fatal, checker, allow_outside_paths, on_backend)
+    finally:
+        checker.close()
+
+
+def _load(
+    data: bytes,
+    file: Path,
+    display: str,
+    root: Path,
+    env: Mapping[str, str],
+    now: datetime,
+    fatal: Callable[..., ManifestError],
+    checker: CsrChecker,
+    allow_outside_paths: bool,
+    on_backend: Callable[[BackendConfig], None] | None,
+) -> Manifest:
     try:
         text = yamlload.decode(data)
         doc = yamlload.load(text)
@@ -122,7 +143,7 @@ def load_manifest(
         now=now,
         defaults=defaults,
         allow_outside_paths=allow_outside_paths,
-        expected=len(certificates) if isinstance(certificates, list) else 0,
+        checker=checker,
         interpolate="${" in text,
     )
     builder.unfilled |= unfilled

@@ -137,6 +137,23 @@ class Entry:
         arn = self.request.get("CertificateAuthorityArn")
         return arn if isinstance(arn, str) else None
 
+    def checked(self, csr: CsrInfo, token: str | None) -> Entry:
+        """This entry once its CSR has been read and checked (``dataclasses.replace``, without its cost)."""
+        return Entry(
+            name=self.name,
+            index=self.index,
+            line=self.line,
+            request=self.request,
+            token=token,
+            csr=csr,
+            outputs=self.outputs,
+            runner=self.runner,
+            problems=self.problems,
+            key=self.key,
+            renew_before=self.renew_before,
+            explicit_token=self.explicit_token,
+        )
+
     def api_request(self) -> dict[str, Any]:
         """The IssueCertificate input as the API takes it: Csr as bytes, the token set."""
         if self.request is None or self.token is None:

@@ -18,6 +18,7 @@ from pca_batch.yamlload import LineDict, LineList
 
 if TYPE_CHECKING:  # jsonschema is imported only when there is something to explain
     from jsonschema.exceptions import ValidationError
+    from rich.console import Console
 
 _JSON_TYPES = {
     dict: "a mapping",
@@ -189,3 +190,15 @@ def problems_from_errors(
             note = src.note if src is not None and src.note else ""
             out.append(Problem(file, line, entry, json_path(path), message + note))
     return out
+
+
+def print_problems(problems: Sequence[Problem], err: Console) -> None:
+    for p in problems:
+        err.print(str(p), markup=False, highlight=False, soft_wrap=True)
+    entries = {p.entry for p in problems if p.entry != "-"}
+    err.print(
+        f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
+        + (f" in {len(entries)} entr{'ies' if len(entries) != 1 else 'y'}" if entries else ""),
+        markup=False,
+        highlight=False,
+    )

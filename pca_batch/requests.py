@@ -74,7 +74,7 @@ class EntryBuilder:
         now: datetime,
         defaults: LineDict | None,
         allow_outside_paths: bool,
-        expected: int = 0,
+        checker: CsrChecker | None = None,
         interpolate: bool = True,
     ) -> None:
         self.file = file
@@ -88,7 +88,7 @@ class EntryBuilder:
         self.defaults = defaults
         self.interpolate = interpolate  # False when the manifest holds no "${" at all
         self._json_cache: dict[Path, Any] = {}
-        self.checker = CsrChecker(expected)
+        self.checker = checker or CsrChecker(0)
         # entry index -> (checker ticket, line of its Csr): signatures checked in finish()
         self._pending: dict[int, tuple[int, int]] = {}
         self._request_ok_cache: dict[str, bool] = {}
@@ -188,13 +188,15 @@ class EntryBuilder:
             deep_merge(request, {k: v for k, v in raw.items() if k in self._request_keys})
 
         key_spec = self._key_spec(raw, request, line, label, problems)
-        info: CsrInfo | None
+        info: CsrInfo | None = None
+        csr: tuple[csrmod.Source, int] | None = None  # where the CSR is read from, and the line of Csr
+        csr_failed = False
         if key_spec is not None:
             # the CSR is made at apply time from the key; the schema checks the rest
             request["Csr"] = KEY_PLACEHOLDER
-            info, csr_failed = _key_info(key_spec), False
+            info = _key_info(key_spec)
         else:
-            info, csr_failed = self._read_csr(index, request, sources, line, label, problems)
+            csr, csr_failed = self._csr_source(request, sources, line, label, problems)
         request_problems, body = self._check_request(request, sources, line, label, csr_failed, plain)
         # Paths already explained by a problem above; schema errors there would only repeat it.
         explained = {p.path for p in problems}
@@ -210,11 +212,8 @@ class EntryBuilder:
                 problems += found
         outputs = self.outputs.resolve(raw, line, label, problems)
         token = None
-        if not problems:
-            if key_spec is not None:
-                token = tokens.token_for(label, key_request(request, key_spec))
-            else:
-                token = tokens.token_for(label, request, body=body)
+        if not problems and key_spec is not None:
+            token = tokens.token_for(label, key_request(request, key_spec))
         explicit = request.get("IdempotencyToken")
         ca = request.get("CertificateAuthorityArn")
         if isinstance(explicit, str) and isinstance(ca, str):
@@ -243,6 +242,12 @@ class EntryBuilder:
                 path = "$.renew_before" if where is raw else "$.defaults.renew_before"
                 problems.append(Problem(self.file, at, label, path, str(exc)))
                 token = None
+        explicit_token = isinstance(explicit, str) and bool(explicit)
+        if csr is not None:
+            # read and checked in finish(), by a worker process in large manifests; the token covers the CSR
+            wants_token = not problems and not explicit_token
+            ticket = self.checker.add(csr[0], label if wants_token else None, body if wants_token else None)
+            self._pending[index] = (ticket, csr[1])
         return Entry(
             name=label,
             index=index,
@@ -255,7 +260,7 @@ class EntryBuilder:
             problems=tuple(sorted(self._without_echoes(problems), key=lambda p: p.line)),
             key=key_spec,
             renew_before=renew_before if isinstance(renew_before, str) else None,
-            explicit_token=isinstance(explicit, str) and bool(explicit),
+            explicit_token=explicit_token,
         )
 
     def _key_spec(
@@ -338,59 +343,45 @@ class EntryBuilder:
             report(["cli_input_json"], at, f"{p.path}: {p.message} (in {ref[len('file://') :]})")
         return Source(None, at, False, data=data, note=f" (in {ref[len('file://') :]})")
 
-    def _read_csr(
+    def _csr_source(
         self,
-        index: int,
         request: dict[str, Any],
         sources: list[Source],
         line: int,
         label: str,
         problems: list[Problem],
-    ) -> tuple[CsrInfo | None, bool]:
-        """Read the CSR in; PEM text goes as it is and its signature is checked in finish()."""
+    ) -> tuple[tuple[csrmod.Source, int] | None, bool]:
+        """Where the CSR comes from (a path, or inline bytes) and the line of Csr; True when that is wrong."""
         value = request.get("Csr")
         if not isinstance(value, str):
             return None, False
         at, _ = locate(sources, ["Csr"], line)
         try:
-            data, _path = csrmod.csr_bytes(value, self.root_str)
-            pem = csrmod.plain_pem(data)
-            info = None
-            if pem is None:  # DER, or PEM with text around it: convert now
-                pem, info = csrmod.inspect_csr(data)
+            return (csrmod.csr_source(value, self.root_str), at), False
         except csrmod.InputError as exc:
             problems.append(Problem(self.file, at, label, "$.Csr", str(exc)))
             return None, True
-        if len(pem) > csrmod.CSR_MAX_BYTES:
-            problems.append(
-                Problem(self.file, at, label, "$.Csr", f"the CSR is larger than {csrmod.CSR_MAX_BYTES} bytes")
-            )
-            return None, True
-        request["Csr"] = pem
-        if info is None:
-            self._pending[index] = (self.checker.add(data), at)
-        else:
-            csrmod.note_verified(pem.encode("ascii"))
-        return info, False
 
     def finish(self, entries: list[Entry]) -> list[Entry]:
-        """Attach the outcome of every CSR check to its entry."""
+        """Attach the outcome of every CSR check to its entry: the PEM text, what it holds, its token."""
         outcomes = self.checker.results()
         out = []
         for entry in entries:
             pending = self._pending.get(entry.index)
-            if pending is not None:
+            request = entry.request
+            if pending is not None and isinstance(request, dict):
                 outcome = outcomes[pending[0]]
                 if isinstance(outcome, str):
                     problem = Problem(self.file, pending[1], entry.name, "$.Csr", outcome)
                     problems = tuple(sorted(entry.problems + (problem,), key=lambda p: p.line))
                     entry = replace(entry, token=None, problems=problems)
                 else:
-                    entry = replace(
-                        entry, csr=outcome.with_pem(str(entry.request["Csr"])) if entry.request else outcome
-                    )
-                    if entry.request is not None:
-                        csrmod.note_verified(str(entry.request["Csr"]).encode("ascii"))
+                    request["Csr"] = outcome.pem
+                    token = None
+                    if not entry.problems:
+                        token = str(request["IdempotencyToken"]) if entry.explicit_token else outcome.token
+                    entry = entry.checked(outcome.info, token)
+                    csrmod.note_verified(outcome.pem)
             out.append(entry)
         return out
 

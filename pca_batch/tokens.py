@@ -8,7 +8,6 @@ that window, gets the certificate already issued instead of a second one.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from collections.abc import Mapping
@@ -32,18 +31,30 @@ def derive(name: str, request: Mapping[str, Any], *, salt: str = "", body: str |
     ``salt`` lets a renewal draw a token that differs from the one that issued the
     certificate it replaces (for example that certificate's serial).
     """
+    csr = request.get("Csr")
+    csr_text = csr if isinstance(csr, str) else json.dumps(csr)
+    return derive_parts(name, body if body is not None else canonical_without_csr(request), csr_text, salt)
+
+
+def derive_parts(name: str, body: str, csr: str, salt: str = "") -> str:
+    """:func:`derive` from its parts: the canonical request without the CSR, and the CSR's text."""
     digest = hashlib.sha256()
     digest.update(name.encode("utf-8"))
     digest.update(b"\0")
-    digest.update((body if body is not None else canonical_without_csr(request)).encode("ascii"))
+    digest.update(body.encode("ascii"))
     digest.update(b"\0")
-    csr = request.get("Csr")
-    digest.update(csr.encode("utf-8") if isinstance(csr, str) else json.dumps(csr).encode("ascii"))
+    digest.update(csr.encode("utf-8"))
     if salt:
         digest.update(b"\0")
         digest.update(salt.encode("utf-8"))
-    # 20 bytes make exactly 32 base32 characters (160 bits), no padding
-    return PREFIX + base64.b32encode(digest.digest()[:20]).decode("ascii").lower()
+    # 20 bytes make exactly 32 base32 characters (160 bits), no padding: 16 groups of 10 bits
+    n = int.from_bytes(digest.digest()[:20], "big")
+    return PREFIX + "".join([_PAIRS[(n >> shift) & 1023] for shift in _SHIFTS])
+
+
+_ALPHABET = "abcdefghijklmnopqrstuvwxyz234567"  # RFC 4648 base32, lower case
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> two characters
+_SHIFTS = range(150, -1, -10)
 
 
 def canonical_without_csr(request: Mapping[str, Any]) -> str:

@@ -4,22 +4,78 @@ from pathlib import Path
 
 from conftest import CORPUS
 
-from pca_batch import csrpool
-from pca_batch.model import CsrInfo
+from pca_batch import csrpool, tokens
 
 
-def test_pool_and_inline_agree() -> None:
+def _flat(outcomes: list[csrpool.Outcome]) -> list[object]:
+    return [o if isinstance(o, str) else (o.pem, o.info.key_algorithm, o.token) for o in outcomes]
+
+
+def test_pool_and_inline_agree(tmp_path: Path) -> None:
     good = (CORPUS / "csr" / "ec256.csr").read_bytes()
     bad = (CORPUS / "csr" / "altered.csr").read_bytes()
-    datas = [good if i % 7 else bad for i in range(csrpool.POOL_THRESHOLD + 50)]
-    pooled = csrpool.CsrChecker(len(datas))
+    (tmp_path / "good.csr").write_bytes(good)
+    jobs: list[csrpool.Job] = []
+    for i in range(csrpool.POOL_THRESHOLD + 50):
+        source: csrpool.Source = bad if i % 7 == 0 else str(tmp_path / "good.csr") if i % 2 else good
+        jobs.append(csrpool.Job(source, f"e{i}", '{"a":1}') if i % 3 else csrpool.Job(source))
+    jobs[13] = csrpool.Job(str(tmp_path / "missing.csr"))
+    pooled = csrpool.CsrChecker(len(jobs))
+    assert pooled._workers, "a pool of at least one worker on this machine"
     inline = csrpool.CsrChecker(1)
-    for data in datas:
-        pooled.add(data)
-        inline.add(data)
+    for job in jobs:
+        pooled.add(*job)
+        inline.add(*job)
     a, b = pooled.results(), inline.results()
-    assert a == b and len(a) == len(datas)
-    assert isinstance(a[1], CsrInfo) and isinstance(a[0], str) and "signature" in a[0]
+    assert len(a) == len(b) == len(jobs)
+    assert _flat(a) == _flat(b)
+    assert isinstance(a[0], str) and "signature" in a[0]
+    assert isinstance(a[13], str) and "does not exist" in a[13]
+    one, two = a[1], a[3]
+    assert isinstance(one, csrpool.Checked) and isinstance(two, csrpool.Checked)
+    assert one.pem == good.decode().strip() + "\n" and one.info.key_algorithm == "EC_prime256v1"
+    assert one.info.subject  # read lazily from the PEM the worker sent back
+    assert one.token == tokens.derive("e1", {"Csr": one.pem}, body='{"a":1}') and two.token is None
+
+
+def test_a_worker_that_dies_costs_nothing() -> None:
+    good = (CORPUS / "csr" / "ec256.csr").read_bytes()
+    checker = csrpool.CsrChecker(csrpool.POOL_THRESHOLD)
+    for _ in range(csrpool.BATCH * 2):
+        checker.add(good)
+    for worker in checker._workers:
+        worker.process.kill()
+        worker.process.join()
+    for _ in range(csrpool.BATCH * 3 + 7):
+        checker.add(good)
+    out = checker.results()
+    assert len(out) == csrpool.BATCH * 5 + 7 and all(isinstance(o, csrpool.Checked) for o in out)
+
+
+def test_the_prefetch_guesses_from_the_text_and_never_changes_an_outcome(tmp_path: Path) -> None:
+    good = (CORPUS / "csr" / "ec256.csr").read_bytes()
+    bad = (CORPUS / "csr" / "altered.csr").read_bytes()
+    (tmp_path / "csr").mkdir()
+    lines = ["certificates:"]
+    for i in range(csrpool.POOL_THRESHOLD):
+        (tmp_path / "csr" / f"{i}.csr").write_bytes(bad if i % 5 == 0 else good)
+        quote = '"' if i % 2 else ""
+        lines += [f"  - name: e{i}", f"    Csr: {quote}file://csr/{i}.csr{quote}  # comment"]
+    lines += ["  - {name: x, Csr: 'file://${HOME}/x.csr'}", "# Csr: file://csr/never.csr", "    Csr: fileb://./csr/0.csr"]
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("\n".join(lines) + "\n")
+    paths = csrpool.prefetch_paths(str(manifest), str(tmp_path))
+    assert paths[:2] == [str(tmp_path / "csr" / "0.csr"), str(tmp_path / "csr" / "1.csr")]
+    assert len(paths) == csrpool.POOL_THRESHOLD  # deduplicated; no ${VAR}, no comment line
+
+    checker = csrpool.CsrChecker(csrpool.POOL_THRESHOLD, manifest=str(manifest), root=str(tmp_path))
+    # a file changed after the workers may have read it ahead: the outcome is the one of what was read
+    asked = [str(tmp_path / "csr" / f"{i}.csr") for i in range(csrpool.POOL_THRESHOLD)] + [str(tmp_path / "other.csr")]
+    (tmp_path / "other.csr").write_bytes(good)
+    for path in asked:
+        checker.add(path)
+    out = checker.results()
+    assert [isinstance(o, str) for o in out] == [i % 5 == 0 for i in range(csrpool.POOL_THRESHOLD)] + [False]
 
 
 def test_large_manifest_reports_bad_csr_at_its_line(tmp_path: Path, cli) -> None:
@@ -44,3 +100,29 @@ def test_large_manifest_reports_bad_csr_at_its_line(tmp_path: Path, cli) -> None
         f"{tmp_path / 'm.yaml'}:{7 + 2 * 321 + 1}: e321: $.Csr: "
         "the CSR's signature does not verify (was it altered after signing?)"
     )
+
+
+def test_an_entry_checked_keeps_every_other_field() -> None:
+    import dataclasses
+
+    from pca_batch.errors import Problem
+    from pca_batch.model import CsrInfo, Entry, Outputs
+
+    values = {
+        "name": "n",
+        "index": 3,
+        "line": 9,
+        "request": {"Csr": "x"},
+        "token": None,
+        "csr": None,
+        "outputs": Outputs(certificate=Path("c.pem")),
+        "runner": {"k": 1},
+        "problems": (Problem("f", 1, "n", "$", "m"),),
+        "key": object(),
+        "renew_before": "30d",
+        "explicit_token": True,
+    }
+    assert set(values) == {f.name for f in dataclasses.fields(Entry)}, "a new field: give it a value here"
+    entry = Entry(**values)  # type: ignore[arg-type]
+    info = CsrInfo("CN=a", (), "EC_prime256v1", "00")
+    assert entry.checked(info, "tok") == dataclasses.replace(entry, csr=info, token="tok")

@@ -18,9 +18,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
+from pca_batch.backends.base import KEY_ALGORITHMS, USAGE_MODES
 from pca_batch.backends.local_keys import load_key, remove_key, write_key
 from pca_batch.backends.local_x509 import (
-    KEY_ALGORITHMS,
     SIGNING_ALGORITHMS,
     CaKey,
     default_signing_algorithm,
@@ -37,7 +37,6 @@ from pca_batch.model import AuthoritySpec
 from pca_batch.validity import NOT_BEFORE_BACKDATE
 
 CA_ARN = re.compile(r"^arn:[\w+=/,.@-]+:acm-pca:([\w+=/,.@-]*):([0-9]*):certificate-authority/[\w+=,.@-]+$")
-USAGE_MODES = ("GENERAL_PURPOSE", "SHORT_LIVED_CERTIFICATE")
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"
 MAX_PATH_LENGTH = 3  # the longest SubordinateCACertificate_PathLenN template

@@ -12,10 +12,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PrivateKeyTypes
 
+from pca_batch.backends.base import KEY_ALGORITHMS
 from pca_batch.csr import was_verified
 from pca_batch.errors import BackendError
 
-KEY_ALGORITHMS = ("RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1", "EC_secp521r1")
 _CURVES: dict[str, type[ec.EllipticCurve]] = {
     "EC_prime256v1": ec.SECP256R1,
     "EC_secp384r1": ec.SECP384R1,
