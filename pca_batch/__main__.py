@@ -1,4 +1,4 @@
-from pca_batch.cli import main
+if __name__ == "__main__":  # guarded: spawned worker processes import this module too, and need nothing of it
+    from pca_batch.cli import main
 
-if __name__ == "__main__":  # guarded: worker processes import this module too
     raise SystemExit(main())

@@ -24,6 +24,7 @@ import multiprocessing
 import os
 import re
 import sys
+import threading
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
@@ -148,11 +149,19 @@ def _workers() -> int:
     return max(0, min(cores - 1, 6))  # leave one core to the main process
 
 
-def _spawn_safe() -> bool:
-    """Spawned workers re-import the main module by its path: there must be one."""
+_Context = multiprocessing.context.ForkContext | multiprocessing.context.SpawnContext
+
+
+def _context() -> _Context | None:
+    """How to start workers: on Linux, fork while this process has one thread (ready at once,
+    nothing imported again); else spawn (a fork would copy other threads' locks, and macOS's
+    system libraries do not survive one), or not at all."""
+    if sys.platform == "linux" and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    # spawned workers re-import the main module by its path: there must be one
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
-    return bool(path) and os.path.isfile(str(path))
+    return multiprocessing.get_context("spawn") if path and os.path.isfile(str(path)) else None
 
 
 def _widen(conn: Connection) -> None:
@@ -180,10 +189,9 @@ class CsrChecker:
 
     def __init__(self, expected: int, *, manifest: str | None = None, root: str | None = None) -> None:
         self._workers: list[_Worker] = []
-        if expected >= POOL_THRESHOLD and _spawn_safe():
+        ctx = _context() if expected >= POOL_THRESHOLD else None
+        if ctx is not None:
             n = _workers()
-            # spawn, not fork: the caller may have threads (a fork would copy their locks)
-            ctx = multiprocessing.get_context("spawn")
             for i in range(n):
                 try:
                     self._workers.append(self._start(ctx, (manifest, root, i, n) if manifest and root else None))
@@ -195,7 +203,7 @@ class CsrChecker:
         self._dealt = 0  # batches dealt out so far
 
     @staticmethod
-    def _start(ctx: multiprocessing.context.SpawnContext, prefetch: tuple[str, str, int, int] | None) -> _Worker:
+    def _start(ctx: _Context, prefetch: tuple[str, str, int, int] | None) -> _Worker:
         task_r, task_w = ctx.Pipe(duplex=False)
         result_r, result_w = ctx.Pipe(duplex=False)
         _widen(task_w)

@@ -29,8 +29,8 @@ class OutputPaths:
         self._real_root_sep = self.real_root.rstrip(os.sep) + os.sep
         self.allow_outside = allow_outside
         self._writers: dict[str, tuple[str, int]] = {}  # real path -> (entry, line)
-        self._real_dirs: dict[str, str] = {}
-        self._dir_paths: dict[str, Path] = {}
+        self._real_dirs: dict[str, tuple[str, Path]] = {}  # folder -> (its real path, its Path)
+        self._folders: dict[str, tuple[str, Path]] = {}  # folder as written -> the same
 
     def resolve(self, raw: dict[str, Any], line: int, label: str, problems: list[Problem]) -> Outputs:
         out = raw.get("output")
@@ -43,32 +43,38 @@ class OutputPaths:
             if not isinstance(rel, str) or not rel:
                 continue
             at = lines.get(kind, line)
-            path = resolve(rel, self.root)
-            real = self._realpath(path)
-            where = f"$.output.{kind}"
+            name, real, folder = self._locate(rel)
             if not self.allow_outside and not (real == self.real_root or real.startswith(self._real_root_sep)):
                 message = f"{rel} lies outside the manifest's folder; pass --allow-outside-paths if that is intended"
-                problems.append(Problem(self.file, at, label, where, message))
+                problems.append(Problem(self.file, at, label, f"$.output.{kind}", message))
                 continue
             first = self._writers.setdefault(real, (label, at))
             if first != (label, at):
-                problems.append(
-                    Problem(self.file, at, label, where, f"{rel} is also written by {first[0]} (line {first[1]})")
-                )
+                message = f"{rel} is also written by {first[0]} (line {first[1]})"
+                problems.append(Problem(self.file, at, label, f"$.output.{kind}", message))
                 continue
-            paths[kind] = self._path(path)
+            paths[kind] = folder / name  # parses the name only, not the whole path again
         return Outputs(**paths)
 
-    def _realpath(self, path: str) -> str:
-        folder, name = os.path.split(path)
-        real = self._real_dirs.get(folder)
-        if real is None:
-            real = self._real_dirs[folder] = os.path.realpath(folder)
-        return os.path.join(real, name)
+    def _locate(self, rel: str) -> tuple[str, str, Path]:
+        """The output's file name, its real path (folders resolved) and its folder as a Path."""
+        cut = rel.rfind("/") + 1
+        name = rel[cut:]
+        if name in ("", ".", "..") or rel.startswith("~"):
+            # the general case: normalise the whole path
+            folder_text, name = os.path.split(resolve(rel, self.root))
+            real_prefix, folder = self._folder(folder_text)
+            return name, real_prefix + name, folder
+        # the usual case: a plain file name in a folder that other outputs share
+        found = self._folders.get(rel[:cut])
+        if found is None:
+            found = self._folders[rel[:cut]] = self._folder(resolve(rel[:cut] or ".", self.root))
+        return name, found[0] + name, found[1]
 
-    def _path(self, path: str) -> Path:
-        folder, name = os.path.split(path)
-        parent = self._dir_paths.get(folder)
-        if parent is None:
-            parent = self._dir_paths[folder] = Path(folder)
-        return parent / name  # parses the name only, not the whole path again
+    def _folder(self, folder: str) -> tuple[str, Path]:
+        """A folder's real path (symlinks resolved, ending in a separator) and its Path, each found once."""
+        found = self._real_dirs.get(folder)
+        if found is None:
+            real = os.path.realpath(folder)
+            found = self._real_dirs[folder] = (real.rstrip(os.sep) + os.sep, Path(folder))
+        return found

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+import threading
 from pathlib import Path
+
+import pytest
 
 from conftest import CORPUS
 
@@ -11,7 +14,8 @@ def _flat(outcomes: list[csrpool.Outcome]) -> list[object]:
     return [o if isinstance(o, str) else (o.pem, o.info.key_algorithm, o.token) for o in outcomes]
 
 
-def test_pool_and_inline_agree(tmp_path: Path) -> None:
+@pytest.mark.parametrize("busy", [False, True], ids=["one thread: fork", "threads: spawn"])
+def test_pool_and_inline_agree(tmp_path: Path, busy: bool) -> None:
     good = (CORPUS / "csr" / "ec256.csr").read_bytes()
     bad = (CORPUS / "csr" / "altered.csr").read_bytes()
     (tmp_path / "good.csr").write_bytes(good)
@@ -20,8 +24,17 @@ def test_pool_and_inline_agree(tmp_path: Path) -> None:
         source: csrpool.Source = bad if i % 7 == 0 else str(tmp_path / "good.csr") if i % 2 else good
         jobs.append(csrpool.Job(source, f"e{i}", '{"a":1}') if i % 3 else csrpool.Job(source))
     jobs[13] = csrpool.Job(str(tmp_path / "missing.csr"))
-    pooled = csrpool.CsrChecker(len(jobs))
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    if busy:
+        other.start()
+    try:
+        pooled = csrpool.CsrChecker(len(jobs))
+    finally:
+        stop.set()
     assert pooled._workers, "a pool of at least one worker on this machine"
+    method = "spawn" if threading.active_count() > 1 or busy else "fork"
+    assert type(pooled._workers[0].process).__name__.lower().startswith(method)
     inline = csrpool.CsrChecker(1)
     for job in jobs:
         pooled.add(*job)
