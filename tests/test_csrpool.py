@@ -4,7 +4,6 @@ import threading
 from pathlib import Path
 
 import pytest
-
 from conftest import CORPUS
 
 from pca_batch import csrpool, tokens
