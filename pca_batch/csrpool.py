@@ -23,6 +23,7 @@ import fcntl
 import multiprocessing
 import os
 import re
+import signal
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -115,6 +116,8 @@ def serve(tasks: Connection, results: Connection, prefetch: tuple[str, str, int,
     share of the files the manifest names between batches, at most PREFETCH_MAX held
     at once, so that a batch naming them is answered at once.
     """
+    # Ctrl-C is for the main process, which then closes the pipes: this worker ends on EOF
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     ahead: dict[str, tuple[str, str] | str] = {}
     paths: list[str] = []
     if prefetch is not None:

@@ -138,3 +138,41 @@ def test_an_entry_checked_keeps_every_other_field() -> None:
     entry = Entry(**values)  # type: ignore[arg-type]
     info = CsrInfo("CN=a", (), "EC_prime256v1", "00")
     assert entry.checked(info, "tok") == dataclasses.replace(entry, csr=info, token="tok")
+
+
+def test_ctrl_c_while_workers_check_gives_exit_130_and_leaves_no_process(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import CA_ARN
+
+    (tmp_path / "good.csr").write_bytes((CORPUS / "csr" / "ec256.csr").read_bytes())
+    lines = ["version: 1", "defaults:", f"  CertificateAuthorityArn: {CA_ARN}", "  SigningAlgorithm: SHA256WITHECDSA"]
+    lines += ["  Validity: {Value: 1, Type: DAYS}", "certificates:"]
+    for i in range(20_000):
+        lines += [f"  - name: e{i}", "    Csr: file://good.csr"]
+    (tmp_path / "m.yaml").write_text("\n".join(lines) + "\n")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pca_batch", "validate", str(tmp_path / "m.yaml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, as a terminal's Ctrl-C reaches
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # until the worker process is there
+        group = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout.split()
+        if len(group) >= 2:
+            break
+        time.sleep(0.02)
+    time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err.decode()
+    assert err.decode().strip() == "pca-batch: interrupted"
+    time.sleep(0.2)
+    left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout
+    assert left == "", "a worker process outlived the interrupted run"
