@@ -139,13 +139,13 @@ def cmd_validate(paths: Sequence[str], allow_outside_paths: bool, out: Console, 
 def cmd_report_merge(reports: Sequence[Path], output: Path, out: Console) -> int:
     """Join shard reports; exit 1 when any entry failed or was invalid, as apply would."""
     from pca_batch.console import plain_line, print_final
+    from pca_batch.lines import write_lines
     from pca_batch.report import merge_reports, write_report
 
     results = merge_reports(reports)
     write_report(output, results)
     if not out.is_terminal:
-        for r in results:
-            out.print(plain_line(r), markup=False, highlight=False, soft_wrap=True)
+        write_lines(out, [plain_line(r) for r in results])
     print_final(out, results, sum(r.duration_s for r in results))
     return 1 if any(r.status in ("failed", "invalid") for r in results) else EXIT_OK
 

@@ -27,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
+from pca_batch.lines import write_lines
 from pca_batch.model import FAILED, ISSUED, SKIPPED, UNCHANGED, Result
 from pca_batch.report import summary_line
 
@@ -102,7 +103,7 @@ class LiveReport:
             failures = f"[red]{self.failures} failed[/]" if self.failures else ""
             self._progress.update(self._task, advance=1, failures=failures)
         else:
-            self.console.print(plain_line(result), markup=False, highlight=False, soft_wrap=True)
+            write_lines(self.console, [plain_line(result)])
 
     def __exit__(
         self,
@@ -160,5 +161,4 @@ def print_final(
     """The table (terminals only: logs already have a line per entry) and the summary line."""
     if console.is_terminal and results:
         console.print(results_table(results, width=console.width))
-    console.print(final_summary(results, elapsed_s, interrupted=interrupted), markup=False,
-                  highlight=False, soft_wrap=True)
+    write_lines(console, [final_summary(results, elapsed_s, interrupted=interrupted)])

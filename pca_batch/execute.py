@@ -29,6 +29,7 @@ from pca_batch.console import LiveReport, plain_line, print_final
 from pca_batch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from pca_batch.journal import Journal, default_journal_path
 from pca_batch.junit import write_junit
+from pca_batch.lines import write_lines
 from pca_batch.model import FAILED, ApplyOptions, Entry, Manifest, Result
 from pca_batch.outputs import flush_renames
 from pca_batch.preflight import preflight
@@ -110,8 +111,7 @@ def execute(
     settled = {s.entry.name: converge.unchanged_result(s, base_dir) for s in steps if s.decision.action == "unchanged"}
     by_name = {s.entry.name: s for s in steps}
     if settled and not console.is_terminal:  # logs get a line for every entry, unchanged ones too
-        console.print("\n".join(plain_line(r) for r in settled.values()), markup=False, highlight=False,
-                      soft_wrap=True)
+        write_lines(console, [plain_line(r) for r in settled.values()])
     entries = [s.entry for s in steps if s.entry.name not in settled]
     runner: Runner | None = None
     results: list[Result] | None = None
@@ -128,8 +128,8 @@ def execute(
         refused = preflight(entries, backend)
         journal = Journal(options.journal or default_journal_path(manifest.path))
         if journal.damaged_lines:
-            console.print(f"journal {journal.path}: skipped {journal.damaged_lines} damaged line(s), "
-                          "as a crash in mid-write leaves", markup=False, highlight=False, soft_wrap=True)
+            write_lines(console, [f"journal {journal.path}: skipped {journal.damaged_lines} damaged line(s), "
+                                  "as a crash in mid-write leaves"])
         try:
             runner = Runner(backend, journal, base_dir=base_dir, config=config, preflight_errors=refused,
                             prepare=lambda e: converge.prepare(by_name[e.name], env),

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from pca_batch import converge, validity
 from pca_batch.converge import Step
+from pca_batch.lines import write_lines
 from pca_batch.model import INVALID, OUTPUT_KINDS, PLANNED, Entry, Manifest, Result
 
 ACTION_MARKS = {
@@ -127,8 +128,7 @@ def render_plan(manifest: Manifest, results: Sequence[Result], console: Console)
                 f"token={r.idempotency_token or _no_token(e) or '-'}",
             ]
             lines.append(" ".join(fields))
-        if lines:  # one write: printing line by line costs more than the plan itself
-            console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+        write_lines(console, lines)
 
 
 def _action(r: Result, table: bool = False) -> str:

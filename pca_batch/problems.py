@@ -193,12 +193,10 @@ def problems_from_errors(
 
 
 def print_problems(problems: Sequence[Problem], err: Console) -> None:
-    for p in problems:
-        err.print(str(p), markup=False, highlight=False, soft_wrap=True)
+    from pca_batch.lines import write_lines
+
     entries = {p.entry for p in problems if p.entry != "-"}
-    err.print(
-        f"{len(problems)} problem{'s' if len(problems) != 1 else ''}"
-        + (f" in {len(entries)} entr{'ies' if len(entries) != 1 else 'y'}" if entries else ""),
-        markup=False,
-        highlight=False,
+    total = f"{len(problems)} problem{'s' if len(problems) != 1 else ''}" + (
+        f" in {len(entries)} entr{'ies' if len(entries) != 1 else 'y'}" if entries else ""
     )
+    write_lines(err, [*(str(p) for p in problems), total])

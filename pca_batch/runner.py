@@ -24,11 +24,12 @@ end, nothing new starts, the rest end ``skipped``.
 from __future__ import annotations
 
 import os
+import queue
 import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -142,22 +143,31 @@ class Runner:
         window = 2 * workers  # entries handed to the pool ahead of time: few, so stopping is prompt
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pca-batch")
         futures: dict[Future[Result], int] = {}
+        finished: queue.SimpleQueue[Future[Result]] = queue.SimpleQueue()  # O(1) a result, unlike wait()
         submitted = 0
         deadline: float | None = None
         clean = False
         try:
             while not self._abandon.is_set():
                 while submitted < len(todo) and len(futures) < window and not self._stop_new.is_set():
-                    futures[pool.submit(self._work, todo[submitted])] = submitted
+                    future = pool.submit(self._work, todo[submitted])
+                    futures[future] = submitted
+                    future.add_done_callback(finished.put)
                     submitted += 1
                 if not futures:
                     break
                 try:
-                    done, _ = wait(futures, timeout=_TICK, return_when=FIRST_COMPLETED)
+                    done = [finished.get(timeout=_TICK)]
+                except queue.Empty:
+                    done = []
                 except KeyboardInterrupt:  # no signal handler installed: same meaning
                     self.request_stop()
                     continue
+                while not finished.empty():  # all that ended meanwhile, in one go
+                    done.append(finished.get_nowait())
                 for future in done:
+                    if future not in futures:  # cancelled while shutting down: nothing to record
+                        continue
                     result = future.result()  # a bug in a worker ends the run here
                     self._record(futures.pop(future), result, on_result)
                 if self._interrupt.is_set():

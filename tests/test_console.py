@@ -119,3 +119,14 @@ def test_plain_line_mentions_a_kept_arn_for_an_unfinished_entry() -> None:
     r = Result(name="n", status=SKIPPED, certificate_arn=ARN, error_code="Interrupted",
                error_message="interrupted")
     assert plain_line(r) == f"skipped   n  Interrupted: interrupted  {ARN}"
+
+
+def test_text_from_a_server_cannot_steer_the_terminal_or_split_a_log_line() -> None:
+    console, out = plain_console()
+    evil = Result(name="x", status=FAILED, attempts=1, error_code="Boom\x1b[2J",
+                  error_message="line one\nline two\r\x07\x9b31m\tend")
+    with LiveReport(console, 1) as live:
+        live.advance(evil)
+    text = out.getvalue()
+    assert text.count("\n") == 1 and "\x1b" not in text and "\x07" not in text and "\x9b" not in text
+    assert "Boom?[2J: line one line two ??31m\tend" in text
