@@ -10,6 +10,8 @@ The private key, when an entry has one, is not the runner's to write.
 
 from __future__ import annotations
 
+import os
+import stat
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -63,7 +65,8 @@ def certificate_facts(pem: str) -> CertificateFacts:
 def _holds(path: Path, data: bytes) -> bool:
     """True when ``path`` is a file with exactly ``data`` (so rewriting it would change nothing)."""
     try:
-        return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
+        found = os.stat(path)
+        return stat.S_ISREG(found.st_mode) and found.st_size == len(data) and path.read_bytes() == data
     except OSError:
         return False
 

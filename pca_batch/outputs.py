@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import random
 import sys
 import tempfile
 import threading
@@ -132,27 +133,31 @@ def atomic_write_many(items: Sequence[tuple[Path, bytes, int]]) -> None:
     """Replace several files atomically (each: temporary file, durable, rename), sharing flushes.
 
     Safe from many threads at once; returns once every file and rename is durable.
+    A run writes thousands of files from many threads, so each costs as few system
+    calls as it can: folders are made and looked at once, the mode is given at
+    creation (and set again only when the umask would change it).
     """
     if _SYNCFS is None:
         for path, data, mode in items:
             atomic_write(path, data, mode=mode)
         return
     temps: list[tuple[str, Path]] = []
+    by_device: dict[int, str] = {}
     try:
         for path, data, mode in items:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            folder = str(path.parent)
+            device = _folder_device(path.parent)
+            fd, tmp = _create_temp(folder, path.name, mode)
             temps.append((tmp, path))
             try:
-                os.fchmod(fd, mode)
+                if _UMASK is None or mode & _UMASK:
+                    os.fchmod(fd, mode)
                 view = memoryview(data)
                 while view:
                     view = view[os.write(fd, view) :]
             finally:
                 os.close(fd)
-        by_device: dict[int, str] = {}
-        for tmp, _path in temps:
-            by_device.setdefault(os.stat(tmp).st_dev, tmp)
+            by_device.setdefault(device, tmp)
         _flush(by_device)  # the contents, before any rename
         for tmp, path in temps:
             os.replace(tmp, path)
@@ -164,6 +169,44 @@ def atomic_write_many(items: Sequence[tuple[Path, bytes, int]]) -> None:
         for tmp, _path in temps:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+def _read_umask() -> int | None:
+    """This process's umask, read without changing it (Linux); None when unknown."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+_UMASK = _read_umask()
+_devices: dict[str, int] = {}  # folders made (or found) during this run -> their file system
+
+
+def _folder_device(folder: Path) -> int:
+    key = str(folder)
+    device = _devices.get(key)
+    if device is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        device = _devices[key] = os.stat(key).st_dev
+    return device
+
+
+_TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+
+
+def _create_temp(folder: str, name: str, mode: int) -> tuple[int, str]:
+    """A new file beside ``name`` that nobody else can have opened, created with ``mode``."""
+    while True:
+        tmp = os.path.join(folder, f".{name}.{random.getrandbits(48):012x}.tmp")
+        try:
+            return os.open(tmp, _TEMP_FLAGS, mode), tmp
+        except FileExistsError:
+            continue
 
 
 def _flush(by_device: dict[int, str]) -> None:

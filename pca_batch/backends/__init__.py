@@ -12,19 +12,20 @@ __all__ = ["Backend", "CaDescription", "CertificateBundle", "open_backend"]
 
 
 def warm_up(config: BackendConfig) -> None:
-    """Start importing the AWS SDK in the background (a few hundred milliseconds of
-    start-up) while the manifest's entries are still being read and checked."""
+    """Start importing the AWS SDK and loading acm-pca's model in the background (a few
+    hundred milliseconds of start-up) while the manifest's entries are still being read."""
     if config.type == "aws":
         import threading
 
-        threading.Thread(target=_import_aws, name="pca-batch-warm-up", daemon=True).start()
+        threading.Thread(target=_warm_aws, args=(config.profile,), name="pca-batch-warm-up", daemon=True).start()
 
 
-def _import_aws() -> None:
+def _warm_aws(profile: str | None) -> None:
     try:
-        import pca_batch.backends.aws  # noqa: F401  (imports boto3 and botocore)
+        from pca_batch.backends.aws import warm  # imports boto3 and botocore
     except Exception:  # noqa: BLE001 - a failure shows again, with its message, when the backend opens
-        pass
+        return
+    warm(profile)
 
 
 def open_backend(
