@@ -43,6 +43,8 @@ from botocore.exceptions import ClientError
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "bench"))
+from _gen import installed_env  # noqa: E402
 from moto_server import (  # noqa: E402
     SIGNING_ALGORITHM,
     AwsEntry,
@@ -188,8 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    env = apply_env(changes)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env = installed_env(apply_env(changes))
 
     try:
         with moto_process(env) as (moto, moto_pid), proxy_process(moto, latency, env) as (proxy, proxy_pid):

@@ -16,15 +16,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gen import WORK, local_backend, write_manifest  # noqa: E402
+from _gen import WORK, installed_env, local_backend, write_manifest  # noqa: E402
 
 COUNT = 10_000
 BACKEND = local_backend("Bench Root CA")
 
 
+ENV: dict[str, str] = {}
+
+
 def run(*args: str) -> float:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "pca_batch", *args], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", "pca_batch", *args], capture_output=True, text=True, env=ENV or None)
     elapsed = time.perf_counter() - start
     if proc.returncode != 0:
         raise SystemExit(f"pca-batch {' '.join(args)} exited {proc.returncode}:\n{proc.stderr[-3000:]}")
@@ -32,6 +35,7 @@ def run(*args: str) -> float:
 
 
 def main() -> None:
+    ENV.update(installed_env())
     folder = WORK / "plan-10k"
     manifest = write_manifest(folder, COUNT, backend=BACKEND)
     report = folder / "plan.json"

@@ -18,16 +18,17 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gen import WORK, write_manifest  # noqa: E402
+from _gen import WORK, installed_env, write_manifest  # noqa: E402
 
 
-def run_validate(manifest: Path) -> tuple[float, int]:
+def run_validate(manifest: Path, env: dict[str, str]) -> tuple[float, int]:
     """Wall time and peak RSS (bytes) of one `pca-batch validate` process."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         [sys.executable, "-m", "pca_batch", "validate", str(manifest)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        env=env,
     )
     _pid, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
@@ -50,9 +51,10 @@ def main() -> None:
     small = write_manifest(WORK / "validate-10k", 10_000)
     big = write_manifest(WORK / "validate-100k", 100_000)
 
+    env = installed_env()
     validate_times, load_times = [], []
     for _ in range(3):
-        validate_times.append(run_validate(small)[0])
+        validate_times.append(run_validate(small, env)[0])
         load_times.append(time_safe_load(small))
     v, s = statistics.median(validate_times), statistics.median(load_times)
     print(f"10,000 entries: pca-batch validate {v:.2f} s (median of 3, whole process)")
@@ -60,7 +62,7 @@ def main() -> None:
     ratio = v / s
     print(f"ratio validate / safe_load = {ratio:.2f}  (goal <= 0.50)  {'PASS' if ratio <= 0.5 else 'FAIL'}")
 
-    elapsed, rss = run_validate(big)
+    elapsed, rss = run_validate(big, env)
     print(f"100,000 entries: pca-batch validate {elapsed:.2f} s, peak RSS {rss / 2**20:.0f} MiB"
           f"  (goal < 1024 MiB)  {'PASS' if rss < 2**30 else 'FAIL'}")
 

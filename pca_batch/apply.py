@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 
 from rich.console import Console
 
 from pca_batch import converge
-from pca_batch.backends import Backend, open_backend, warm_up
+from pca_batch.backends import Backend, Opening, open_backend, warm_up
 from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, BackendError, ManifestError
 from pca_batch.journal import default_journal_path
 from pca_batch.manifest import load_manifest
-from pca_batch.model import SKIPPED, ApplyOptions, Entry, Manifest, Result, Shard
+from pca_batch.model import SKIPPED, ApplyOptions, BackendConfig, Entry, Manifest, Result, RunSettings, Shard
 from pca_batch.plan import build_plan, render_plan
 from pca_batch.preflight import preflight
 from pca_batch.problems import print_problems
@@ -33,12 +34,37 @@ def select_shard(manifest: Manifest, shard: Shard | None) -> Manifest:
 
 
 def run_apply(manifest_path: str, options: ApplyOptions, console: Console, err: Console) -> int:
+    openings: list[Opening] = []
+
+    def on_backend(config: BackendConfig, settings: RunSettings) -> None:
+        """Known before the entries are read: get the backend ready meanwhile."""
+        if options.plan:
+            if not options.offline:
+                warm_up(config)
+            return
+        from pca_batch.execute import start_opening
+
+        opening = start_opening(config, settings, options)
+        if opening is not None:
+            openings.append(opening)
+
     try:
-        manifest = load_manifest(
-            manifest_path,
-            allow_outside_paths=options.allow_outside_paths,
-            on_backend=None if options.plan and options.offline else warm_up,
-        )
+        return _run_apply(manifest_path, options, console, err, on_backend, openings)
+    finally:
+        for opening in openings:  # what execute() did not take
+            opening.discard()
+
+
+def _run_apply(
+    manifest_path: str,
+    options: ApplyOptions,
+    console: Console,
+    err: Console,
+    on_backend: Callable[[BackendConfig, RunSettings], None],
+    openings: list[Opening],
+) -> int:
+    try:
+        manifest = load_manifest(manifest_path, allow_outside_paths=options.allow_outside_paths, on_backend=on_backend)
     except ManifestError as exc:
         if options.plan and options.detailed_exitcode:  # as Terraform: 1 is an error, 2 changes pending
             print_problems(exc.problems, err)
@@ -80,7 +106,7 @@ def run_apply(manifest_path: str, options: ApplyOptions, console: Console, err: 
         return EXIT_INVALID
     from pca_batch.execute import execute
 
-    return execute(manifest, options, console)
+    return execute(manifest, options, console, opening=openings.pop() if openings else None)
 
 
 def plan_preflight(manifest: Manifest, options: ApplyOptions, entries: list[Entry]) -> dict[str, BackendError]:

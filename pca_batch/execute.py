@@ -24,13 +24,13 @@ from types import FrameType
 from rich.console import Console
 
 from pca_batch import converge, github
-from pca_batch.backends import Backend, open_backend
+from pca_batch.backends import Backend, Opening, open_backend
 from pca_batch.console import LiveReport, plain_line, print_final
 from pca_batch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from pca_batch.journal import Journal, default_journal_path
 from pca_batch.junit import write_junit
 from pca_batch.lines import write_lines
-from pca_batch.model import FAILED, ApplyOptions, Entry, Manifest, Result
+from pca_batch.model import FAILED, ApplyOptions, BackendConfig, Entry, Manifest, Result, RunSettings
 from pca_batch.outputs import flush_renames
 from pca_batch.preflight import preflight
 from pca_batch.ratelimit import DEFAULT_AWS_RATE
@@ -42,14 +42,13 @@ DEFAULT_MAX_ATTEMPTS = 8
 NOT_STARTED = "NotStarted"
 
 
-def resolve_config(manifest: Manifest, options: ApplyOptions) -> RunConfig:
+def resolve_config(backend: BackendConfig, settings: RunSettings, options: ApplyOptions) -> RunConfig:
     """Command line > manifest settings > defaults."""
-    settings = manifest.settings
 
     def pick(cli: float | None, file: float | None, default: float | None) -> float | None:
         return cli if cli is not None else file if file is not None else default
 
-    rate_default = DEFAULT_AWS_RATE if manifest.backend.type == "aws" else None
+    rate_default = DEFAULT_AWS_RATE if backend.type == "aws" else None
     max_rate = pick(options.max_rate, settings.max_rate, rate_default)
     concurrency = pick(options.concurrency, settings.concurrency, DEFAULT_CONCURRENCY)
     attempts = pick(options.max_attempts, settings.max_attempts, DEFAULT_MAX_ATTEMPTS)
@@ -59,6 +58,31 @@ def resolve_config(manifest: Manifest, options: ApplyOptions) -> RunConfig:
         max_rate=max_rate if max_rate else None,  # 0 lifts the limiter
         fail_fast=options.fail_fast,
     )
+
+
+def open_for_run(config: BackendConfig, settings: RunSettings, options: ApplyOptions) -> Backend:
+    """The run's backend: command-line values over the manifest's, a connection pool as large
+    as the concurrency."""
+    return open_backend(
+        config, store=options.store, region=options.region, profile=options.profile,
+        endpoint_url=options.endpoint_url,
+        max_pool_connections=max(resolve_config(config, settings, options).concurrency, 10),
+    )
+
+
+def start_opening(config: BackendConfig, settings: RunSettings, options: ApplyOptions) -> Opening | None:
+    """Open the aws backend in the background while the manifest's entries are read (its
+    opening changes nothing; the local store is made only once the manifest is valid)."""
+    if config.type != "aws":
+        return None
+    def open_it() -> Backend:
+        backend = open_for_run(config, settings, options)
+        warm = getattr(backend, "warm", None)
+        if warm is not None:
+            warm()
+        return backend
+
+    return Opening(open_it)
 
 
 @contextlib.contextmanager
@@ -95,14 +119,16 @@ def execute(
     clock: Callable[[], float] = time.monotonic,
     rand: Callable[[], float] = random.random,
     env: Mapping[str, str] | None = None,
+    opening: Opening | None = None,
 ) -> int:
     """Issue every valid entry of ``manifest``; returns the exit status (0, 1 or 130).
 
     ``backend``, ``sleep``, ``clock``, ``rand`` and ``env`` are for tests and the bench:
     by default the manifest's backend, real time and the process environment.
+    ``opening`` is the backend being opened in the background (see start_opening).
     """
     valid: list[Entry] = [e for e in manifest.entries if e.valid]
-    config = resolve_config(manifest, options)
+    config = resolve_config(manifest.backend, manifest.settings, options)
     base_dir = manifest.path.parent
     started = time.monotonic()
     journal_path = options.journal or default_journal_path(manifest.path)
@@ -121,10 +147,10 @@ def execute(
             results = []
             return exit_code(_in_order(valid, settled, []), False)
         if backend is None:
-            backend = open_backend(
-                manifest.backend, store=options.store, region=options.region, profile=options.profile,
-                endpoint_url=options.endpoint_url, max_pool_connections=max(config.concurrency, 10),
-            )
+            if opening is not None:
+                backend, opening = opening.take(), None
+            else:
+                backend = open_for_run(manifest.backend, manifest.settings, options)
         refused = preflight(entries, backend)
         journal = Journal(options.journal or default_journal_path(manifest.path))
         if journal.damaged_lines:
@@ -142,6 +168,8 @@ def execute(
             if runner is None or not runner.calls_left_running:
                 journal.close()
     finally:
+        if opening is not None:  # not needed after all
+            opening.discard()
         if results is None:  # something went wrong before or while running: report what we have
             if runner is not None:
                 results = runner.results_for(entries)

@@ -54,7 +54,7 @@ def load_manifest(
     allow_outside_paths: bool = False,
     env: Mapping[str, str] | None = None,
     now: datetime | None = None,
-    on_backend: Callable[[BackendConfig], None] | None = None,
+    on_backend: Callable[[BackendConfig, RunSettings], None] | None = None,
 ) -> Manifest:
     display = str(path)
     file = Path(os.path.abspath(path))
@@ -87,7 +87,7 @@ def _load(
     fatal: Callable[..., ManifestError],
     checker: CsrChecker,
     allow_outside_paths: bool,
-    on_backend: Callable[[BackendConfig], None] | None,
+    on_backend: Callable[[BackendConfig, RunSettings], None] | None,
 ) -> Manifest:
     try:
         text = yamlload.decode(data)
@@ -131,9 +131,9 @@ def _load(
             interpolate.walk(doc[key], env, [key], doc.value_lines[key], note)
 
     backend = _backend(doc, root, display, problems)
-    if on_backend is not None:
-        on_backend(backend)  # e.g. start loading the AWS SDK while the entries are read
     settings = _settings(doc)
+    if on_backend is not None:
+        on_backend(backend, settings)  # e.g. start opening the AWS backend while the entries are read
     defaults = doc.get("defaults") if isinstance(doc.get("defaults"), yamlload.LineDict) else None
     certificates = doc.get("certificates")
     builder = EntryBuilder(

@@ -342,6 +342,9 @@ def base_result(entry: Entry, base_dir: Path) -> Result:
 
 
 def _relative(path: Path, base_dir: Path) -> str:
+    text, base = str(path), str(base_dir)
+    if os.sep == "/" and text.startswith(base) and text[len(base) : len(base) + 1] == "/":
+        return text[len(base) + 1 :]  # the usual case, a file below the manifest's folder: no relpath
     return Path(os.path.relpath(path, base_dir)).as_posix()
 
 

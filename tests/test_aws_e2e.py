@@ -257,6 +257,23 @@ def test_no_credentials_is_one_message_before_any_call(
     assert not (tmp_path / "out").exists()
 
 
+def test_an_invalid_manifest_is_reported_as_such_even_without_credentials(
+    cli: Cli, moto: str, ca_east: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the aws backend is opened in the background while the entries are read: what it
+    # finds (no credentials) must not hide the manifest's own problems
+    patch_env(monkeypatch, aws_test_env(tmp_path / "aws", credentials=False))
+    with FaultProxy(moto) as proxy:
+        manifest, _ = write_aws_manifest(tmp_path, proxy.endpoint, [AwsEntry("ok", ca_east)])
+        manifest.write_text(manifest.read_text().replace("SigningAlgorithm: SHA256WITHRSA", "SigningAlgorithm: MD5"))
+        result = cli("apply", manifest, "--max-rate", "0")
+        stats = proxy.snapshot()
+
+    assert result.code == 2
+    assert "$.SigningAlgorithm" in result.err and NO_CREDENTIALS not in " ".join(result.err.split())
+    assert stats["calls"] == {}
+
+
 def test_plan_shows_preflights_findings_from_the_ca_and_issues_nothing(
     cli: Cli, moto: str, ca_east: str, tmp_path: Path
 ) -> None:

@@ -23,6 +23,10 @@ from pca_batch.runner import Runner
 OTHER_CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/99999999-2222-3333-4444-555555555555"
 
 
+def _of(m: Manifest) -> tuple[BackendConfig, RunSettings]:
+    return m.backend, m.settings
+
+
 def manifest(root: Path, entries: list[Entry], *, backend: str = "local",
              settings: RunSettings | None = None) -> Manifest:
     return Manifest(path=root / "m.yaml", display="m.yaml", root=root, version=1,
@@ -155,17 +159,17 @@ def test_the_report_is_written_even_when_the_run_breaks(tmp_path: Path) -> None:
 
 def test_settings_resolve_command_line_over_manifest_over_defaults(tmp_path: Path) -> None:
     plain = manifest(tmp_path, [])
-    assert resolve_config(plain, ApplyOptions()).concurrency == 16
-    assert resolve_config(plain, ApplyOptions()).max_attempts == 8
-    assert resolve_config(plain, ApplyOptions()).max_rate is None  # local: unlimited
-    assert resolve_config(manifest(tmp_path, [], backend="aws"), ApplyOptions()).max_rate == 20
-    assert resolve_config(manifest(tmp_path, [], backend="aws"), ApplyOptions(max_rate=0)).max_rate is None
-    assert resolve_config(plain, ApplyOptions(max_rate=5)).max_rate == 5
+    assert resolve_config(*_of(plain), ApplyOptions()).concurrency == 16
+    assert resolve_config(*_of(plain), ApplyOptions()).max_attempts == 8
+    assert resolve_config(*_of(plain), ApplyOptions()).max_rate is None  # local: unlimited
+    assert resolve_config(*_of(manifest(tmp_path, [], backend="aws")), ApplyOptions()).max_rate == 20
+    assert resolve_config(*_of(manifest(tmp_path, [], backend="aws")), ApplyOptions(max_rate=0)).max_rate is None
+    assert resolve_config(*_of(plain), ApplyOptions(max_rate=5)).max_rate == 5
     configured = manifest(tmp_path, [], backend="aws",
                           settings=RunSettings(concurrency=4, max_rate=10, max_attempts=3))
-    got = resolve_config(configured, ApplyOptions())
+    got = resolve_config(*_of(configured), ApplyOptions())
     assert (got.concurrency, got.max_rate, got.max_attempts) == (4, 10, 3)
-    got = resolve_config(configured, ApplyOptions(concurrency=2, max_rate=7, max_attempts=5, fail_fast=True))
+    got = resolve_config(*_of(configured), ApplyOptions(concurrency=2, max_rate=7, max_attempts=5, fail_fast=True))
     assert (got.concurrency, got.max_rate, got.max_attempts, got.fail_fast) == (2, 7, 5, True)
 
 

@@ -2,22 +2,57 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from pca_batch.backends.base import Backend, CaDescription, CertificateBundle
 from pca_batch.errors import UsageError
 from pca_batch.model import BackendConfig
 
-__all__ = ["Backend", "CaDescription", "CertificateBundle", "open_backend"]
+__all__ = ["Backend", "CaDescription", "CertificateBundle", "Opening", "open_backend", "warm_up"]
 
 
 def warm_up(config: BackendConfig) -> None:
     """Start importing the AWS SDK and loading acm-pca's model in the background (a few
     hundred milliseconds of start-up) while the manifest's entries are still being read."""
     if config.type == "aws":
-        import threading
-
         threading.Thread(target=_warm_aws, args=(config.profile,), name="pca-batch-warm-up", daemon=True).start()
+
+
+class Opening:
+    """A backend opened in a background thread while the manifest is still being read.
+
+    Only for backends whose opening changes nothing (aws: the SDK, the model, the
+    credential chain; no call). ``take()`` gives the backend, or raises what opening
+    it raised, in the caller's thread; ``discard()`` closes it unused.
+    """
+
+    def __init__(self, open_it: Callable[[], Backend]) -> None:
+        self._backend: Backend | None = None
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(open_it,), name="pca-batch-open", daemon=True)
+        self._thread.start()
+
+    def _run(self, open_it: Callable[[], Backend]) -> None:
+        try:
+            self._backend = open_it()
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread by take()
+            self._error = exc
+
+    def take(self) -> Backend:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._backend is not None
+        backend, self._backend = self._backend, None
+        return backend
+
+    def discard(self) -> None:
+        self._thread.join()
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
 
 
 def _warm_aws(profile: str | None) -> None:

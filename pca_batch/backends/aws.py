@@ -201,8 +201,17 @@ class AwsBackend:
             )
         return region
 
+    def warm(self) -> None:
+        """Build a client now (in the background, while the manifest is read): the first
+        costs some 70 ms of model loading; later ones, for any region, a few."""
+        with self._lock:
+            region = self.region or self._session.region_name or "us-east-1"
+        self._client_in(region)
+
     def _client_for(self, ca_arn: str) -> BaseClient:
-        region = self._region_for(ca_arn)
+        return self._client_in(self._region_for(ca_arn))
+
+    def _client_in(self, region: str) -> BaseClient:
         key = (region, self.profile, self.endpoint_url)
         client = self._clients.get(key)
         if client is not None:
