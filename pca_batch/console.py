@@ -9,6 +9,7 @@ Nothing here ever sees a private key: results carry paths, ARNs and serials.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
 
@@ -67,7 +68,14 @@ def plain_line(result: Result) -> str:
 
 
 class LiveReport:
-    """Progress while the run goes on; call :meth:`advance` from the main thread only."""
+    """Progress while the run goes on; call :meth:`advance` from the main thread only.
+
+    Log lines are written in small groups (at most ``FLUSH_S`` apart, and at the end):
+    a write per entry would make the main thread queue for the interpreter lock once
+    more per entry, while the workers need it for their calls.
+    """
+
+    FLUSH_S = 0.25
 
     def __init__(
         self, console: Console, total: int, *, get_time: Callable[[], float] | None = None
@@ -78,6 +86,8 @@ class LiveReport:
         self._get_time = get_time
         self._progress: Progress | None = None
         self._task: TaskID | None = None
+        self._lines: list[str] = []
+        self._flushed = time.monotonic()
 
     def __enter__(self) -> LiveReport:
         if self.console.is_terminal and self.total:
@@ -103,7 +113,19 @@ class LiveReport:
             failures = f"[red]{self.failures} failed[/]" if self.failures else ""
             self._progress.update(self._task, advance=1, failures=failures)
         else:
-            write_lines(self.console, [plain_line(result)])
+            self._lines.append(plain_line(result))
+            if time.monotonic() - self._flushed >= self.FLUSH_S:
+                self._flush()
+
+    def tick(self) -> None:
+        """Write the lines that have waited ``FLUSH_S`` (call it now and then)."""
+        if self._lines and time.monotonic() - self._flushed >= self.FLUSH_S:
+            self._flush()
+
+    def _flush(self) -> None:
+        lines, self._lines = self._lines, []
+        write_lines(self.console, lines)
+        self._flushed = time.monotonic()
 
     def __exit__(
         self,
@@ -111,6 +133,7 @@ class LiveReport:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        self._flush()
         if self._progress is not None:
             self._progress.stop()
             self._progress = None

@@ -161,7 +161,7 @@ def execute(
                             prepare=lambda e: converge.prepare(by_name[e.name], env),
                             deliver=converge.deliver_key, clock=clock, sleep=sleep, rand=rand)
             with _graceful_signals(runner), LiveReport(console, len(entries)) as live:
-                results = runner.run(entries, on_result=live.advance)
+                results = runner.run(entries, on_result=live.advance, on_tick=live.tick)
         finally:
             # A call still in flight after we stopped waiting may yet return an ARN: its
             # thread must still find the journal open (the process's exit closes it).

@@ -129,9 +129,16 @@ class Runner:
     # -- the main thread ---------------------------------------------------------------------
 
     def run(
-        self, entries: Iterable[Entry], on_result: Callable[[Result], None] | None = None
+        self,
+        entries: Iterable[Entry],
+        on_result: Callable[[Result], None] | None = None,
+        on_tick: Callable[[], None] | None = None,
     ) -> list[Result]:
-        """Run ``entries``; results come back in the entries' order."""
+        """Run ``entries``; results come back in the entries' order.
+
+        ``on_result`` sees each result as it comes, and ``on_tick`` is called at least
+        every few tenths of a second (both on the calling thread).
+        """
         todo = list(entries)
         self._results = {}
         if not todo:
@@ -170,6 +177,8 @@ class Runner:
                         continue
                     result = future.result()  # a bug in a worker ends the run here
                     self._record(futures.pop(future), result, on_result)
+                if on_tick is not None:
+                    on_tick()
                 if self._interrupt.is_set():
                     deadline = deadline or time.monotonic() + self.config.grace_s
                     if time.monotonic() >= deadline:

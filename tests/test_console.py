@@ -130,3 +130,22 @@ def test_text_from_a_server_cannot_steer_the_terminal_or_split_a_log_line() -> N
     text = out.getvalue()
     assert text.count("\n") == 1 and "\x1b" not in text and "\x07" not in text and "\x9b" not in text
     assert "Boom?[2J: line one line two ??31m\tend" in text
+
+
+def test_log_lines_come_in_groups_but_never_wait_long(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import pca_batch.console as console_module
+
+    now = [100.0]
+    monkeypatch.setattr(console_module.time, "monotonic", lambda: now[0])
+    console, out = plain_console()
+    with LiveReport(console, len(RESULTS)) as live:
+        live.advance(RESULTS[0])
+        live.advance(RESULTS[1])
+        assert out.getvalue() == ""  # grouped: nothing written yet
+        live.tick()
+        assert out.getvalue() == ""  # not waited long enough
+        now[0] += LiveReport.FLUSH_S
+        live.tick()  # the runner ticks a few times a second, results or not
+        assert out.getvalue().splitlines() == [plain_line(RESULTS[0]), plain_line(RESULTS[1])]
+        live.advance(RESULTS[2])
+    assert out.getvalue().splitlines()[-1] == plain_line(RESULTS[2])  # the rest at the end
