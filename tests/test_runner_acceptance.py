@@ -178,3 +178,32 @@ def test_sigterm_stops_a_real_run_with_exit_130_and_a_report(tmp_path: Path) -> 
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(audit(tmp_path)) == len(names)
+
+
+def test_the_command_ends_the_process_with_everything_written(tmp_path: Path) -> None:
+    """The installed command skips the interpreter's teardown: whatever it printed or wrote
+    before is all there, the exit status too, and the run leaves nothing behind."""
+    names = [f"svc{i:03d}" for i in range(25)]
+    manifest = write_manifest(tmp_path, names)
+    summary = tmp_path / "summary.md"
+    done = subprocess.run(
+        [sys.executable, "-m", "pca_batch", "apply", str(manifest), "--report", str(tmp_path / "r.json"),
+         "--junit", str(tmp_path / "junit.xml")],
+        cwd=tmp_path, env={**env(), "GITHUB_STEP_SUMMARY": str(summary)}, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    assert sum(line.startswith("issued") for line in lines) == len(names)
+    assert lines[-1].startswith(f"{len(names)} entries, {len(names)} issued in ")
+    assert read_report(tmp_path / "r.json")["summary"]["issued"] == len(names)
+    assert (tmp_path / "junit.xml").read_text().rstrip().endswith("</testsuites>")
+    assert all(name in summary.read_text() for name in names)
+    assert len(audit(tmp_path)) == len(names)
+    assert not list(tmp_path.rglob("*.tmp"))
+
+    failing = subprocess.run(
+        [sys.executable, "-m", "pca_batch", "apply", str(tmp_path / "missing.yaml")],
+        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=60,
+    )
+    assert failing.returncode == 2 and "missing.yaml" in failing.stderr
