@@ -27,7 +27,8 @@ enough attempts always gets through.
 
 Run as a script (``python tests/fault_proxy.py --upstream URL --latency 0.1``)
 it prints ``PORT`` on its first line and serves until terminated; GET
-``/__proxy__/stats`` answers its counters as JSON.
+``/__proxy__/stats`` answers its counters as JSON, POST ``/__proxy__/reset``
+sets them to zero.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from urllib.parse import urlsplit
 
 IDEMPOTENCY_WINDOW = 300.0  # seconds: AWS honours a token for five minutes
 STATS_PATH = "/__proxy__/stats"
+RESET_PATH = "/__proxy__/reset"  # POST: the counters start again
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length", "server", "date"}
 )
@@ -206,6 +208,11 @@ class FaultProxy:
                 self.stats.injected_by_operation[f"{operation}:{fault}"] += 1
             return fault
 
+    def reset_stats(self) -> None:
+        """Counters from zero; the token record (AWS's state, not a counter) is kept."""
+        with self._lock:
+            self.stats = Stats()
+
     def _mark(self, *, answered: bool) -> None:
         now = time.time()
         with self._lock:
@@ -296,6 +303,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         proxy = self.server.proxy
+        if self.path == RESET_PATH:  # the counters start again (a bench, after warming up)
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            proxy.reset_stats()
+            self._send(_Answer(200, [("Content-Type", "application/json")], b"{}"))
+            return
         proxy._mark(answered=False)
         try:
             self._post(proxy)
