@@ -50,7 +50,7 @@ from botocore.exceptions import ClientError
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "bench"))
-from _gen import installed_env  # noqa: E402
+from _gen import installed_env, machine_speed  # noqa: E402
 from moto_server import (  # noqa: E402
     SIGNING_ALGORITHM,
     AwsEntry,
@@ -238,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{n} entries; moto and the fault proxy on 127.0.0.1 (separate processes), "
                 f"{args.latency_ms:g} ms added to every call; {os.cpu_count()} CPUs"
             )
+            print(machine_speed())
             if args.warm_up:
                 took = warm_up(proxy, ca_arn, args.warm_up, args.concurrency)
                 print(f"warm-up: {args.warm_up} issue+get through the proxy and moto first ({took:.1f} s), not timed")
@@ -250,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             cpu_before = children_cpu_seconds(), cpu_seconds(moto_pid), cpu_seconds(proxy_pid)
             ours, report = time_pca_batch(manifest, args.concurrency, env)
             cpu_after = children_cpu_seconds(), cpu_seconds(moto_pid), cpu_seconds(proxy_pid)
-            stats = proxy_stats(proxy)  # pca-batch made the first calls this proxy saw
+            stats = proxy_stats(proxy)  # pca-batch made the first calls this proxy saw (since the reset)
+            print(machine_speed(), "(after the pca-batch run)")
             calls_phase = stats["last_answer"] - stats["first_call"]
             issued = report["summary"]["issued"]
             tokens = {r["idempotency_token"] for r in report["results"]}

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gen import WORK, installed_env, local_backend, write_manifest  # noqa: E402
+from _gen import WORK, installed_env, local_backend, machine_speed, write_manifest  # noqa: E402
 
 COUNT = 10_000
 BACKEND = local_backend("Bench Root CA")
@@ -35,6 +35,7 @@ def run(*args: str) -> float:
 
 
 def main() -> None:
+    print(machine_speed(), flush=True)
     ENV.update(installed_env())
     folder = WORK / "plan-10k"
     manifest = write_manifest(folder, COUNT, backend=BACKEND)

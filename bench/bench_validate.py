@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gen import WORK, installed_env, write_manifest  # noqa: E402
+from _gen import WORK, installed_env, machine_speed, write_manifest  # noqa: E402
 
 
 def run_validate(manifest: Path, env: dict[str, str]) -> tuple[float, int]:
@@ -47,6 +47,7 @@ def time_safe_load(manifest: Path) -> float:
 
 
 def main() -> None:
+    print(machine_speed(), flush=True)
     print("generating manifests (cached in bench/.work) ...", flush=True)
     small = write_manifest(WORK / "validate-10k", 10_000)
     big = write_manifest(WORK / "validate-100k", 100_000)
