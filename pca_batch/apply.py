@@ -6,8 +6,7 @@ import hashlib
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from pca_batch import converge
 from pca_batch.backends import Backend, Opening, open_backend, warm_up
@@ -19,6 +18,9 @@ from pca_batch.plan import build_plan, render_plan
 from pca_batch.preflight import preflight
 from pca_batch.problems import print_problems
 from pca_batch.report import summary_line, write_report
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 def in_shard(name: str, shard: Shard) -> bool:

@@ -16,8 +16,7 @@ import threading
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from pca_batch import __version__
 from pca_batch.errors import (
@@ -30,6 +29,9 @@ from pca_batch.errors import (
     UsageError,
 )
 from pca_batch.model import ApplyOptions, Shard
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 
 class _Parser(argparse.ArgumentParser):
@@ -161,7 +163,9 @@ def cmd_skeleton(request: bool, out: Console) -> int:
 
 
 def _consoles() -> tuple[Console, Console]:
-    return Console(highlight=False), Console(stderr=True, highlight=False)
+    from pca_batch.lines import make_console
+
+    return make_console(), make_console(stderr=True)
 
 
 def _dispatch(args: argparse.Namespace, out: Console, err: Console) -> int:

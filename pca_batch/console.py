@@ -12,36 +12,52 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-
-from rich import box
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from pca_batch.lines import write_lines
 from pca_batch.model import FAILED, ISSUED, SKIPPED, UNCHANGED, Result
 from pca_batch.report import summary_line
 
+if TYPE_CHECKING:  # rich is imported only for a terminal: logs do without it
+    from rich.console import Console
+    from rich.progress import Progress, TaskID
+    from rich.table import Table
+
 WIDE = 200  # terminal columns from which the table shows certificate ARNs whole
 STATUS_STYLES = {ISSUED: "green", UNCHANGED: "cyan", FAILED: "bold red", SKIPPED: "yellow"}
 
 
-class _RateColumn(ProgressColumn):
-    """Entries finished per second, over rich's speed window."""
+def _progress_bar(console: Console, get_time: Callable[[], float] | None) -> Progress:
+    """done/total, rate, ETA and failures, for a terminal."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+    from rich.text import Text
 
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("-- /s" if speed is None else f"{speed:.1f}/s", style="progress.data.speed")
+    class RateColumn(ProgressColumn):
+        """Entries finished per second, over rich's speed window."""
+
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text("-- /s" if speed is None else f"{speed:.1f}/s", style="progress.data.speed")
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        RateColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[failures]}"),
+        console=console,
+        get_time=get_time,
+    )
 
 
 def _error_text(result: Result) -> str:
@@ -91,17 +107,7 @@ class LiveReport:
 
     def __enter__(self) -> LiveReport:
         if self.console.is_terminal and self.total:
-            self._progress = Progress(
-                TextColumn("[progress.description]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                _RateColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                TextColumn("{task.fields[failures]}"),
-                console=self.console,
-                get_time=self._get_time,
-            )
+            self._progress = _progress_bar(self.console, self._get_time)
             self._progress.start()
             self._task = self._progress.add_task("issuing", total=self.total, failures="")
         return self
@@ -148,6 +154,10 @@ def short_arn(arn: str) -> str:
 def results_table(results: Sequence[Result], *, width: int = 200) -> Table:
     """The table after a run. Below ``WIDE`` columns ARNs are shortened to their certificate
     part (the CA is the same on most rows; the report and the log lines have them whole)."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     shorten = width < WIDE
     # ARNs, serials and errors fold; the short columns never wrap.
     table = Table(title="pca-batch apply", box=box.SIMPLE_HEAD)

@@ -20,8 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from types import FrameType
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from pca_batch import converge, github
 from pca_batch.backends import Backend, Opening, open_backend
@@ -36,6 +35,9 @@ from pca_batch.preflight import preflight
 from pca_batch.ratelimit import DEFAULT_AWS_RATE
 from pca_batch.report import write_report
 from pca_batch.runner import RunConfig, Runner, base_result
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 DEFAULT_CONCURRENCY = 16
 DEFAULT_MAX_ATTEMPTS = 8

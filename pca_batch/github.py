@@ -16,11 +16,13 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-
-from rich.console import Console
+from typing import TYPE_CHECKING
 
 from pca_batch.model import FAILED, INVALID, Result
 from pca_batch.report import summary
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING
 
 from pca_batch import converge, validity
 from pca_batch.converge import Step
 from pca_batch.lines import write_lines
 from pca_batch.model import INVALID, OUTPUT_KINDS, PLANNED, Entry, Manifest, Result
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
 
 ACTION_MARKS = {
     "issue": "+ issue",
@@ -82,6 +83,9 @@ def _short_arn(arn: str | None) -> str:
 def render_plan(manifest: Manifest, results: Sequence[Result], console: Console) -> None:
     entries = {e.name: e for e in manifest.entries}
     if console.is_terminal:
+        from rich.table import Table
+        from rich.text import Text
+
         cas = {r.certificate_authority_arn for r in results if r.certificate_authority_arn}
         one_ca = len(cas) == 1
         title = f"Plan for {manifest.display}" + (f" (CA {next(iter(cas))})" if one_ca else "")

@@ -149,3 +149,45 @@ def test_log_lines_come_in_groups_but_never_wait_long(monkeypatch) -> None:  # t
         assert out.getvalue().splitlines() == [plain_line(RESULTS[0]), plain_line(RESULTS[1])]
         live.advance(RESULTS[2])
     assert out.getvalue().splitlines()[-1] == plain_line(RESULTS[2])  # the rest at the end
+
+
+def test_logs_and_pipes_get_a_plain_console_and_terminals_rich() -> None:
+    from pca_batch.lines import PlainConsole, make_console
+
+    assert isinstance(make_console(env={}), PlainConsole)  # pytest's stdout is no terminal
+    assert not isinstance(make_console(env={"FORCE_COLOR": "1"}), PlainConsole)  # rich decides then
+    assert not isinstance(make_console(stderr=True, env={"TTY_COMPATIBLE": "1"}), PlainConsole)
+
+
+def test_the_plain_console_prints_text_as_it_is_and_renders_anything_else() -> None:
+    from rich.table import Table
+
+    from pca_batch.lines import PlainConsole
+
+    out = io.StringIO()
+    plain = PlainConsole(file=out)
+    plain.print("pca-batch: " + "x" * 150 + "\x1b[2J", markup=False)  # no wrapping at 80, no escape
+    plain.print("two\nlines")
+    table = Table("name", "status")
+    table.add_row("web", "issued")
+    plain.print(table)
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "pca-batch: " + "x" * 150 + "?[2J"
+    assert lines[1:3] == ["two", "lines"]
+    assert any("web" in line and "issued" in line for line in lines[3:]) and "\x1b" not in out.getvalue()
+
+
+def test_a_terminal_run_still_gets_rich_tables() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pca_batch", "apply", str(REPO / "manifests" / "demo.yaml"), "--plan"],
+        capture_output=True, text=True, timeout=60,
+        env={**os.environ, "TTY_COMPATIBLE": "1", "NO_COLOR": "1", "COLUMNS": "200", "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Plan for" in done.stdout and "━" in done.stdout  # the table, drawn by rich
