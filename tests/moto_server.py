@@ -329,7 +329,11 @@ if __name__ == "__main__":
     from moto.server import main as moto_main
 
     speed_up_moto()
-    logging.getLogger("werkzeug").disabled = True  # a log line per request, to a discarded stream
+    # a log line per request, to a discarded stream: neither formatted nor written
+    from werkzeug.serving import WSGIRequestHandler
+
+    WSGIRequestHandler.log_request = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    logging.getLogger("werkzeug").disabled = True
     moto_main(["-H", "127.0.0.1", "-p", sys.argv[1]])
 
 
