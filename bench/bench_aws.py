@@ -290,6 +290,11 @@ def main(argv: list[str] | None = None) -> int:
         f"    CPU seconds meanwhile: pca-batch {cpu[0]:.1f}, moto {cpu[1]:.1f}, proxy {cpu[2]:.1f} "
         f"(on {os.cpu_count()} CPUs)"
     )
+    forwarded = max(1, sum(stats["forwarded"].values()))
+    print(
+        f"    the proxy answered each call after {stats['handled_seconds'] / max(1, calls) * 1000:.1f} ms on average "
+        f"({args.latency_ms:g} ms added, {stats['forward_seconds'] / forwarded * 1000:.1f} ms waiting for moto)"
+    )
     a_how = (
         "measured on all entries" if sample_a == n else f"{boto3_measured:.2f} s on {sample_a}, extrapolated"
     )

@@ -91,6 +91,8 @@ class Stats:
     connections: int = 0  # TCP connections accepted
     first_call: float | None = None  # time.time() of the first POST received
     last_answer: float | None = None  # time.time() of the last POST answered (or dropped)
+    forward_seconds: float = 0.0  # time spent waiting for moto, over all forwarded calls
+    handled_seconds: float = 0.0  # time from a POST's arrival to its answer, over all POSTs
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -104,6 +106,8 @@ class Stats:
             "connections": self.connections,
             "first_call": self.first_call,
             "last_answer": self.last_answer,
+            "forward_seconds": self.forward_seconds,
+            "handled_seconds": self.handled_seconds,
         }
 
 
@@ -245,6 +249,7 @@ class FaultProxy:
         lines += [f"{k}: {v}" for k, v in headers if k.lower() not in _HOP_BY_HOP and k.lower() != "host"]
         lines.append(f"Content-Length: {len(body)}")
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        began = time.monotonic()
         with socket.create_connection(self.upstream, timeout=60) as connection:
             connection.sendall(request)
             raw = b""
@@ -254,6 +259,8 @@ class FaultProxy:
                     break
         status, kept, data = _parse_answer(raw)
         self._count("forwarded", operation)
+        with self._lock:
+            self.stats.forward_seconds += time.monotonic() - began
         return _Answer(status, kept, data)
 
     def issue(
@@ -347,10 +354,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(_Answer(200, [("Content-Type", "application/json")], b"{}"))
             return
         proxy._mark(answered=False)
+        began = time.monotonic()
         try:
             self._post(proxy)
         finally:
             proxy._mark(answered=True)
+            with proxy._lock:
+                proxy.stats.handled_seconds += time.monotonic() - began
 
     def _post(self, proxy: FaultProxy) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
