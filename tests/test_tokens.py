@@ -43,3 +43,17 @@ def test_known_value_does_not_drift() -> None:
 @given(st.text(min_size=1, max_size=20), st.dictionaries(st.sampled_from(["A", "B", "C"]), st.integers()))
 def test_always_valid_for_aws(name: str, request: dict[str, int]) -> None:
     assert ALLOWED.match(tokens.derive(name, request))
+
+
+@settings(max_examples=300)
+@given(name=st.text(min_size=1, max_size=20), csr=st.text(max_size=50), salt=st.text(max_size=10))
+def test_the_encoding_is_rfc4648_base32_of_the_digest(name: str, csr: str, salt: str) -> None:
+    import base64
+    import hashlib
+
+    request = {**REQ, "Csr": csr}
+    digest = hashlib.sha256()
+    for i, part in enumerate([name, tokens.canonical_without_csr(request), csr] + ([salt] if salt else [])):
+        digest.update((b"\0" if i else b"") + part.encode("utf-8"))
+    expected = "pb1-" + base64.b32encode(digest.digest()[:20]).decode("ascii").lower()
+    assert tokens.derive(name, request, salt=salt) == expected
