@@ -25,34 +25,46 @@ class Opening:
 
     Only for backends whose opening changes nothing (aws: the SDK, the model, the
     credential chain; no call). ``take()`` gives the backend, or raises what opening
-    it raised, in the caller's thread; ``discard()`` closes it unused.
+    it raised, in the caller's thread; ``discard()`` says it is not needed: it is
+    closed once open, without making the caller wait (a credential chain can take
+    seconds to answer, and an invalid manifest's problems must not wait for it).
     """
 
     def __init__(self, open_it: Callable[[], Backend]) -> None:
+        self._lock = threading.Lock()
         self._backend: Backend | None = None
         self._error: BaseException | None = None
+        self._discarded = False
         self._thread = threading.Thread(target=self._run, args=(open_it,), name="pca-batch-open", daemon=True)
         self._thread.start()
 
     def _run(self, open_it: Callable[[], Backend]) -> None:
         try:
-            self._backend = open_it()
+            backend = open_it()
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread by take()
             self._error = exc
+            return
+        with self._lock:
+            if not self._discarded:
+                self._backend = backend
+                return
+        backend.close()
 
     def take(self) -> Backend:
         self._thread.join()
         if self._error is not None:
             raise self._error
-        assert self._backend is not None
-        backend, self._backend = self._backend, None
+        with self._lock:
+            backend, self._backend = self._backend, None
+        assert backend is not None, "an opening is taken once"
         return backend
 
     def discard(self) -> None:
-        self._thread.join()
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
+        with self._lock:
+            self._discarded = True
+            backend, self._backend = self._backend, None
+        if backend is not None:
+            backend.close()
 
 
 def _warm_aws(profile: str | None) -> None:
