@@ -147,7 +147,12 @@ def atomic_write_many(items: Sequence[tuple[Path, bytes, int]]) -> None:
         for path, data, mode in items:
             folder = str(path.parent)
             device = _folder_device(path.parent)
-            fd, tmp = _create_temp(folder, path.name, mode)
+            try:
+                fd, tmp = _create_temp(folder, path.name, mode)
+            except FileNotFoundError:  # the folder was removed since it was made: make it again
+                _devices.pop(folder, None)
+                device = _folder_device(path.parent)
+                fd, tmp = _create_temp(folder, path.name, mode)
             temps.append((tmp, path))
             try:
                 if _UMASK is None or mode & _UMASK:

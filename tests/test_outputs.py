@@ -34,3 +34,16 @@ def test_files_get_exactly_their_mode_whatever_the_umask(tmp_path: Path, umask: 
     assert mode(tmp_path / "a" / "cert.pem") == 0o644 and mode(tmp_path / "a" / "key.pem") == 0o600
     assert (tmp_path / "b" / "c" / "chain.pem").read_bytes() == b"chain"
     assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["cert.pem", "chain.pem", "key.pem"]
+
+
+def test_a_folder_removed_between_two_writes_is_made_again(tmp_path: Path) -> None:
+    import shutil
+
+    from pca_batch import outputs
+
+    target = tmp_path / "out" / "cert.pem"
+    outputs.atomic_write_many([(target, b"one", 0o644)])
+    shutil.rmtree(tmp_path / "out")
+    outputs.atomic_write_many([(target, b"two", 0o644)])
+    outputs.flush_renames()
+    assert target.read_bytes() == b"two"
