@@ -94,14 +94,10 @@ def check_one(job: Job) -> Outcome:
     return _from_wire(_finish(job, _check(job.source)))
 
 
-def prefetch_paths(manifest: str, root: str) -> list[str]:
+def prefetch_paths(manifest: bytes, root: str) -> list[str]:
     """The CSR files a manifest's text names on ``Csr: file://`` lines, in order (a guess; see above)."""
-    try:
-        data = read_limited(manifest, 64 << 20, "the manifest")
-    except InputError:
-        return []
     seen: dict[str, None] = {}
-    for m in _CSR_LINE.finditer(data):
+    for m in _CSR_LINE.finditer(manifest):
         try:
             seen.setdefault(resolve(m.group(1).decode("utf-8"), root), None)
         except UnicodeDecodeError:
@@ -109,10 +105,10 @@ def prefetch_paths(manifest: str, root: str) -> list[str]:
     return list(seen)
 
 
-def serve(tasks: Connection, results: Connection, prefetch: tuple[str, str, int, int] | None) -> None:
+def serve(tasks: Connection, results: Connection, prefetch: tuple[bytes, str, int, int] | None) -> None:
     """A worker: check each batch it is sent, until told to stop or its pipe closes.
 
-    With ``prefetch`` (manifest, root, this worker's number, workers) it checks its
+    With ``prefetch`` (the manifest's bytes, its folder, this worker's number, workers) it checks its
     share of the files the manifest names between batches, at most PREFETCH_MAX held
     at once, so that a batch naming them is answered at once.
     """
@@ -186,18 +182,19 @@ class _Worker:
 class CsrChecker:
     """Queue CSRs with ``add`` (returns a ticket); ``results()`` gives each ticket's outcome.
 
-    ``manifest`` and ``root`` (the manifest's file and folder) let the workers check
-    the files it names before they are asked for.
+    ``manifest`` and ``root`` (the manifest's bytes, as read, and its folder) let the
+    workers check the files it names before they are asked for.
     """
 
-    def __init__(self, expected: int, *, manifest: str | None = None, root: str | None = None) -> None:
+    def __init__(self, expected: int, *, manifest: bytes | None = None, root: str | None = None) -> None:
         self._workers: list[_Worker] = []
         ctx = _context() if expected >= POOL_THRESHOLD else None
         if ctx is not None:
             n = _workers()
             for i in range(n):
+                prefetch = (manifest, root, i, n) if manifest is not None and root else None
                 try:
-                    self._workers.append(self._start(ctx, (manifest, root, i, n) if manifest and root else None))
+                    self._workers.append(self._start(ctx, prefetch))
                 except OSError:  # no processes to spare: check here
                     break
         self._out: list[Outcome | None] = []
@@ -206,7 +203,7 @@ class CsrChecker:
         self._dealt = 0  # batches dealt out so far
 
     @staticmethod
-    def _start(ctx: _Context, prefetch: tuple[str, str, int, int] | None) -> _Worker:
+    def _start(ctx: _Context, prefetch: tuple[bytes, str, int, int] | None) -> _Worker:
         task_r, task_w = ctx.Pipe(duplex=False)
         result_r, result_w = ctx.Pipe(duplex=False)
         _widen(task_w)

@@ -70,7 +70,7 @@ def load_manifest(
     except csrmod.InputError as exc:
         raise fatal(1, str(exc)) from None
     # Start the CSR workers now, so that they are ready when the entries have been read.
-    checker = CsrChecker(data.count(b"Csr"), manifest=str(file), root=str(root))
+    checker = CsrChecker(data.count(b"Csr"), manifest=data, root=str(root))
     try:
         return _load(data, file, display, root, env, now, fatal, checker, allow_outside_paths, on_backend)
     finally:

@@ -76,11 +76,11 @@ def test_the_prefetch_guesses_from_the_text_and_never_changes_an_outcome(tmp_pat
     lines += ["  - {name: x, Csr: 'file://${HOME}/x.csr'}", "# Csr: file://csr/never.csr", "    Csr: fileb://./csr/0.csr"]
     manifest = tmp_path / "m.yaml"
     manifest.write_text("\n".join(lines) + "\n")
-    paths = csrpool.prefetch_paths(str(manifest), str(tmp_path))
+    paths = csrpool.prefetch_paths(manifest.read_bytes(), str(tmp_path))
     assert paths[:2] == [str(tmp_path / "csr" / "0.csr"), str(tmp_path / "csr" / "1.csr")]
     assert len(paths) == csrpool.POOL_THRESHOLD  # deduplicated; no ${VAR}, no comment line
 
-    checker = csrpool.CsrChecker(csrpool.POOL_THRESHOLD, manifest=str(manifest), root=str(tmp_path))
+    checker = csrpool.CsrChecker(csrpool.POOL_THRESHOLD, manifest=manifest.read_bytes(), root=str(tmp_path))
     # a file changed after the workers may have read it ahead: the outcome is the one of what was read
     asked = [str(tmp_path / "csr" / f"{i}.csr") for i in range(csrpool.POOL_THRESHOLD)] + [str(tmp_path / "other.csr")]
     (tmp_path / "other.csr").write_bytes(good)
