@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from pca_batch import converge
-from pca_batch.backends import Backend, Opening, open_backend, warm_up
+from pca_batch.backends import Backend, Opening
 from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, BackendError, ManifestError
 from pca_batch.journal import default_journal_path
 from pca_batch.manifest import load_manifest
@@ -40,9 +40,7 @@ def run_apply(manifest_path: str, options: ApplyOptions, console: Console, err: 
 
     def on_backend(config: BackendConfig, settings: RunSettings) -> None:
         """Known before the entries are read: get the backend ready meanwhile."""
-        if options.plan:
-            if not options.offline:
-                warm_up(config)
+        if options.plan and options.offline:
             return
         from pca_batch.execute import start_opening
 
@@ -80,7 +78,9 @@ def _run_apply(
             [e for e in manifest.entries if e.valid], journal, now=datetime.now(UTC), force=options.force
         )
         pending = [s.entry for s in steps if s.decision.action != "unchanged"]
-        findings = {} if options.offline or not pending else plan_preflight(manifest, options, pending)
+        findings = {}
+        if pending and not options.offline:
+            findings = plan_preflight(manifest, options, pending, openings.pop() if openings else None)
         results = [
             replace(r, error_code=findings[r.name].code, error_message=findings[r.name].message, action="refused")
             if r.name in findings else r
@@ -111,7 +111,9 @@ def _run_apply(
     return execute(manifest, options, console, opening=openings.pop() if openings else None)
 
 
-def plan_preflight(manifest: Manifest, options: ApplyOptions, entries: list[Entry]) -> dict[str, BackendError]:
+def plan_preflight(
+    manifest: Manifest, options: ApplyOptions, entries: list[Entry], opening: Opening | None = None
+) -> dict[str, BackendError]:
     """The read-only preflight of apply, for the plan: what the CA would refuse.
 
     A local store that does not exist yet is not created (the plan changes nothing);
@@ -134,10 +136,9 @@ def plan_preflight(manifest: Manifest, options: ApplyOptions, entries: list[Entr
             for name, err in findings.items()
             if not (err.code == "ResourceNotFoundException" and _ca_of(entries, name) in declared)
         }
-    backend = open_backend(
-        manifest.backend, store=options.store, region=options.region, profile=options.profile,
-        endpoint_url=options.endpoint_url,
-    )
+    from pca_batch.execute import open_for_run
+
+    backend = opening.take() if opening is not None else open_for_run(manifest.backend, manifest.settings, options)
     try:
         return preflight(entries, backend)
     finally:

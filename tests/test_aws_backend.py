@@ -371,27 +371,3 @@ def test_partial_credentials_are_a_credentials_error_and_unknown_exceptions_stay
     bug = KeyError("CertificateArn")
     assert translate(bug) is bug
 
-
-def test_a_session_warmed_in_the_background_serves_only_the_environment_it_was_made_in(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from pca_batch.backends import aws
-
-    patch_env(monkeypatch, aws_test_env(tmp_path))
-    first, second = tmp_path / "config-a", tmp_path / "config-b"
-    first.write_text("[default]\nregion = eu-west-3\n")
-    second.write_text("[default]\nregion = ap-south-1\n")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(first))
-    no_region = "arn:aws:acm-pca::111122223333:certificate-authority/x"
-
-    aws.warm(None)  # what apply's warm-up thread does while the manifest is read
-    backend = AwsBackend()
-    assert backend._region_for(no_region) == "eu-west-3" and None not in aws._warmed  # taken, once
-    backend.close()
-
-    aws.warm(None)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(second))  # the environment changed since: not taken
-    backend = AwsBackend()
-    assert backend._region_for(no_region) == "ap-south-1"
-    backend.close()
-    aws._warmed.clear()

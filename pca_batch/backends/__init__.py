@@ -10,14 +10,7 @@ from pca_batch.backends.base import Backend, CaDescription, CertificateBundle
 from pca_batch.errors import UsageError
 from pca_batch.model import BackendConfig
 
-__all__ = ["Backend", "CaDescription", "CertificateBundle", "Opening", "open_backend", "warm_up"]
-
-
-def warm_up(config: BackendConfig) -> None:
-    """Start importing the AWS SDK and loading acm-pca's model in the background (a few
-    hundred milliseconds of start-up) while the manifest's entries are still being read."""
-    if config.type == "aws":
-        threading.Thread(target=_warm_aws, args=(config.profile,), name="pca-batch-warm-up", daemon=True).start()
+__all__ = ["Backend", "CaDescription", "CertificateBundle", "Opening", "open_backend"]
 
 
 class Opening:
@@ -65,14 +58,6 @@ class Opening:
             backend, self._backend = self._backend, None
         if backend is not None:
             backend.close()
-
-
-def _warm_aws(profile: str | None) -> None:
-    try:
-        from pca_batch.backends.aws import warm  # imports boto3 and botocore
-    except Exception:  # noqa: BLE001 - a failure shows again, with its message, when the backend opens
-        return
-    warm(profile)
 
 
 def open_backend(

@@ -15,7 +15,6 @@ connection as :class:`BackendError` carrying the AWS code (``ReadTimeout`` and
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Iterable, Mapping
@@ -100,37 +99,6 @@ def translate(exc: Exception) -> Exception:
     return exc
 
 
-# A session warmed in the background while the manifest is read (see warm()): one run
-# hands it to its backend. Keyed by profile, and taken only while the environment is
-# still the one it was made in (its configuration files and variables are read then).
-_warmed: dict[str | None, tuple[boto3.Session, dict[str, str]]] = {}
-_warmed_lock = threading.Lock()
-
-
-def warm(profile: str | None) -> None:
-    """Load acm-pca's service model and build its client class (some 70 ms of CPU), so that
-    the run's first client costs little. Resolves no credentials and makes no call: the
-    throwaway client has placeholder keys and is never used."""
-    with _warmed_lock:  # held throughout: a backend opening meanwhile waits for the result
-        try:
-            session = boto3.Session(profile_name=profile)
-            session.client(
-                SERVICE, region_name="us-east-1", aws_access_key_id="pca-batch-warm-up",
-                aws_secret_access_key="pca-batch-warm-up",
-            )
-        except Exception:  # noqa: BLE001 - the backend opens its own session and reports the problem
-            return
-        _warmed[profile] = (session, dict(os.environ))
-
-
-def _session(profile: str | None) -> boto3.Session:
-    with _warmed_lock:
-        warmed = _warmed.pop(profile, None)
-    if warmed is not None and warmed[1] == os.environ:
-        return warmed[0]
-    return boto3.Session(profile_name=profile)
-
-
 class AwsBackend:
     """AWS Private CA (IssueCertificate, GetCertificate, DescribeCertificateAuthority).
 
@@ -165,7 +133,7 @@ class AwsBackend:
             user_agent_extra=f"pca-batch/{__version__}",
         )
         try:
-            self._session = _session(profile)
+            self._session = boto3.Session(profile_name=profile)
         except ProfileNotFound as exc:
             raise CredentialsError(f"unknown AWS profile {profile!r}: {exc}") from None
 
