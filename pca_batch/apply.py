@@ -48,8 +48,13 @@ def run_apply(manifest_path: str, options: ApplyOptions, console: Console, err: 
         if opening is not None:
             openings.append(opening)
 
+    def on_ca(ca_arn: str) -> None:
+        """Named by an entry: describe it as soon as the backend is open, for the preflight."""
+        if openings:
+            openings[-1].foresee(ca_arn)
+
     try:
-        return _run_apply(manifest_path, options, console, err, on_backend, openings)
+        return _run_apply(manifest_path, options, console, err, on_backend, on_ca, openings)
     finally:
         for opening in openings:  # what execute() did not take
             opening.discard()
@@ -61,10 +66,13 @@ def _run_apply(
     console: Console,
     err: Console,
     on_backend: Callable[[BackendConfig, RunSettings], None],
+    on_ca: Callable[[str], None],
     openings: list[Opening],
 ) -> int:
     try:
-        manifest = load_manifest(manifest_path, allow_outside_paths=options.allow_outside_paths, on_backend=on_backend)
+        manifest = load_manifest(
+            manifest_path, allow_outside_paths=options.allow_outside_paths, on_backend=on_backend, on_ca=on_ca
+        )
     except ManifestError as exc:
         if options.plan and options.detailed_exitcode:  # as Terraform: 1 is an error, 2 changes pending
             print_problems(exc.problems, err)
@@ -138,9 +146,13 @@ def plan_preflight(
         }
     from pca_batch.execute import open_for_run
 
-    backend = opening.take() if opening is not None else open_for_run(manifest.backend, manifest.settings, options)
+    described = None
+    if opening is not None:
+        backend, described = opening.take(), opening.described()
+    else:
+        backend = open_for_run(manifest.backend, manifest.settings, options)
     try:
-        return preflight(entries, backend)
+        return preflight(entries, backend, described=described)
     finally:
         backend.close()
 

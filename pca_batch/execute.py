@@ -148,12 +148,13 @@ def execute(
         if not entries:  # nothing to issue: no backend, no call
             results = []
             return exit_code(_in_order(valid, settled, []), False)
+        described = None
         if backend is None:
             if opening is not None:
-                backend, opening = opening.take(), None
+                backend, described, opening = opening.take(), opening.described(), None
             else:
                 backend = open_for_run(manifest.backend, manifest.settings, options)
-        refused = preflight(entries, backend)
+        refused = preflight(entries, backend, described=described)
         journal = Journal(options.journal or default_journal_path(manifest.path))
         if journal.damaged_lines:
             write_lines(console, [f"journal {journal.path}: skipped {journal.damaged_lines} damaged line(s), "

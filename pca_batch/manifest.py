@@ -55,7 +55,15 @@ def load_manifest(
     env: Mapping[str, str] | None = None,
     now: datetime | None = None,
     on_backend: Callable[[BackendConfig, RunSettings], None] | None = None,
+    on_ca: Callable[[str], None] | None = None,
 ) -> Manifest:
+    """Read, interpolate and validate a manifest: the entries' problems are in the result, and one
+    that cannot be read at all raises ManifestError.
+
+    ``on_backend`` hears the backend's settings as soon as they are read, before
+    the entries; ``on_ca`` hears each CA ARN the first time a valid entry names it.
+    Both are for getting the backend ready while the entries are still being read.
+    """
     display = str(path)
     file = Path(os.path.abspath(path))
     root = file.parent
@@ -72,7 +80,7 @@ def load_manifest(
     # Start the CSR workers now, so that they are ready when the entries have been read.
     checker = CsrChecker(data.count(b"Csr"), manifest=data, root=str(root))
     try:
-        return _load(data, file, display, root, env, now, fatal, checker, allow_outside_paths, on_backend)
+        return _load(data, file, display, root, env, now, fatal, checker, allow_outside_paths, on_backend, on_ca)
     finally:
         checker.close()
 
@@ -88,6 +96,7 @@ def _load(
     checker: CsrChecker,
     allow_outside_paths: bool,
     on_backend: Callable[[BackendConfig, RunSettings], None] | None,
+    on_ca: Callable[[str], None] | None,
 ) -> Manifest:
     try:
         text = yamlload.decode(data)
@@ -152,11 +161,15 @@ def _load(
     entries: list[Entry] = []
     if isinstance(certificates, list):
         seen: dict[str, int] = {}
+        cas: set[str] = set()
         lines = certificates.item_lines if isinstance(certificates, yamlload.LineList) else []
         for index, raw in enumerate(certificates):
             line = lines[index] if index < len(lines) else doc.line
             entry = builder.build(index, raw, line, seen)
             entries.append(entry)
+            if on_ca is not None and (arn := entry.ca_arn) is not None and arn not in cas and entry.valid:
+                cas.add(arn)
+                on_ca(arn)
     entries = builder.finish(entries)
     return Manifest(
         path=file,

@@ -111,11 +111,17 @@ def check_entry(entry: Entry, ca: CaDescription, now: datetime) -> BackendError 
 
 
 def preflight(
-    entries: Sequence[Entry], backend: Backend, *, now: datetime | None = None
+    entries: Sequence[Entry],
+    backend: Backend,
+    *,
+    now: datetime | None = None,
+    described: Mapping[str, CaDescription | BackendError] | None = None,
 ) -> dict[str, BackendError]:
     """Describe each distinct CA once; return, per entry name, the error that entry would get.
 
     Entries that are not valid or name no CA are left out (validation reports them).
+    ``described``: CAs already described during this run (see ``backends.Opening``),
+    with what describing them answered; they are not described again.
     """
     moment = now or datetime.now(UTC)
     by_ca: dict[str, list[Entry]] = {}
@@ -126,7 +132,10 @@ def preflight(
     findings: dict[str, BackendError] = {}
     for arn, group in by_ca.items():
         try:
-            ca = backend.describe_certificate_authority(arn)
+            known = described.get(arn) if described else None
+            if isinstance(known, BackendError):
+                raise known
+            ca = known if known is not None else backend.describe_certificate_authority(arn)
         except BackendError as exc:
             if exc.code in _CA_MISSING:
                 what = "was not found" if exc.code == "ResourceNotFoundException" else "is not a valid CA ARN"
