@@ -89,6 +89,7 @@ class Stats:
     )  # per token: IssueCertificate calls sent to moto
     deduplicated: int = 0  # IssueCertificate calls answered from the token record
     connections: int = 0  # TCP connections accepted
+    upstream_connections: int = 0  # TCP connections opened to moto
     first_call: float | None = None  # time.time() of the first POST received
     last_answer: float | None = None  # time.time() of the last POST answered (or dropped)
     forward_seconds: float = 0.0  # time spent waiting for moto, over all forwarded calls
@@ -104,6 +105,7 @@ class Stats:
             "issue_forwarded": dict(self.issue_forwarded),
             "deduplicated": self.deduplicated,
             "connections": self.connections,
+            "upstream_connections": self.upstream_connections,
             "first_call": self.first_call,
             "last_answer": self.last_answer,
             "forward_seconds": self.forward_seconds,
@@ -143,6 +145,7 @@ class FaultProxy:
         self._fault_count: Counter[str] = Counter()
         self._call_number: Counter[str] = Counter()
         self._polls: Counter[str] = Counter()
+        self._idle: list[socket.socket] = []  # connections to moto it left open, for the next call
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.proxy = self
         self._thread: threading.Thread | None = None
@@ -167,6 +170,10 @@ class FaultProxy:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join()
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
 
     def __enter__(self) -> FaultProxy:
         return self.start()
@@ -239,24 +246,39 @@ class FaultProxy:
     # -- forwarding -----------------------------------------------------------
 
     def forward(self, path: str, headers: list[tuple[str, str]], body: bytes, operation: str) -> _Answer:
-        """Send the call to moto on a new connection and read its answer.
+        """Send the call to moto and read its answer.
 
         The answer is read to its Content-Length (or to the end of the stream) and
         split by hand: http.client's header parsing (the email package) was the
-        proxy's largest cost.
+        proxy's largest cost. A connection moto leaves open is used again for a
+        later call (moto's own server closes every one; the bench's keeps them).
         """
-        lines = [f"POST {path} HTTP/1.1", f"Host: {self.upstream[0]}:{self.upstream[1]}", "Connection: close"]
+        lines = [f"POST {path} HTTP/1.1", f"Host: {self.upstream[0]}:{self.upstream[1]}"]
         lines += [f"{k}: {v}" for k, v in headers if k.lower() not in _HOP_BY_HOP and k.lower() != "host"]
         lines.append(f"Content-Length: {len(body)}")
         request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         began = time.monotonic()
-        with socket.create_connection(self.upstream, timeout=60) as connection:
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
+        if connection is None:
+            connection = socket.create_connection(self.upstream, timeout=60)
+            with self._lock:
+                self.stats.upstream_connections += 1
+        keep = False
+        try:
             connection.sendall(request)
             raw = b""
             while chunk := connection.recv(65536):
                 raw += chunk
                 if _complete(raw):
+                    keep = not _says_close(raw)
                     break
+        finally:
+            if keep:
+                with self._lock:
+                    self._idle.append(connection)
+            else:
+                connection.close()
         status, kept, data = _parse_answer(raw)
         self._count("forwarded", operation)
         with self._lock:
@@ -298,6 +320,16 @@ def _complete(raw: bytes) -> bool:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
             return len(rest) >= int(value.strip() or b"0")
+    return False
+
+
+def _says_close(raw: bytes) -> bool:
+    """True when a whole answer says its connection ends with it (``Connection: close``)."""
+    head = raw.partition(b"\r\n\r\n")[0]
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"connection" and b"close" in value.lower():
+            return True
     return False
 
 

@@ -325,16 +325,17 @@ def write_aws_manifest(
 
 
 if __name__ == "__main__":
-    # The bench's moto process: `python tests/moto_server.py PORT`.
-    from moto.server import main as moto_main
+    # The bench's moto process: `python tests/moto_server.py PORT`. moto's application,
+    # served with connections kept open (see keepalive_wsgi) and no log line per request.
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from keepalive_wsgi import serve
 
     speed_up_moto()
-    # a log line per request, to a discarded stream: neither formatted nor written
-    from werkzeug.serving import WSGIRequestHandler
-
-    WSGIRequestHandler.log_request = lambda *args, **kwargs: None  # type: ignore[method-assign]
     logging.getLogger("werkzeug").disabled = True
-    moto_main(["-H", "127.0.0.1", "-p", sys.argv[1]])
+    os.environ.setdefault("MOTO_PORT", sys.argv[1])
+    serve(DomainDispatcherApplication(create_backend_app), int(sys.argv[1]))
 
 
 # -- module-scoped fixtures shared by the aws test modules (import them by name) -------------
