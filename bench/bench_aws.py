@@ -1,9 +1,13 @@
 """Issue 5's speed goal for the aws backend, over real HTTP on loopback.
 
-moto's server (its own process) behind the project's fault proxy (its own
-process), which adds a fixed latency to every call (100 ms by default), so
-every IssueCertificate and GetCertificate costs what a call to AWS costs. In
-the same run, with the same proxy:
+moto (its own process) behind the project's fault proxy (its own process),
+which adds a fixed latency to every call (100 ms by default), so every
+IssueCertificate and GetCertificate costs what a call to AWS costs. moto's
+application is served by tests/keepalive_wsgi.py, which keeps the proxy's
+connections open, instead of werkzeug's development server, which closes each
+one: the test double shares this machine's two CPUs with pca-batch, and a new
+connection and thread per call doubled its cost. In the same run, with the
+same proxy:
 
 - pca-batch: ``pca-batch apply`` (a real process) of N entries (default
   1,000) at ``--concurrency 32 --max-rate 0``, timed three times (``--runs``),
