@@ -48,13 +48,22 @@ def run_apply(manifest_path: str, options: ApplyOptions, console: Console, err: 
         if opening is not None:
             openings.append(opening)
 
-    def on_ca(ca_arn: str) -> None:
-        """Named by an entry: describe it as soon as the backend is open, for the preflight."""
-        if openings:
-            openings[-1].foresee(ca_arn)
+    foreseen: set[str] = set()
+
+    def on_entry(entry: Entry) -> None:
+        """Read, valid: if it is sure to be issued, have its CA described for the preflight as
+        soon as the backend is open. Only then: an unchanged re-run makes no call at all."""
+        arn = entry.ca_arn
+        if not openings or arn is None or arn in foreseen:
+            return
+        if options.shard is not None and not in_shard(entry.name, options.shard):
+            return
+        if converge.certainly_issued(entry):
+            foreseen.add(arn)
+            openings[-1].foresee(arn)
 
     try:
-        return _run_apply(manifest_path, options, console, err, on_backend, on_ca, openings)
+        return _run_apply(manifest_path, options, console, err, on_backend, on_entry, openings)
     finally:
         for opening in openings:  # what execute() did not take
             opening.discard()
@@ -66,12 +75,12 @@ def _run_apply(
     console: Console,
     err: Console,
     on_backend: Callable[[BackendConfig, RunSettings], None],
-    on_ca: Callable[[str], None],
+    on_entry: Callable[[Entry], None],
     openings: list[Opening],
 ) -> int:
     try:
         manifest = load_manifest(
-            manifest_path, allow_outside_paths=options.allow_outside_paths, on_backend=on_backend, on_ca=on_ca
+            manifest_path, allow_outside_paths=options.allow_outside_paths, on_backend=on_backend, on_entry=on_entry
         )
     except ManifestError as exc:
         if options.plan and options.detailed_exitcode:  # as Terraform: 1 is an error, 2 changes pending

@@ -147,6 +147,15 @@ def _without_output(entry: Entry, index: IssuedIndex, force: bool) -> Step:
     return Step(entry, Decision("issue", "not issued yet"))
 
 
+def certainly_issued(entry: Entry) -> bool:
+    """True when ``decide_entry`` can only say issue: the certificate file it names is not there.
+
+    Cheap (one ``stat``), for a guess made while the manifest is still being read.
+    """
+    certificate = entry.outputs.certificate
+    return certificate is not None and not os.path.lexists(certificate)
+
+
 def decide_all(entries: Sequence[Entry], journal: Path, *, now: datetime, force: bool,
                env: Mapping[str, str] | None = None) -> list[Step]:
     index = IssuedIndex.load(journal)

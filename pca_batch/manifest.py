@@ -55,14 +55,15 @@ def load_manifest(
     env: Mapping[str, str] | None = None,
     now: datetime | None = None,
     on_backend: Callable[[BackendConfig, RunSettings], None] | None = None,
-    on_ca: Callable[[str], None] | None = None,
+    on_entry: Callable[[Entry], None] | None = None,
 ) -> Manifest:
     """Read, interpolate and validate a manifest: the entries' problems are in the result, and one
     that cannot be read at all raises ManifestError.
 
     ``on_backend`` hears the backend's settings as soon as they are read, before
-    the entries; ``on_ca`` hears each CA ARN the first time a valid entry names it.
-    Both are for getting the backend ready while the entries are still being read.
+    the entries; ``on_entry`` hears each valid entry as soon as it is built (its
+    CSR not yet checked). Both are for getting the backend ready while the
+    entries are still being read.
     """
     display = str(path)
     file = Path(os.path.abspath(path))
@@ -80,7 +81,7 @@ def load_manifest(
     # Start the CSR workers now, so that they are ready when the entries have been read.
     checker = CsrChecker(data.count(b"Csr"), manifest=data, root=str(root))
     try:
-        return _load(data, file, display, root, env, now, fatal, checker, allow_outside_paths, on_backend, on_ca)
+        return _load(data, file, display, root, env, now, fatal, checker, allow_outside_paths, on_backend, on_entry)
     finally:
         checker.close()
 
@@ -96,7 +97,7 @@ def _load(
     checker: CsrChecker,
     allow_outside_paths: bool,
     on_backend: Callable[[BackendConfig, RunSettings], None] | None,
-    on_ca: Callable[[str], None] | None,
+    on_entry: Callable[[Entry], None] | None,
 ) -> Manifest:
     try:
         text = yamlload.decode(data)
@@ -161,15 +162,13 @@ def _load(
     entries: list[Entry] = []
     if isinstance(certificates, list):
         seen: dict[str, int] = {}
-        cas: set[str] = set()
         lines = certificates.item_lines if isinstance(certificates, yamlload.LineList) else []
         for index, raw in enumerate(certificates):
             line = lines[index] if index < len(lines) else doc.line
             entry = builder.build(index, raw, line, seen)
             entries.append(entry)
-            if on_ca is not None and (arn := entry.ca_arn) is not None and arn not in cas and entry.valid:
-                cas.add(arn)
-                on_ca(arn)
+            if on_entry is not None and entry.valid:
+                on_entry(entry)
     entries = builder.finish(entries)
     return Manifest(
         path=file,

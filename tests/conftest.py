@@ -6,6 +6,7 @@ import io
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -72,3 +73,27 @@ def write_manifest(folder: Path, body: str, name: str = "manifest.yaml") -> Path
     path = folder / name
     path.write_text(body)
     return path
+
+
+@pytest.fixture
+def foreseen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The CAs apply asks the background opening to describe while the manifest is read."""
+    from pca_batch import execute
+
+    told: list[str] = []
+    real = execute.start_opening
+
+    def recording(*args: Any) -> Any:
+        opening = real(*args)
+        if opening is not None:
+            foresee = opening.foresee
+
+            def record(arn: str) -> None:
+                told.append(arn)
+                foresee(arn)
+
+            monkeypatch.setattr(opening, "foresee", record)
+        return opening
+
+    monkeypatch.setattr(execute, "start_opening", recording)
+    return told

@@ -29,7 +29,9 @@ from moto_server import (  # noqa: F401 (fixtures)
 )
 
 import pca_batch.backends.aws as aws_module
+from pca_batch.apply import in_shard
 from pca_batch.backends.aws import NO_CREDENTIALS, AwsBackend, region_of
+from pca_batch.model import Shard
 
 Cli = Callable[..., CliResult]
 
@@ -238,6 +240,25 @@ def test_entries_preflight_refuses_end_failed_without_an_issue_call(
     assert stats["calls"]["DescribeCertificateAuthority"] == 2  # once per distinct CA
     assert stats["calls"]["IssueCertificate"] == 2  # the good entries only
     assert not (tmp_path / "out" / "too-long.pem").exists()
+
+
+def test_a_shard_describes_only_the_cas_of_its_own_entries(
+    cli: Cli, moto: str, ca_east: str, ca_west: str, tmp_path: Path, foreseen: list[str]
+) -> None:
+    shard = Shard(1, 2)
+    names = [f"shard-{i}" for i in range(40)]
+    mine = next(n for n in names if in_shard(n, shard))
+    other = next(n for n in names if not in_shard(n, shard))
+    entries = [AwsEntry(other, ca_west), AwsEntry(mine, ca_east)]
+    with FaultProxy(moto) as proxy:
+        manifest, _ = write_aws_manifest(tmp_path, proxy.endpoint, entries, region=None)
+        result = cli("apply", manifest, "--max-rate", "0", "--shard", "1/2", "--report", tmp_path / "r.json")
+        calls = proxy.snapshot()["calls"]
+
+    assert result.code == 0, result.err
+    assert set(read_report(tmp_path / "r.json")) == {mine}
+    assert foreseen == [ca_east]
+    assert calls == {"DescribeCertificateAuthority": 1, "IssueCertificate": 1, "GetCertificate": 1}
 
 
 def test_no_credentials_is_one_message_before_any_call(

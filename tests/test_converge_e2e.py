@@ -12,6 +12,7 @@ counts every call) -> a real moto server, all on 127.0.0.1 with dummy credential
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fault_proxy import FaultProxy
-from moto_server import SIGNING_ALGORITHM, aws_env, aws_test_env, create_active_ca, moto_thread, patch_env  # noqa: F401
+from moto_server import (  # noqa: F401
+    SIGNING_ALGORITHM,
+    AwsEntry,
+    aws_env,
+    aws_test_env,
+    create_active_ca,
+    moto_thread,
+    patch_env,
+    write_aws_manifest,
+)
 
 from pca_batch import keys, schema
 
@@ -293,3 +303,27 @@ def test_no_private_key_shows_in_any_output(
     assert leaks == set()
     # nor a CSR, nor anything PEM at all, in the journal
     assert "-----BEGIN" not in outputs["journal.jsonl"]
+
+
+def test_the_preflight_describe_is_made_only_for_entries_sure_to_need_their_ca(
+    cli: Cli, moto: str, ca: str, tmp_path: Path, foreseen: list[str]
+) -> None:
+    # The CAs are described while the manifest is read, but only for entries whose
+    # certificate is not there yet: an unchanged re-run still makes no call at all.
+    entries = [AwsEntry(f"again-{i}", ca) for i in range(3)]
+    runs = []
+    with FaultProxy(moto) as proxy:
+        manifest, _ = write_aws_manifest(tmp_path, proxy.endpoint, entries)
+        for i in range(3):
+            if i == 2:
+                (tmp_path / "out" / "again-1.pem").unlink()  # its ARN is in the journal: fetched, not issued
+            before = Counter(proxy.snapshot()["calls"])
+            result = cli("apply", manifest, "--max-rate", "0")
+            runs.append((result.code, list(foreseen), Counter(proxy.snapshot()["calls"]) - before))
+            foreseen.clear()
+
+    assert runs == [
+        (0, [ca], Counter({"DescribeCertificateAuthority": 1, "IssueCertificate": 3, "GetCertificate": 3})),
+        (0, [], Counter()),
+        (0, [ca], Counter({"DescribeCertificateAuthority": 1, "GetCertificate": 1})),
+    ]

@@ -623,3 +623,19 @@ def test_shards_of_apply_issue_disjoint_parts_that_cover_every_entry_once(cli: C
     # stable: the same split again, on another run
     again = cli("apply", path, "--plan", "--shard", "2/3", "--report", tmp_path / "again.json")
     assert again.code == 0 and set(report_of(tmp_path / "again.json")) == set(report_of(tmp_path / "r2.json"))
+
+
+def test_certainly_issued_only_when_the_certificate_file_named_is_not_there(tmp_path: Path) -> None:
+    from pca_batch.model import Entry, Outputs
+
+    def entry(certificate: Path | None) -> Entry:
+        return Entry(name="e", index=0, line=1, request={}, token="t", csr=None,
+                     outputs=Outputs(certificate=certificate))
+
+    present, dangling = tmp_path / "present.pem", tmp_path / "dangling.pem"
+    present.write_text("anything")
+    dangling.symlink_to(tmp_path / "nowhere.pem")
+    assert converge.certainly_issued(entry(tmp_path / "missing.pem"))
+    assert not converge.certainly_issued(entry(present))  # may well be unchanged: converge reads it
+    assert not converge.certainly_issued(entry(dangling))  # a file is named there: converge decides
+    assert not converge.certainly_issued(entry(None))  # the journal decides: it may be unchanged
