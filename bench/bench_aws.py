@@ -186,7 +186,7 @@ class Run:
             f"{self.elapsed:.2f} s whole process ({ideal_time / self.elapsed:.1%} of the ideal rate), "
             f"calls phase {self.calls_phase:.2f} s; {self.issued}/{n} issued; "
             f"{self.stats['forward_seconds'] / max(1, sum(self.stats['forwarded'].values())) * 1000:.1f} ms "
-            "waiting for moto per call"
+            f"waiting for moto per call; CPU seconds: pca-batch {self.cpu[0]:.1f}, moto {self.cpu[1]:.1f}"
         )
 
 
@@ -312,6 +312,10 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(time_run(manifest, args.concurrency, env, proxy, moto_pid, proxy_pid))
                 print(f"run {k}: {runs[-1].line(n, ideal_time)}")
             print(machine_speed(), "(after the pca-batch runs)")
+            print(
+                "    (the same work takes more CPU seconds when the shared host is busy: "
+                "about 4 for pca-batch and 2.5 for moto when it is quiet)"
+            )
 
             csrs = sorted((WORK / "run-1" / "csr").glob("*.csr"))
             sample_a = min(args.boto3_sample or n, n)
