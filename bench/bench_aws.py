@@ -313,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"run {k}: {runs[-1].line(n, ideal_time)}")
             print(machine_speed(), "(after the pca-batch runs)")
             print(
-                "    (the same work takes more CPU seconds when the shared host is busy: "
-                "about 4 for pca-batch and 2.5 for moto when it is quiet)"
+                "    (the same work takes more CPU seconds when the shared host is busy; on the 2-CPU "
+                "machine pca-batch is developed on, a quiet host gives about 4 for pca-batch, 2.5 for moto)"
             )
 
             csrs = sorted((WORK / "run-1" / "csr").glob("*.csr"))
