@@ -18,7 +18,12 @@ same proxy:
 - (a) a sequential boto3 loop of issue and get, one entry after another;
 - (b) a shell loop of ``aws acm-pca issue-certificate`` and
   ``get-certificate``: each AWS CLI call starts a Python interpreter, so this
-  times a sample of entries (default 20) and extrapolates to N, and says so.
+  times a sample of entries (default 20) and extrapolates to N, and says so;
+- (c) for reference, not a goal: a bare script of 32 threads sharing one boto3
+  client, issuing and getting the same entries and doing nothing else (no
+  validation, journal, files or report), timed as a process right after each
+  pca-batch run. It shows what the host allowed at that moment: when it is
+  busy, both fall.
 
 Before anything is timed, 200 entries go through the proxy and moto (from
 32 threads of this process), and the proxy's counters are zeroed: the test
@@ -210,6 +215,48 @@ def time_run(
     )
 
 
+# (c): the least a Python client can do for the same work, as a one-off script: 32 threads
+# sharing one boto3 client, issue then get, nothing validated, recorded or written.
+BARE_SCRIPT = """
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+endpoint, ca_arn, folder, threads = sys.argv[1], sys.argv[2], Path(sys.argv[3]), int(sys.argv[4])
+config = Config(retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=threads)
+client = boto3.session.Session().client("acm-pca", region_name="us-east-1", endpoint_url=endpoint, config=config)
+
+
+def one(csr: Path) -> str:
+    arn = client.issue_certificate(
+        CertificateAuthorityArn=ca_arn, Csr=csr.read_bytes(), SigningAlgorithm="SHA256WITHRSA",
+        Validity={"Value": 7, "Type": "DAYS"},
+    )["CertificateArn"]
+    return client.get_certificate(CertificateAuthorityArn=ca_arn, CertificateArn=arn)["Certificate"]
+
+
+with ThreadPoolExecutor(threads) as pool:
+    done = sum(1 for pem in pool.map(one, sorted(folder.glob("*.csr"))) if pem)
+print(done)
+"""
+
+
+def time_bare_script(proxy: str, ca_arn: str, folder: Path, threads: int, env: dict[str, str]) -> float:
+    """(c): the bare script above, a real process like pca-batch's, start to exit."""
+    start = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", BARE_SCRIPT, proxy, ca_arn, str(folder), str(threads)],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"the bare boto3 script failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+    return elapsed
+
+
 def time_boto3_loop(endpoint: str, ca_arn: str, csrs: list[Path]) -> float:
     """(a): what a script author writes first: issue, then get until it is there, one entry at a time."""
     client = boto3.session.Session().client("acm-pca", region_name=REGION, endpoint_url=endpoint)
@@ -289,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     env = installed_env(apply_env(changes))
 
     runs: list[Run] = []
+    bare: list[float] = []  # (c), one after each pca-batch run
     try:
         with moto_process(env) as (moto, moto_pid), proxy_process(moto, latency, env) as (proxy, proxy_pid):
             ca_arn = create_active_ca(moto, REGION, "pca-batch bench root")
@@ -311,6 +359,9 @@ def main(argv: list[str] | None = None) -> int:
                 reset_proxy(proxy)
                 runs.append(time_run(manifest, args.concurrency, env, proxy, moto_pid, proxy_pid))
                 print(f"run {k}: {runs[-1].line(n, ideal_time)}")
+                bare.append(time_bare_script(proxy, ca_arn, WORK / f"run-{k}" / "csr", args.concurrency, env))
+                print(f"    (c) right after: {bare[-1]:.2f} s whole process "
+                      f"({ideal_time / bare[-1]:.1%} of the ideal rate)")
             print(machine_speed(), "(after the pca-batch runs)")
             print(
                 "    (the same work takes more CPU seconds when the shared host is busy; on the 2-CPU "
@@ -361,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     a_how = (
         "measured on all entries" if sample_a == n else f"{boto3_measured:.2f} s on {sample_a}, extrapolated"
     )
+    bare_time = sorted(bare)[len(bare) // 2]
     print(f"(a) sequential boto3 issue+get loop: {boto3_time:8.2f} s  ({a_how})")
     print(
         f"(b) shell loop of the AWS CLI:       {cli_time:8.2f} s  "
@@ -370,6 +422,11 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"ideal: {args.concurrency} workers / {2 * latency * 1000:g} ms per entry (two calls) = "
         f"{ideal_rate:.0f} entries/s, {ideal_time:.2f} s for {n}"
+    )
+    print(
+        f"(c) a bare 32-thread boto3 script, same entries (validates, records and writes nothing): "
+        f"{bare_time:.2f} s, {ideal_time / bare_time:.1%} of the ideal rate (median of {len(bare)}); "
+        f"pca-batch takes {ours / bare_time:.2f}x its time"
     )
     goals = [
         (f"pca-batch vs (a): {ratio_a:6.1f}x faster (goal >= 10x)", ratio_a >= 10),
