@@ -20,7 +20,7 @@ from typing import Any
 from pca_batch import keys, lifecycle, tokens
 from pca_batch.errors import BackendError
 from pca_batch.lifecycle import Decision, IssuedIndex
-from pca_batch.model import OUTPUT_KINDS, UNCHANGED, Entry, Result
+from pca_batch.model import UNCHANGED, Entry, Result
 from pca_batch.requests import key_request
 
 KEY_ERROR = "PrivateKeyError"
@@ -203,15 +203,9 @@ def unchanged_result(step: Step, base_dir: Path) -> Result:
         not_before=existing.not_before.strftime("%Y-%m-%dT%H:%M:%SZ") if existing else None,
         not_after=existing.not_after.strftime("%Y-%m-%dT%H:%M:%SZ") if existing else None,
         idempotency_token=record.token if record else entry.token,
-        outputs={k: (_relative(p, base_dir) if (p := getattr(entry.outputs, k)) else None) for k in OUTPUT_KINDS},
+        outputs=entry.outputs.relative_to(base_dir),
         line=entry.line,
         action="unchanged",
         reason=decision.reason,
     )
 
-
-def _relative(path: Path, base_dir: Path) -> str:
-    text, base = str(path), str(base_dir).rstrip(os.sep) + os.sep
-    if text.startswith(base):  # the usual case, without os.path.relpath's cost
-        return text[len(base):].replace(os.sep, "/")
-    return Path(os.path.relpath(path, base_dir)).as_posix()

@@ -77,6 +77,7 @@ def start_opening(config: BackendConfig, settings: RunSettings, options: ApplyOp
     opening changes nothing; the local store is made only once the manifest is valid)."""
     if config.type != "aws":
         return None
+
     def open_it() -> Backend:
         backend = open_for_run(config, settings, options)
         warm = getattr(backend, "warm", None)
@@ -155,7 +156,7 @@ def execute(
             else:
                 backend = open_for_run(manifest.backend, manifest.settings, options)
         refused = preflight(entries, backend, described=described)
-        journal = Journal(options.journal or default_journal_path(manifest.path))
+        journal = Journal(journal_path)
         if journal.damaged_lines:
             write_lines(console, [f"journal {journal.path}: skipped {journal.damaged_lines} damaged line(s), "
                                   "as a crash in mid-write leaves"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,43 +55,36 @@ class CsrInfo:
     def with_pem(self, pem: str) -> CsrInfo:
         return CsrInfo(self._subject, self._sans, self.key_algorithm, self._spki, pem=pem)
 
-    def _read(self) -> None:
-        from pca_batch.csr import describe_csr
+    def _details(self) -> tuple[str, tuple[str, ...], str]:
+        """Subject, SANs and key digest: as given, or read from the PEM once."""
+        if self._subject is None or self._sans is None or self._spki is None:
+            from pca_batch.csr import describe_csr
 
-        if self._pem is None:
-            raise ValueError("this CsrInfo has no CSR to read")
-        self._subject, self._sans, self._spki = describe_csr(self._pem.encode("ascii"))
+            if self._pem is None:
+                raise ValueError("this CsrInfo has no CSR to read")
+            self._subject, self._sans, self._spki = describe_csr(self._pem.encode("ascii"))
+        return self._subject, self._sans, self._spki
 
     @property
     def subject(self) -> str:
-        if self._subject is None:
-            self._read()
-        assert self._subject is not None
-        return self._subject
+        return self._details()[0]
 
     @property
     def sans(self) -> tuple[str, ...]:
-        if self._sans is None:
-            self._read()
-        assert self._sans is not None
-        return self._sans
+        return self._details()[1]
 
     @property
     def public_key_sha256(self) -> str:
-        if self._spki is None:
-            self._read()
-        assert self._spki is not None
-        return self._spki
+        return self._details()[2]
 
+    # What the CSR holds decides equality, whether or not it has been read yet.
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, CsrInfo):
             return NotImplemented
-        return (self.key_algorithm, self._subject, self._sans, self._spki) == (
-            other.key_algorithm, other._subject, other._sans, other._spki,
-        )
+        return (self.key_algorithm, *self._details()) == (other.key_algorithm, *other._details())
 
     def __hash__(self) -> int:
-        return hash((self.key_algorithm, self._subject, self._sans, self._spki))
+        return hash((self.key_algorithm, *self._details()))
 
     def __repr__(self) -> str:
         return f"CsrInfo(key_algorithm={self.key_algorithm!r}, subject={self._subject!r}, sans={self._sans!r})"
@@ -107,6 +101,22 @@ class Outputs:
 
     def items(self) -> list[tuple[str, Path]]:
         return [(k, p) for k in OUTPUT_KINDS if (p := getattr(self, k)) is not None]
+
+    def relative_to(self, base_dir: Path) -> dict[str, str | None]:
+        """Every kind's path as the report shows it: relative to ``base_dir``, with ``/``."""
+        base = str(base_dir).rstrip(os.sep) + os.sep
+        out: dict[str, str | None] = {}
+        for kind in OUTPUT_KINDS:
+            path = getattr(self, kind)
+            if path is None:
+                out[kind] = None
+                continue
+            text = str(path)
+            if text.startswith(base):  # the usual case, a file below the folder: no relpath
+                out[kind] = text[len(base) :].replace(os.sep, "/")
+            else:
+                out[kind] = Path(os.path.relpath(path, base_dir)).as_posix()
+        return out
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,7 +9,7 @@ from typing import TYPE_CHECKING
 from pca_batch import converge, validity
 from pca_batch.converge import Step
 from pca_batch.lines import write_lines
-from pca_batch.model import INVALID, OUTPUT_KINDS, PLANNED, Entry, Manifest, Result
+from pca_batch.model import INVALID, PLANNED, Entry, Manifest, Result
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -34,7 +33,7 @@ def plan_result(entry: Entry, root: Path, step: Step | None = None) -> Result:
             status=INVALID,
             certificate_authority_arn=entry.ca_arn,
             idempotency_token=entry.token,
-            outputs=relative_outputs(entry, root),
+            outputs=entry.outputs.relative_to(root),
             error_code="InvalidManifest" if first else None,
             error_message=(f"{first.path}: {first.message}" if first else None),
             line=entry.line,
@@ -51,20 +50,11 @@ def plan_result(entry: Entry, root: Path, step: Step | None = None) -> Result:
         status=PLANNED,
         certificate_authority_arn=entry.ca_arn,
         idempotency_token=token,
-        outputs=relative_outputs(entry, root),
+        outputs=entry.outputs.relative_to(root),
         line=entry.line,
         action=decision.action if decision else "issue",
         reason=decision.reason if decision else None,
     )
-
-
-def relative_outputs(entry: Entry, root: Path) -> dict[str, str | None]:
-    """An entry's output paths as the report shows them: relative to the manifest's folder."""
-    out: dict[str, str | None] = {}
-    for kind in OUTPUT_KINDS:
-        path = getattr(entry.outputs, kind)
-        out[kind] = os.path.relpath(path, root) if path is not None else None
-    return out
 
 
 def build_plan(manifest: Manifest, steps: Sequence[Step] = ()) -> list[Result]:

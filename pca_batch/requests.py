@@ -179,9 +179,7 @@ class EntryBuilder:
             if "Csr" in raw:
                 request["Csr"] = raw["Csr"]
         else:
-            request = {}
-            if self.defaults is not None:
-                deep_merge(request, {k: v for k, v in self.defaults.items() if k in self._request_keys})
+            request = deep_merge({}, self._defaults_request())  # a copy: this entry changes it
             if cli is not None:
                 deep_merge(request, cli.data)
             # Unknown PascalCase keys are reported by the entry schema; only request keys merge.

@@ -23,7 +23,6 @@ end, nothing new starts, the rest end ``skipped``.
 
 from __future__ import annotations
 
-import os
 import queue
 import random
 import threading
@@ -37,7 +36,7 @@ from pca_batch.backends.base import Backend, CertificateBundle
 from pca_batch.delivery import write_outputs
 from pca_batch.errors import BackendError
 from pca_batch.journal import Journal
-from pca_batch.model import FAILED, ISSUED, OUTPUT_KINDS, SKIPPED, UNCHANGED, Entry, Result
+from pca_batch.model import FAILED, ISSUED, SKIPPED, UNCHANGED, Entry, Result
 from pca_batch.ratelimit import GET, ISSUE, RateLimits
 from pca_batch.retry import Retrier, RetryAborted, RetryPolicy
 
@@ -345,16 +344,8 @@ def base_result(entry: Entry, base_dir: Path) -> Result:
     return Result(
         name=entry.name, status=SKIPPED, certificate_authority_arn=entry.ca_arn,
         idempotency_token=entry.token, line=entry.line,
-        outputs={kind: _relative(p, base_dir) if (p := getattr(entry.outputs, kind)) else None
-                 for kind in OUTPUT_KINDS},
+        outputs=entry.outputs.relative_to(base_dir),
     )
-
-
-def _relative(path: Path, base_dir: Path) -> str:
-    text, base = str(path), str(base_dir)
-    if os.sep == "/" and text.startswith(base) and text[len(base) : len(base) + 1] == "/":
-        return text[len(base) + 1 :]  # the usual case, a file below the manifest's folder: no relpath
-    return Path(os.path.relpath(path, base_dir)).as_posix()
 
 
 def _rerun_hint(state: _Progress) -> str:

@@ -23,17 +23,16 @@ def canonical(request: Mapping[str, Any]) -> str:
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def derive(name: str, request: Mapping[str, Any], *, salt: str = "", body: str | None = None) -> str:
+def derive(name: str, request: Mapping[str, Any], *, salt: str = "") -> str:
     """``pb1-`` and 32 base32 characters (160 bits) of SHA-256 over name, request and salt.
 
-    The request is hashed as its canonical form without the CSR, then the CSR text
-    (``body`` may pass that canonical form in when the caller has it already).
+    The request is hashed as its canonical form without the CSR, then the CSR text.
     ``salt`` lets a renewal draw a token that differs from the one that issued the
     certificate it replaces (for example that certificate's serial).
     """
     csr = request.get("Csr")
     csr_text = csr if isinstance(csr, str) else json.dumps(csr)
-    return derive_parts(name, body if body is not None else canonical_without_csr(request), csr_text, salt)
+    return derive_parts(name, canonical_without_csr(request), csr_text, salt)
 
 
 def derive_parts(name: str, body: str, csr: str, salt: str = "") -> str:
@@ -61,8 +60,8 @@ def canonical_without_csr(request: Mapping[str, Any]) -> str:
     return canonical({k: v for k, v in request.items() if k != "Csr"})
 
 
-def token_for(name: str, request: Mapping[str, Any], *, salt: str = "", body: str | None = None) -> str:
+def token_for(name: str, request: Mapping[str, Any], *, salt: str = "") -> str:
     explicit = request.get("IdempotencyToken")
     if isinstance(explicit, str) and explicit:
         return explicit
-    return derive(name, request, salt=salt, body=body)
+    return derive(name, request, salt=salt)

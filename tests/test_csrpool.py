@@ -8,6 +8,8 @@ from conftest import CORPUS
 
 from pca_batch import csrpool, tokens
 
+REQUEST = {"SigningAlgorithm": "SHA256WITHECDSA", "Validity": {"Value": 30, "Type": "DAYS"}}
+
 
 def _flat(outcomes: list[csrpool.Outcome]) -> list[object]:
     return [o if isinstance(o, str) else (o.pem, o.info.key_algorithm, o.token) for o in outcomes]
@@ -19,9 +21,10 @@ def test_pool_and_inline_agree(tmp_path: Path, busy: bool) -> None:
     bad = (CORPUS / "csr" / "altered.csr").read_bytes()
     (tmp_path / "good.csr").write_bytes(good)
     jobs: list[csrpool.Job] = []
+    body = tokens.canonical_without_csr(REQUEST)
     for i in range(csrpool.POOL_THRESHOLD + 50):
         source: csrpool.Source = bad if i % 7 == 0 else str(tmp_path / "good.csr") if i % 2 else good
-        jobs.append(csrpool.Job(source, f"e{i}", '{"a":1}') if i % 3 else csrpool.Job(source))
+        jobs.append(csrpool.Job(source, f"e{i}", body) if i % 3 else csrpool.Job(source))
     jobs[13] = csrpool.Job(str(tmp_path / "missing.csr"))
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
@@ -47,7 +50,7 @@ def test_pool_and_inline_agree(tmp_path: Path, busy: bool) -> None:
     assert isinstance(one, csrpool.Checked) and isinstance(two, csrpool.Checked)
     assert one.pem == good.decode().strip() + "\n" and one.info.key_algorithm == "EC_prime256v1"
     assert one.info.subject  # read lazily from the PEM the worker sent back
-    assert one.token == tokens.derive("e1", {"Csr": one.pem}, body='{"a":1}') and two.token is None
+    assert one.token == tokens.derive("e1", {**REQUEST, "Csr": one.pem}) and two.token is None
 
 
 def test_a_worker_that_dies_costs_nothing() -> None:
@@ -176,3 +179,13 @@ def test_ctrl_c_while_workers_check_gives_exit_130_and_leaves_no_process(tmp_pat
     time.sleep(0.2)
     left = subprocess.run(["pgrep", "-g", str(proc.pid)], capture_output=True, text=True).stdout
     assert left == "", "a worker process outlived the interrupted run"
+
+
+def test_csr_info_equality_does_not_depend_on_what_was_read_yet() -> None:
+    pem = (CORPUS / "csr" / "ec256.csr").read_text()
+    read, unread = csrpool.check_one(csrpool.Job(pem.encode())), csrpool.check_one(csrpool.Job(pem.encode()))
+    assert isinstance(read, csrpool.Checked) and isinstance(unread, csrpool.Checked)
+    assert read.info.subject  # read one of them, lazily, from its PEM
+    assert read.info == unread.info and hash(read.info) == hash(unread.info)
+    other = csrpool.check_one(csrpool.Job((CORPUS / "csr" / "rsa2048.csr").read_bytes()))
+    assert isinstance(other, csrpool.Checked) and other.info != read.info
