@@ -37,7 +37,7 @@ from cryptography.hazmat.primitives import hashes  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
 
-from pca_batch.backends.local import LocalBackend, ensure_authorities  # noqa: E402
+from pca_batch.backends.local.backend import LocalBackend, ensure_authorities  # noqa: E402
 from pca_batch.cli import main  # noqa: E402
 from pca_batch.model import AuthoritySpec  # noqa: E402
 

@@ -30,11 +30,11 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]
 from fault_backend import FaultBackend, make_csr, make_entry  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from pca_batch.console import LiveReport  # noqa: E402
-from pca_batch.execute import execute  # noqa: E402
-from pca_batch.journal import Journal  # noqa: E402
 from pca_batch.model import ApplyOptions, BackendConfig, Entry, Manifest, RunSettings  # noqa: E402
-from pca_batch.runner import RunConfig, Runner  # noqa: E402
+from pca_batch.report.live import LiveReport  # noqa: E402
+from pca_batch.run.journal import Journal  # noqa: E402
+from pca_batch.run.runner import RunConfig, Runner  # noqa: E402
+from pca_batch.run.session import execute  # noqa: E402
 
 DELAY = 0.100
 

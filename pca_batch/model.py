@@ -58,7 +58,7 @@ class CsrInfo:
     def _details(self) -> tuple[str, tuple[str, ...], str]:
         """Subject, SANs and key digest: as given, or read from the PEM once."""
         if self._subject is None or self._sans is None or self._spki is None:
-            from pca_batch.csr import describe_csr
+            from pca_batch.pki.csr import describe_csr
 
             if self._pem is None:
                 raise ValueError("this CsrInfo has no CSR to read")
@@ -132,7 +132,7 @@ class Entry:
     outputs: Outputs
     runner: Mapping[str, Any] = field(default_factory=dict)  # lowercase runner keys (key, renew_before, ...)
     problems: tuple[Problem, ...] = ()
-    key: Any = None  # pca_batch.keys.KeySpec when pca-batch makes the key and CSR
+    key: Any = None  # pca_batch.pki.keys.KeySpec when pca-batch makes the key and CSR
     renew_before: str | None = None  # "30d", "12h", "33%"; None: a third of the lifetime
     explicit_token: bool = False  # the manifest gave IdempotencyToken itself
 

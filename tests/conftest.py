@@ -78,7 +78,7 @@ def write_manifest(folder: Path, body: str, name: str = "manifest.yaml") -> Path
 @pytest.fixture
 def foreseen(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The CAs apply asks the background opening to describe while the manifest is read."""
-    from pca_batch import execute
+    from pca_batch.run import session as execute
 
     told: list[str] = []
     real = execute.start_opening

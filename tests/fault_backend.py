@@ -40,7 +40,7 @@ from cryptography.x509.oid import NameOID
 from pca_batch.backends.base import CaDescription, CertificateBundle
 from pca_batch.errors import BackendError
 from pca_batch.model import Entry, Outputs
-from pca_batch.validity import ValidityError, not_after, not_before
+from pca_batch.pki.validity import ValidityError, not_after, not_before
 
 CA_ARN = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/11111111-2222-3333-4444-555555555555"
 TOKEN_WINDOW = timedelta(minutes=5)

@@ -29,8 +29,8 @@ from moto_server import (  # noqa: F401 (fixtures)
 )
 
 import pca_batch.backends.aws as aws_module
-from pca_batch.apply import in_shard
 from pca_batch.backends.aws import NO_CREDENTIALS, AwsBackend, region_of
+from pca_batch.cli.apply import in_shard
 from pca_batch.model import Shard
 
 Cli = Callable[..., CliResult]

@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from local_ca_support import load, request, split_pems
 
-from pca_batch import ca_cli
-from pca_batch.backends.local import LocalBackend
+from pca_batch.backends.local.backend import LocalBackend
+from pca_batch.cli import ca as ca_cli
 from pca_batch.errors import BackendError
 
 ARN_RE = re.compile(r"arn:aws:acm-pca:([a-z0-9-]+):(\d{12}):certificate-authority/[0-9a-f-]{36}")

@@ -11,7 +11,7 @@ from conftest import CA_ARN, REPO
 from jsonschema import Draft202012Validator
 
 from pca_batch import schema
-from pca_batch.manifest import load_manifest
+from pca_batch.manifest.load import load_manifest
 
 GOOD = """\
 version: 1

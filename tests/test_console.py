@@ -6,8 +6,8 @@ import io
 
 from rich.console import Console
 
-from pca_batch.console import LiveReport, final_summary, plain_line, print_final
 from pca_batch.model import FAILED, ISSUED, SKIPPED, UNCHANGED, Result
+from pca_batch.report.live import LiveReport, final_summary, plain_line, print_final
 
 ARN = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/ca/certificate/" + "ab" * 16
 
@@ -133,7 +133,7 @@ def test_text_from_a_server_cannot_steer_the_terminal_or_split_a_log_line() -> N
 
 
 def test_log_lines_come_in_groups_but_never_wait_long(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    import pca_batch.console as console_module
+    import pca_batch.report.live as console_module
 
     now = [100.0]
     monkeypatch.setattr(console_module.time, "monotonic", lambda: now[0])
@@ -152,7 +152,7 @@ def test_log_lines_come_in_groups_but_never_wait_long(monkeypatch) -> None:  # t
 
 
 def test_logs_and_pipes_get_a_plain_console_and_terminals_rich() -> None:
-    from pca_batch.lines import PlainConsole, make_console
+    from pca_batch.report.text import PlainConsole, make_console
 
     assert isinstance(make_console(env={}), PlainConsole)  # pytest's stdout is no terminal
     assert not isinstance(make_console(env={"FORCE_COLOR": "1"}), PlainConsole)  # rich decides then
@@ -162,7 +162,7 @@ def test_logs_and_pipes_get_a_plain_console_and_terminals_rich() -> None:
 def test_the_plain_console_prints_text_as_it_is_and_renders_anything_else() -> None:
     from rich.table import Table
 
-    from pca_batch.lines import PlainConsole
+    from pca_batch.report.text import PlainConsole
 
     out = io.StringIO()
     plain = PlainConsole(file=out)

@@ -34,7 +34,8 @@ from moto_server import (  # noqa: F401
     write_aws_manifest,
 )
 
-from pca_batch import keys, schema
+from pca_batch import schema
+from pca_batch.pki import keys
 
 Cli = Callable[..., CliResult]
 PASS_VAR = "PB_E2E_KEY_PASSPHRASE"

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 from conftest import CORPUS
 
-from pca_batch import csrpool, tokens
+from pca_batch.manifest import csrpool
+from pca_batch.plan import tokens
 
 REQUEST = {"SigningAlgorithm": "SHA256WITHECDSA", "Validity": {"Value": 30, "Type": "DAYS"}}
 

@@ -7,14 +7,14 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pca_batch.github import (
+from pca_batch.model import FAILED, ISSUED, SKIPPED, Result
+from pca_batch.report.github import (
     error_annotations,
     escape_data,
     escape_property,
     report_to_github,
     summary_markdown,
 )
-from pca_batch.model import FAILED, ISSUED, SKIPPED, Result
 
 ARN = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/ca/certificate/" + "ab" * 16
 RESULTS = [

@@ -7,7 +7,7 @@ import re
 import threading
 from pathlib import Path
 
-from pca_batch.journal import Journal, default_journal_path, read_journal
+from pca_batch.run.journal import Journal, default_journal_path, read_journal
 
 CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/ca-1"
 OTHER_CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/ca-2"

@@ -5,8 +5,8 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from pca_batch.junit import junit_xml, write_junit
 from pca_batch.model import FAILED, ISSUED, SKIPPED, UNCHANGED, Result
+from pca_batch.report.junit import junit_xml, write_junit
 
 ARN = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/ca/certificate/" + "ab" * 16
 RESULTS = [

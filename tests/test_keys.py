@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
-from pca_batch import keys
-from pca_batch.keys import KeySpec
+from pca_batch.pki import keys
+from pca_batch.pki.keys import KeySpec
 
 Cli = Callable[..., CliResult]
 CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/0a0b0c0d-1111-2222-3333-444455556666"

@@ -23,12 +23,15 @@ from fault_backend import CA_ARN as FAULT_CA
 from fault_backend import FaultBackend, Script, SimulatedCrash
 from rich.console import Console
 
-from pca_batch import converge, keys, lifecycle, schema, tokens
-from pca_batch.execute import execute
-from pca_batch.journal import JournalRecord
-from pca_batch.lifecycle import IssuedIndex, decide, parse_renew_before
-from pca_batch.manifest import load_manifest
+from pca_batch import schema
+from pca_batch.manifest.load import load_manifest
 from pca_batch.model import ApplyOptions
+from pca_batch.pki import keys
+from pca_batch.plan import converge, tokens
+from pca_batch.plan import renewal as lifecycle
+from pca_batch.plan.renewal import IssuedIndex, decide, parse_renew_before
+from pca_batch.run.journal import JournalRecord
+from pca_batch.run.session import execute
 
 Cli = Callable[..., CliResult]
 CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/0a0b0c0d-1111-2222-3333-444455556666"

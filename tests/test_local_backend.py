@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from local_ca_support import SettableClock, error_code, load, make_csr, request, rsa_key
 
 from pca_batch.backends.base import Backend
-from pca_batch.backends.local import LocalBackend
-from pca_batch.backends.local_admin import audit_report, create_authority, set_authority_status
+from pca_batch.backends.local.admin import audit_report, create_authority, set_authority_status
+from pca_batch.backends.local.backend import LocalBackend
 
 
 @dataclass(frozen=True)

@@ -26,9 +26,9 @@ from local_ca_support import (
     template,
 )
 
-from pca_batch.backends.local import LocalBackend
-from pca_batch.backends.local_admin import authority_certificate, create_authority
-from pca_batch.backends.templates import TEMPLATES
+from pca_batch.backends.local.admin import authority_certificate, create_authority
+from pca_batch.backends.local.backend import LocalBackend
+from pca_batch.backends.local.templates import TEMPLATES
 
 
 @dataclass(frozen=True)
@@ -233,8 +233,8 @@ def test_every_documented_template_name_is_known() -> None:
 def test_root_template_reissues_the_ca_certificate(backend: LocalBackend, pki: Pki, tmp_path: Path) -> None:
     from cryptography.hazmat.primitives import serialization
 
-    from pca_batch.backends.local_keys import load_key
-    from pca_batch.backends.store import Store
+    from pca_batch.backends.local.keys import load_key
+    from pca_batch.backends.local.store import Store
 
     store = Store(pki.store)
     try:

@@ -26,8 +26,8 @@ from local_ca_support import (
     template,
 )
 
-from pca_batch.backends.local import LocalBackend
-from pca_batch.backends.local_admin import create_authority
+from pca_batch.backends.local.admin import create_authority
+from pca_batch.backends.local.backend import LocalBackend
 
 END_ENTITY_KU = {"digital_signature", "key_encipherment"}
 SERVER, CLIENT = ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH

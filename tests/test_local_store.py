@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from local_ca_support import load, make_csr, request, split_pems
 
-from pca_batch.backends import local as local_module
-from pca_batch.backends.local import LocalBackend, ensure_authorities
-from pca_batch.backends.local_admin import audit_report, create_authority, list_authorities
-from pca_batch.backends.local_keys import KEYS_DIR, PASSPHRASE_ENV
-from pca_batch.backends.store import DB_NAME, Store
+from pca_batch.backends.local import backend as local_module
+from pca_batch.backends.local.admin import audit_report, create_authority, list_authorities
+from pca_batch.backends.local.backend import LocalBackend, ensure_authorities
+from pca_batch.backends.local.keys import KEYS_DIR, PASSPHRASE_ENV
+from pca_batch.backends.local.store import DB_NAME, Store
 from pca_batch.errors import BackendError, UsageError
 from pca_batch.model import AuthoritySpec
 
@@ -162,7 +162,7 @@ def test_processes_declaring_the_same_authorities_make_each_once(tmp_path: Path)
     code = _WAIT + (
         "import json\n"
         "from pathlib import Path\n"
-        "from pca_batch.backends.local import ensure_authorities\n"
+        "from pca_batch.backends.local.backend import ensure_authorities\n"
         "from pca_batch.model import AuthoritySpec\n"
         "ensure_authorities(Path(sys.argv[3]), [AuthoritySpec(**s) for s in json.loads(sys.argv[4])])\n"
         "print(json.dumps('ok'))\n"
@@ -181,7 +181,7 @@ def test_concurrent_processes_lose_nothing_and_never_reuse_a_serial(tmp_path: Pa
         "import json\n"
         "from pathlib import Path\n"
         "from local_ca_support import make_csr, request\n"
-        "from pca_batch.backends.local import LocalBackend\n"
+        "from pca_batch.backends.local.backend import LocalBackend\n"
         "backend = LocalBackend(Path(sys.argv[3]))\n"
         "ca, me = sys.argv[4], sys.argv[2]\n"
         "issue = lambda **kw: backend.issue_certificate(request(ca, **kw))\n"

@@ -12,8 +12,8 @@ import pytest
 from cryptography import x509
 from local_ca_support import SettableClock, error_code, issue_pem, load, request
 
-from pca_batch.backends.local import LocalBackend
-from pca_batch.backends.local_admin import create_authority
+from pca_batch.backends.local.admin import create_authority
+from pca_batch.backends.local.backend import LocalBackend
 
 
 @dataclass(frozen=True)

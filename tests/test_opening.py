@@ -12,7 +12,7 @@ from pca_batch.backends import Opening
 from pca_batch.backends.base import CaDescription
 from pca_batch.errors import BackendError, CredentialsError
 from pca_batch.model import Entry, Outputs
-from pca_batch.preflight import preflight
+from pca_batch.plan.preflight import preflight
 
 
 def _entry(name: str, ca_arn: str) -> Entry:

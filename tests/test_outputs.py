@@ -13,7 +13,7 @@ SCRIPT = """
 import os, sys
 from pathlib import Path
 os.umask(int(sys.argv[2], 8))
-from pca_batch import outputs
+from pca_batch import files as outputs
 root = Path(sys.argv[1])
 outputs.atomic_write_many([(root / "a" / "cert.pem", b"cert", 0o644), (root / "a" / "key.pem", b"key", 0o600),
                            (root / "b" / "c" / "chain.pem", b"chain", 0o644)])
@@ -39,7 +39,7 @@ def test_files_get_exactly_their_mode_whatever_the_umask(tmp_path: Path, umask: 
 def test_a_folder_removed_between_two_writes_is_made_again(tmp_path: Path) -> None:
     import shutil
 
-    from pca_batch import outputs
+    from pca_batch import files as outputs
 
     target = tmp_path / "out" / "cert.pem"
     outputs.atomic_write_many([(target, b"one", 0o644)])

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pca_batch.backends.base import CaDescription, CertificateBundle
 from pca_batch.errors import BackendError, Problem
 from pca_batch.model import Entry, Outputs
-from pca_batch.preflight import key_family, preflight, signing_family
+from pca_batch.plan.preflight import key_family, preflight, signing_family
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 ARN = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/"

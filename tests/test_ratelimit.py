@@ -9,7 +9,7 @@ from fault_backend import FakeClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pca_batch.ratelimit import GET, ISSUE, RateLimiter, RateLimits, region_of
+from pca_batch.run.ratelimit import GET, ISSUE, RateLimiter, RateLimits, region_of
 
 ARN_EAST = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/aaaa"
 ARN_WEST = "arn:aws:acm-pca:eu-west-1:111122223333:certificate-authority/bbbb"

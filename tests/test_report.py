@@ -8,7 +8,7 @@ from jsonschema import Draft202012Validator
 
 from pca_batch import schema
 from pca_batch.model import Result
-from pca_batch.report import ReportError, build_report, merge_reports, read_report, write_report
+from pca_batch.report.json_report import ReportError, build_report, merge_reports, read_report, write_report
 
 
 def _r(name: str, status: str = "issued", **kw: object) -> Result:
@@ -77,7 +77,7 @@ def test_merge_refuses_what_is_not_a_report(tmp_path: Path, cli) -> None:
 
 
 def test_fast_report_check_agrees_with_jsonschema() -> None:
-    from pca_batch.report import _report_ok
+    from pca_batch.report.json_report import _report_ok
 
     good = build_report([_r("a", error_code="X", error_message="m"), _r("b")])
     assert _report_ok()(good) and schema.validator(schema.REPORT).is_valid(good)

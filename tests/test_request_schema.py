@@ -11,7 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pca_batch import fastcheck, schema
+from pca_batch import schema
+from pca_batch.schema import fastcheck
 
 REQUEST = schema.load(schema.REQUEST)
 DEFS = REQUEST["$defs"]

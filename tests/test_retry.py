@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from pca_batch.errors import BackendError
-from pca_batch.retry import Retrier, RetryAborted, RetryPolicy
+from pca_batch.run.retry import Retrier, RetryAborted, RetryPolicy
 
 NON_RETRYABLE = [
     "MalformedCSRException",

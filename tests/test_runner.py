@@ -10,9 +10,9 @@ from cryptography import x509
 from fault_backend import CA_ARN, FakeClock, FaultBackend, Script, SimulatedCrash, make_entries, make_entry
 
 from pca_batch.errors import BackendError
-from pca_batch.journal import Journal, read_journal
 from pca_batch.model import FAILED, ISSUED, SKIPPED, UNCHANGED, Entry, Result
-from pca_batch.runner import RunConfig, Runner
+from pca_batch.run.journal import Journal, read_journal
+from pca_batch.run.runner import RunConfig, Runner
 
 RFC3339 = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$")
 

@@ -15,10 +15,10 @@ from fault_backend import CA_ARN, FakeClock, FaultBackend, Script, make_entries,
 from rich.console import Console
 
 from pca_batch import schema
-from pca_batch.execute import execute, resolve_config
-from pca_batch.journal import read_journal
 from pca_batch.model import ApplyOptions, BackendConfig, Entry, Manifest, RunSettings
-from pca_batch.runner import Runner
+from pca_batch.run.journal import read_journal
+from pca_batch.run.runner import Runner
+from pca_batch.run.session import execute, resolve_config
 
 OTHER_CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/99999999-2222-3333-4444-555555555555"
 

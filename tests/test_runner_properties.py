@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pca_batch import schema
-from pca_batch.journal import Journal, read_journal
 from pca_batch.model import FAILED, ISSUED, UNCHANGED, Result
-from pca_batch.report import build_report
-from pca_batch.runner import RunConfig, Runner
+from pca_batch.report.json_report import build_report
+from pca_batch.run.journal import Journal, read_journal
+from pca_batch.run.runner import RunConfig, Runner
 
 CSR = make_csr("property.example.com")
 ISSUE_STEPS = ["ok", "throttle", "5xx", "connection", "timeout", "crash", "error:InvalidArgsException"]

@@ -5,7 +5,7 @@ import re
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pca_batch import tokens
+from pca_batch.plan import tokens
 
 REQ = {
     "CertificateAuthorityArn": "arn:aws:acm-pca:us-east-1:1:certificate-authority/x",

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from pca_batch import yamlload
-from pca_batch.yamlload import YamlError, load
+from pca_batch.manifest import yamlload
+from pca_batch.manifest.yamlload import YamlError, load
 
 
 def test_lines_of_keys_values_and_items() -> None:

@@ -111,7 +111,7 @@ def open_backend(
 ) -> Backend:
     """The backend a manifest asks for; command-line values win over the manifest's."""
     if config.type == "local":
-        from pca_batch.backends.local import LocalBackend, ensure_authorities
+        from pca_batch.backends.local.backend import LocalBackend, ensure_authorities
 
         folder = store or config.store
         if folder is None:

@@ -1,0 +1,144 @@
+"""What `pca-batch ca ...` does to a local store, as plain functions over a store folder.
+
+Each function opens the store, does one thing and closes it. Read-only ones never
+create a store that is not there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+
+from pca_batch.backends.local.authorities import (
+    account_of,
+    authority_row,
+    check_ca_arn,
+    new_authority,
+    status_at,
+    utc,
+)
+from pca_batch.backends.local.store import DB_NAME, AuthorityRow, Store
+from pca_batch.backends.local.x509 import default_signing_algorithm
+from pca_batch.errors import BackendError
+
+AUDIT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S+0000"  # as AWS writes audit reports
+CA_STATUSES = ("ACTIVE", "DISABLED")
+
+
+@contextmanager
+def _opened(folder: Path, *, create: bool) -> Iterator[Store]:
+    store = Store(folder, create=create)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+def _known(store: Store, ca_arn: str) -> AuthorityRow:
+    return authority_row(store, check_ca_arn(ca_arn))
+
+
+def create_authority(
+    folder: Path,
+    *,
+    common_name: str,
+    key_algorithm: str = "EC_prime256v1",
+    validity_days: int = 3650,
+    parent_arn: str | None = None,
+    usage_mode: str = "GENERAL_PURPOSE",
+    region: str | None = None,
+    account: str | None = None,
+    now: datetime | None = None,
+) -> str:
+    """Create a local CA (a root, or a subordinate of ``parent_arn``); returns its new ARN."""
+    with _opened(folder, create=True) as store:
+        return new_authority(
+            store,
+            common_name=common_name,
+            key_algorithm=key_algorithm,
+            validity_days=validity_days,
+            parent_arn=parent_arn,
+            usage_mode=usage_mode,
+            region=region,
+            account=account,
+            now=now,
+        )
+
+
+def list_authorities(folder: Path, *, now: datetime | None = None) -> list[dict[str, Any]]:
+    """ListCertificateAuthorities' items for every CA in the store (none when no store)."""
+    if not (folder / DB_NAME).exists():
+        return []
+    now = now or datetime.now(UTC)
+    with _opened(folder, create=False) as store:
+        rows = store.authorities()
+    return [
+        {
+            "Arn": row.arn,
+            "OwnerAccount": account_of(row.arn),
+            "CreatedAt": utc(row.created_at).isoformat(),
+            "Type": "SUBORDINATE" if row.parent_arn else "ROOT",
+            "ParentArn": row.parent_arn,
+            "Status": status_at(row, now),
+            "UsageMode": row.usage_mode,
+            "NotBefore": utc(row.not_before).isoformat(),
+            "NotAfter": utc(row.not_after).isoformat(),
+            "CertificateAuthorityConfiguration": {
+                "KeyAlgorithm": row.key_algorithm,
+                "SigningAlgorithm": default_signing_algorithm(row.key_algorithm),
+                "Subject": {"CommonName": row.common_name},
+            },
+        }
+        for row in rows
+    ]
+
+
+def authority_certificate(folder: Path, ca_arn: str) -> str:
+    """The CA's own certificate, PEM."""
+    with _opened(folder, create=False) as store:
+        return _known(store, ca_arn).certificate_pem
+
+
+def set_authority_status(folder: Path, ca_arn: str, status: str) -> None:
+    """UpdateCertificateAuthority's Status: ACTIVE or DISABLED."""
+    if status not in CA_STATUSES:
+        raise BackendError("InvalidArgsException", f"Status must be one of {', '.join(CA_STATUSES)}")
+    with _opened(folder, create=False) as store:
+        _known(store, ca_arn)
+        store.set_authority_status(ca_arn, status)
+
+
+def _audit_time(seconds: int | None) -> str | None:
+    return None if seconds is None else utc(seconds).strftime(AUDIT_TIME_FORMAT)
+
+
+def _subject(certificate_pem: str) -> str:
+    return x509.load_pem_x509_certificate(certificate_pem.encode("ascii")).subject.rfc4514_string()
+
+
+def audit_report(folder: Path, ca_arn: str) -> list[dict[str, Any]]:
+    """The CA's audit report: one object per certificate it issued, oldest first."""
+    with _opened(folder, create=False) as store:
+        _known(store, ca_arn)
+        rows = store.certificates(ca_arn)
+    account = account_of(ca_arn)
+    return [
+        {
+            "awsAccountId": account,
+            "certificateArn": row.arn,
+            "serial": ":".join(row.serial[i : i + 2] for i in range(0, len(row.serial), 2)),
+            "subject": _subject(row.certificate_pem),
+            "notBefore": _audit_time(row.not_before),
+            "notAfter": _audit_time(row.not_after),
+            "issuedAt": _audit_time(row.issued_at),
+            "revokedAt": _audit_time(row.revoked_at),
+            "revocationReason": row.revocation_reason,
+            "templateArn": row.template_arn,
+        }
+        for row in rows
+    ]

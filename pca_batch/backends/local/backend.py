@@ -1,0 +1,294 @@
+"""The embedded local private CA: AWS Private CA's IssueCertificate, GetCertificate and
+DescribeCertificateAuthority on a store folder (SQLite and key files).
+
+It follows AWS's documented behaviour (``shared/reference/api-facts.md``): ARNs and
+serials, NotBefore backdating, the five Validity types, the CA's NotAfter and
+SHORT_LIVED_CERTIFICATE limits, signing algorithm families and PSS, templates and
+passthrough, five-minute idempotency tokens, and AWS's error codes.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.x509.oid import ExtensionOID
+
+from pca_batch.backends.base import CaDescription, CertificateBundle
+from pca_batch.backends.local.authorities import (
+    Authority,
+    authority_row,
+    chain_of,
+    check_ca_arn,
+    ensure_declared,
+    load_authority,
+    pem,
+    status_at,
+    utc,
+)
+from pca_batch.backends.local.passthrough import api_extensions, api_name
+from pca_batch.backends.local.store import CertificateRow, SerialTaken, Store
+from pca_batch.backends.local.templates import Template, certificate_extensions, resolve_template
+from pca_batch.backends.local.x509 import (
+    new_serial,
+    parse_csr,
+    serial_hex,
+    sign_certificate,
+    signing_algorithm,
+)
+from pca_batch.errors import BackendError
+from pca_batch.model import AuthoritySpec
+from pca_batch.pki.validity import ValidityError, not_after, not_before
+
+__all__ = ["LocalBackend", "ensure_authorities"]
+
+IDEMPOTENCY_WINDOW = timedelta(minutes=5)
+SHORT_LIVED_MAX = timedelta(days=7)
+CSR_MAX_BYTES = 32_768
+_TOKEN = re.compile(r"^[\t\n\r\x20-\xff]{1,36}$")
+_CERT_ARN = re.compile(r"^(.+)/certificate/([0-9a-f]{32})$")
+_RECENT_MAX = 8192  # issued PEMs kept in memory for the GetCertificate that follows
+_TOKENS_MAX = 65536
+STATUS_TTL_S = 1.0
+
+
+def ensure_authorities(store: Path, specs: Sequence[AuthoritySpec]) -> None:
+    """Create the declared local CAs that are missing (parents first, exact ARNs).
+
+    Safe to call from several processes at once: a CA created by another process
+    in the meantime is kept, and the loser's key file is removed.
+    """
+    opened = Store(store)
+    try:
+        ensure_declared(opened, specs)
+    finally:
+        opened.close()
+
+
+def _invalid(message: str) -> BackendError:
+    return BackendError("InvalidArgsException", message)
+
+
+class LocalBackend:
+    """The Backend protocol on a local store; safe to call from many threads."""
+
+    name = "local"
+
+    def __init__(self, store: Path, *, clock: Callable[[], datetime] | None = None) -> None:
+        self._store = Store(store)
+        self._clock = clock or (lambda: datetime.now(UTC))
+        self._lock = threading.Lock()
+        self._authorities: dict[str, Authority] = {}
+        self._chains: dict[str, str] = {}
+        self._recent: dict[str, str] = {}
+        self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
+        self._statuses: dict[str, tuple[str, float]] = {}
+
+    # -- the Backend protocol ---------------------------------------------------------
+
+    def issue_certificate(self, request: Mapping[str, Any]) -> str:
+        ca_arn = check_ca_arn(request.get("CertificateAuthorityArn"))
+        for member in ("Csr", "SigningAlgorithm", "Validity"):
+            if request.get(member) is None:
+                raise _invalid(f"{member} is required")
+        template = resolve_template(request.get("TemplateArn"))
+        token = request.get("IdempotencyToken")
+        if token is not None and not (isinstance(token, str) and _TOKEN.match(token)):
+            raise _invalid("IdempotencyToken must be 1 to 36 characters of [\\t\\n\\r\\x20-\\xFF]")
+        csr_data = request["Csr"]
+        if isinstance(csr_data, bytes | bytearray | str) and len(csr_data) > CSR_MAX_BYTES:
+            raise _invalid(f"Csr is longer than {CSR_MAX_BYTES} bytes")
+        authority = self._authority(ca_arn)
+        algorithm = signing_algorithm(request["SigningAlgorithm"], authority.family)
+        clock = self._clock().astimezone(UTC)
+        now = clock.replace(microsecond=0)
+        status = "EXPIRED" if status_at(authority.row, now) == "EXPIRED" else self._status(ca_arn)
+        if status != "ACTIVE":
+            raise BackendError(
+                "InvalidStateException", f"certificate authority {ca_arn} is {status}, not ACTIVE"
+            )
+        since = (clock - IDEMPOTENCY_WINDOW).timestamp()
+        if token is not None:
+            # Tokens this instance recorded answer from memory; others (another process's,
+            # or older ones) are checked in the transaction that records the certificate.
+            mine = self._tokens.get((ca_arn, token))
+            if mine is not None and mine[1] >= since:
+                return mine[0]
+        start, end = self._validity(request, authority, now)
+
+        csr, public_key = parse_csr(csr_data)
+        subject, extra = csr.subject, []
+        passthrough = request.get("ApiPassthrough") if template.api_passthrough else None
+        if passthrough:
+            try:
+                if passthrough.get("Subject"):
+                    subject = api_name(passthrough["Subject"])
+                extra = api_extensions(passthrough.get("Extensions") or {})
+            except (AttributeError, TypeError, KeyError):
+                raise _invalid("ApiPassthrough does not have the shape of the API's ApiPassthrough") from None
+        self._check_template(template, authority, public_key)
+        extensions = certificate_extensions(
+            template,
+            subject=subject,
+            public_key=public_key,
+            issuer_ski=None if template.self_signed else authority.ski,
+            csr_extensions=list(csr.extensions),
+            api_extensions=extra,
+        )
+        if not subject and not any(e.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME for e in extensions):
+            raise BackendError(
+                "MalformedCSRException", "the CSR has neither a subject nor a subject alternative name"
+            )
+        issuer = subject if template.self_signed else authority.certificate.subject
+        while True:
+            serial = new_serial()
+            cert = sign_certificate(
+                subject=subject,
+                issuer=issuer,
+                public_key=public_key,
+                serial=serial,
+                not_before=start,
+                not_after=end,
+                extensions=extensions,
+                signing_key=authority.key,
+                algorithm=algorithm,
+            )
+            certificate_pem = pem(cert)
+            row = CertificateRow(
+                serial=serial_hex(serial),
+                ca_arn=ca_arn,
+                not_before=int(start.timestamp()),
+                not_after=int(end.timestamp()),
+                issued_at=int(now.timestamp()),
+                template_arn=template.arn,
+                certificate_pem=certificate_pem,
+                token=token,
+                token_at=None if token is None else clock.timestamp(),
+            )
+            try:
+                arn = self._store.add_certificate(row, since=since)
+                break
+            except SerialTaken:
+                continue
+        if arn == row.arn:
+            self._remember(
+                arn, certificate_pem, None if token is None else (ca_arn, token, clock.timestamp())
+            )
+        return arn
+
+    def get_certificate(self, ca_arn: str, certificate_arn: str) -> CertificateBundle:
+        check_ca_arn(ca_arn)
+        m = _CERT_ARN.match(certificate_arn) if isinstance(certificate_arn, str) else None
+        if m is None:
+            raise BackendError("InvalidArnException", f"{certificate_arn!r} is not a certificate ARN")
+        chain = self._chain(ca_arn)
+        missing = BackendError("ResourceNotFoundException", f"certificate {certificate_arn} was not found")
+        if m.group(1) != ca_arn:
+            raise missing
+        certificate_pem = self._recent.get(certificate_arn)
+        if certificate_pem is None:
+            row = self._store.certificate(m.group(2))
+            if row is None or row.ca_arn != ca_arn:
+                raise missing
+            certificate_pem = row.certificate_pem
+        return CertificateBundle(certificate=certificate_pem, chain=chain)
+
+    def describe_certificate_authority(self, ca_arn: str) -> CaDescription:
+        row = authority_row(self._store, check_ca_arn(ca_arn))
+        return CaDescription(
+            arn=row.arn,
+            status=status_at(row, self._clock().astimezone(UTC)),
+            key_algorithm=row.key_algorithm,
+            usage_mode=row.usage_mode,
+            not_after=utc(row.not_after),
+        )
+
+    def close(self) -> None:
+        self._store.close()
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def _authority(self, ca_arn: str) -> Authority:
+        authority = self._authorities.get(ca_arn)
+        if authority is None:
+            with self._lock:  # load and decrypt each CA key once per backend
+                authority = self._authorities.get(ca_arn)
+                if authority is None:
+                    authority = load_authority(self._store, ca_arn)
+                    self._authorities[ca_arn] = authority
+        return authority
+
+    def _chain(self, ca_arn: str) -> str:
+        if ca_arn in self._authorities:
+            return self._authorities[ca_arn].chain_pem
+        chain = self._chains.get(ca_arn)
+        if chain is None:
+            chain = chain_of(self._store, authority_row(self._store, ca_arn))
+            self._chains[ca_arn] = chain
+        return chain
+
+    def _remember(self, arn: str, certificate_pem: str, token: tuple[str, str, float] | None) -> None:
+        with self._lock:
+            if len(self._recent) >= _RECENT_MAX:
+                self._recent.pop(next(iter(self._recent)))
+            self._recent[arn] = certificate_pem
+            if token is not None:
+                if len(self._tokens) >= _TOKENS_MAX:
+                    self._tokens.pop(next(iter(self._tokens)))
+                self._tokens[token[:2]] = (arn, token[2])
+
+    def _status(self, ca_arn: str) -> str:
+        """The CA's status; ACTIVE is trusted for a second (the commit re-checks it), others never."""
+        cached = self._statuses.get(ca_arn)
+        if cached is None or cached[0] != "ACTIVE" or time.monotonic() - cached[1] > STATUS_TTL_S:
+            row = authority_row(self._store, ca_arn)
+            cached = (row.status, time.monotonic())
+            self._statuses[ca_arn] = cached
+        return cached[0]
+
+    def _validity(
+        self, request: Mapping[str, Any], authority: Authority, now: datetime
+    ) -> tuple[datetime, datetime]:
+        explicit_start = request.get("ValidityNotBefore")
+        try:
+            start = not_before(explicit_start, now)
+            end = not_after(request["Validity"], now)
+        except ValidityError as exc:
+            raise _invalid(str(exc)) from None
+        except (AttributeError, TypeError):
+            raise _invalid("Validity and ValidityNotBefore must each have a Value and a Type") from None
+        if end <= start:
+            raise _invalid("the certificate's NotAfter must be later than its NotBefore")
+        if end <= now:
+            raise _invalid(f"the certificate's NotAfter {end:%Y-%m-%dT%H:%M:%SZ} is in the past")
+        if end > authority.not_after:
+            raise _invalid(
+                f"the certificate's NotAfter {end:%Y-%m-%dT%H:%M:%SZ} is past the CA's own "
+                f"NotAfter {authority.not_after:%Y-%m-%dT%H:%M:%SZ}"
+            )
+        if authority.row.usage_mode == "SHORT_LIVED_CERTIFICATE":
+            span = end - (start if explicit_start is not None else now)
+            if span > SHORT_LIVED_MAX:
+                raise _invalid("a CA in SHORT_LIVED_CERTIFICATE mode issues certificates of at most 7 days")
+        return start, end
+
+    @staticmethod
+    def _check_template(template: Template, authority: Authority, public_key: Any) -> None:
+        if template.self_signed:
+            der = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            if public_key.public_bytes(*der) != authority.key.public_key().public_bytes(*der):
+                raise _invalid(f"{template.name} signs the CA's own key; the CSR carries another key")
+            return
+        if not template.ca:
+            return
+        if authority.row.usage_mode == "SHORT_LIVED_CERTIFICATE":
+            raise _invalid("a CA in SHORT_LIVED_CERTIFICATE mode cannot issue CA certificates")
+        limit = authority.path_length
+        if limit is not None and (limit == 0 or (template.path_length or 0) > limit - 1):
+            raise _invalid(f"{template.name} exceeds the CA's path length constraint of {limit}")

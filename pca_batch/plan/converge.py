@@ -1,0 +1,213 @@
+"""From a loaded manifest and what is on disk to what each entry needs.
+
+``decide_all`` runs in the main thread and makes no call and writes nothing
+(the plan uses it too). ``prepare`` runs in a worker just before an entry's
+first call: for an entry with a ``key:`` block it finds or makes the key (a new
+one is saved as pending before anything is sent), builds the CSR and derives the
+token from the public key. ``deliver_key`` moves a pending key into place once
+its certificate is written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from pca_batch.errors import BackendError
+from pca_batch.manifest.entries import key_request
+from pca_batch.model import UNCHANGED, Entry, Result
+from pca_batch.pki import keys
+from pca_batch.plan import renewal as lifecycle
+from pca_batch.plan import tokens
+from pca_batch.plan.renewal import Decision, IssuedIndex
+
+KEY_ERROR = "PrivateKeyError"
+_API_TEMPLATES = ("APIPassthrough", "APICSRPassthrough")
+
+
+@dataclass(frozen=True)
+class Step:
+    entry: Entry  # as it will run: renewal tokens already salted
+    decision: Decision
+
+
+def _passthrough(request: Mapping[str, Any], part: str) -> bool:
+    """Does ApiPassthrough replace this part (Subject or SANs) of what the CSR asks for?"""
+    template = str(request.get("TemplateArn", ""))
+    if not any(t in template for t in _API_TEMPLATES):
+        return False
+    api = request.get("ApiPassthrough") or {}
+    if part == "Subject":
+        return bool(api.get("Subject"))
+    return bool((api.get("Extensions") or {}).get("SubjectAlternativeNames"))
+
+
+def _current_key(entry: Entry, env: Mapping[str, str] | None) -> tuple[keys.PrivateKey | None, bool]:
+    """The key a certificate on disk should carry: a pending one first (an interrupted renewal)."""
+    spec: keys.KeySpec = entry.key
+    path = entry.outputs.private_key
+    if path is None:
+        return None, False
+    secret = keys.passphrase(spec, env)
+    pending = keys.pending_path(path)
+    if pending.exists():
+        return keys.load(pending, secret), True
+    if path.exists():
+        return keys.load(path, secret), False
+    return None, False
+
+
+def decide_entry(entry: Entry, index: IssuedIndex, *, now: datetime, force: bool,
+                 env: Mapping[str, str] | None = None) -> Step:
+    assert entry.request is not None and entry.token is not None and entry.ca_arn is not None
+    request = entry.request
+    certificate = entry.outputs.certificate
+    if certificate is None:
+        return _without_output(entry, index, force)
+    # A derived token covers the whole request, CSR included: a certificate the journal holds
+    # for it was issued for this very CSR. With an explicit token (which does not change with
+    # the request) the certificate is compared with the CSR itself.
+    csr = entry.csr if entry.explicit_token and entry.key is None else None
+    expected_subject = csr.subject if csr is not None and not _passthrough(request, "Subject") else None
+    expected_sans = csr.sans if csr is not None and not _passthrough(request, "SANs") else None
+    token, token_request = entry.token, dict(request)
+    spki = csr.public_key_sha256 if csr is not None else None
+    if entry.key is not None:
+        try:
+            key, pending = _current_key(entry, env)
+        except keys.KeyError_ as exc:
+            return Step(entry, Decision("renew" if certificate.exists() else "issue", str(exc)))
+        if key is None:
+            reason = "no private key yet" if not certificate.exists() else "the private key is missing"
+            return Step(entry, Decision("issue" if not certificate.exists() else "renew", reason))
+        spki = keys.spki_sha256(key)
+        token_request = key_request(request, entry.key, spki)
+        token = tokens.token_for(entry.name, token_request)
+    decision = lifecycle.decide(
+        name=entry.name, ca_arn=entry.ca_arn, certificate=certificate, request=token_request, token=token,
+        explicit_token=entry.explicit_token, expected_spki=spki, expected_subject=expected_subject,
+        expected_sans=expected_sans, renew_before=entry.renew_before, index=index, now=now, force=force,
+    )
+    if entry.key is not None and pending and decision.existing is not None and decision.record is not None \
+            and decision.existing.spki_sha256 == spki and decision.action != "unchanged":
+        # the certificate for the pending key was written, the key not yet moved in
+        decision = replace(decision, action="renew", reason="finishing an interrupted renewal",
+                           token=decision.record.token)
+    elif entry.key is not None and pending and decision.action == "unchanged":
+        decision = replace(decision, action="renew", reason="finishing an interrupted renewal",
+                           token=decision.record.token if decision.record else None)
+    if decision.action == "unchanged":
+        return Step(replace(entry, token=decision.record.token if decision.record else token), decision)
+    reuses_key = entry.key is None or pending or entry.key.rotate == "never"
+    if decision.action == "issue" and decision.token is None and reuses_key:
+        decision = _issued_before(decision, entry, index, token, token_request, force)
+    if decision.token is None and entry.key is None:
+        salted = lifecycle.renewal_token(token, entry.explicit_token, entry.name, token_request, decision.salt)
+        decision = replace(decision, token=salted)
+    return Step(entry, decision)
+
+
+def _issued_before(decision: Decision, entry: Entry, index: IssuedIndex, token: str,
+                   token_request: Mapping[str, Any], force: bool) -> Decision:
+    """No certificate on disk, but the journal holds some for this request (the file was lost or
+    deleted): the newest of them, not the first (which a renewal may have replaced); with
+    ``--force``, a new one, under a token none of them was issued with.
+
+    Only for an entry whose key stays the same (a CSR, ``rotate: never`` or a pending key): the
+    token names a certificate for that key; a new key gets a new token anyway.
+    """
+    assert entry.ca_arn is not None
+    candidates = lifecycle.request_tokens(index, entry.name, token, entry.explicit_token, token_request)
+    latest = lifecycle.latest_issued(index, entry.name, entry.ca_arn, candidates)
+    if latest is None:
+        return decision
+    if force:
+        salt = lifecycle.serial_of(latest)
+        fresh = lifecycle.renewal_token(token, entry.explicit_token, entry.name, token_request, salt)
+        return replace(decision, reason="forced (--force)", record=latest, token=fresh)
+    return replace(decision, reason="no certificate on disk: the newest issued, per the journal",
+                   record=latest, token=latest.token)
+
+
+def _without_output(entry: Entry, index: IssuedIndex, force: bool) -> Step:
+    """No certificate file to judge by: the journal says whether this request was issued."""
+    assert entry.token is not None
+    record = next(
+        (r for r in index.records_of(entry.name) if r.token == entry.token and r.ca_arn == entry.ca_arn), None
+    )
+    if record is not None and not force:
+        return Step(entry, Decision("unchanged", "issued before, per the journal (no certificate output to check)",
+                                    record=record))
+    if record is not None:
+        salt = record.certificate_arn.rsplit("/", 1)[-1]
+        token = lifecycle.renewal_token(entry.token, entry.explicit_token, entry.name, entry.request or {}, salt)
+        return Step(entry, Decision("renew", "forced (--force)", record=record, token=token))
+    return Step(entry, Decision("issue", "not issued yet"))
+
+
+def certainly_issued(entry: Entry) -> bool:
+    """True when ``decide_entry`` can only say issue: the certificate file it names is not there.
+
+    Cheap (one ``stat``), for a guess made while the manifest is still being read.
+    """
+    certificate = entry.outputs.certificate
+    return certificate is not None and not os.path.lexists(certificate)
+
+
+def decide_all(entries: Sequence[Entry], journal: Path, *, now: datetime, force: bool,
+               env: Mapping[str, str] | None = None) -> list[Step]:
+    index = IssuedIndex.load(journal)
+    return [decide_entry(e, index, now=now, force=force, env=env) for e in entries]
+
+
+def prepare(step: Step, env: Mapping[str, str] | None = None) -> Entry:
+    """The entry exactly as it is sent: in a worker, before its first call."""
+    entry, decision = step.entry, step.decision
+    if entry.key is None:
+        return replace(entry, token=decision.token or entry.token)
+    assert entry.outputs.private_key is not None and entry.request is not None
+    try:
+        key, _new = keys.key_for_issue(entry.key, entry.outputs.private_key, env)
+    except keys.KeyError_ as exc:
+        raise BackendError(KEY_ERROR, str(exc)) from None
+    except OSError as exc:
+        raise BackendError(KEY_ERROR, f"cannot save the new private key: {exc.strerror}") from None
+    spki = keys.spki_sha256(key)
+    request = dict(entry.request)
+    request["Csr"] = keys.build_csr(entry.key, key)
+    token_request = key_request(request, entry.key, spki)
+    token = decision.token or lifecycle.renewal_token(
+        tokens.token_for(entry.name, token_request), entry.explicit_token, entry.name, token_request,
+        decision.salt,
+    )
+    return replace(entry, request=request, token=token)
+
+
+def deliver_key(entry: Entry) -> None:
+    """After the certificate is written: the pending key (if any) becomes the entry's key."""
+    if entry.key is not None and entry.outputs.private_key is not None:
+        keys.install_pending(entry.outputs.private_key)
+
+
+def unchanged_result(step: Step, base_dir: Path) -> Result:
+    entry, decision = step.entry, step.decision
+    existing, record = decision.existing, decision.record
+    return Result(
+        name=entry.name,
+        status=UNCHANGED,
+        certificate_authority_arn=entry.ca_arn,
+        certificate_arn=record.certificate_arn if record else None,
+        serial=existing.serial if existing else None,
+        not_before=existing.not_before.strftime("%Y-%m-%dT%H:%M:%SZ") if existing else None,
+        not_after=existing.not_after.strftime("%Y-%m-%dT%H:%M:%SZ") if existing else None,
+        idempotency_token=record.token if record else entry.token,
+        outputs=entry.outputs.relative_to(base_dir),
+        line=entry.line,
+        action="unchanged",
+        reason=decision.reason,
+    )
+

@@ -1,0 +1,231 @@
+"""Re-runs converge: what each entry needs, judged from what is already on disk.
+
+An entry whose certificate file exists, was issued by the entry's CA for the
+request as it stands now (per the journal), carries the expected public key,
+subject and SANs, and is outside its renewal window is ``unchanged``: no call
+is made for it. Otherwise it is issued (nothing there yet) or renewed, and a
+renewal salts its idempotency token with the serial of the certificate it
+replaces: inside AWS's five-minute window the plain token would hand back the
+very certificate being replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+
+from pca_batch.pki import csr as csrmod
+from pca_batch.plan import tokens
+from pca_batch.run.delivery import serial_hex
+from pca_batch.run.journal import JournalRecord, read_journal
+
+DEFAULT_SHARE = 1 / 3  # of the lifetime, as cert-manager renews
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|%)\s*$")
+
+
+class RenewBeforeError(ValueError):
+    pass
+
+
+def parse_renew_before(text: str | None) -> tuple[str, float]:
+    """``30d``/``12h``/``90m`` -> ("abs", seconds); ``33%`` -> ("share", 0.33)."""
+    if text is None:
+        return ("share", DEFAULT_SHARE)
+    m = _DURATION.match(str(text))
+    if not m:
+        raise RenewBeforeError(f"cannot read renew_before {text!r}: use a duration (30d, 12h, 90m) or a share (33%)")
+    value, unit = float(m.group(1)), m.group(2)
+    if unit == "%":
+        if not 0 < value < 100:
+            raise RenewBeforeError(f"renew_before {text!r} must lie between 0% and 100%")
+        return ("share", value / 100)
+    return ("abs", value * {"d": 86400, "h": 3600, "m": 60}[unit])
+
+
+class OnDisk:
+    """What pca-batch needs to know of a certificate file. The serial and validity are read
+    at once; the key digest, subject and SANs on first use (most re-runs never need them)."""
+
+    __slots__ = ("_cert", "serial", "not_before", "not_after", "_details")
+
+    def __init__(self, cert: x509.Certificate) -> None:
+        self._cert = cert
+        self.serial = serial_hex(cert.serial_number)  # lowercase hex, as the ARN ends in it
+        self.not_before: datetime = cert.not_valid_before_utc
+        self.not_after: datetime = cert.not_valid_after_utc
+        self._details: tuple[str, str, tuple[str, ...]] | None = None
+
+    def _read(self) -> tuple[str, str, tuple[str, ...]]:
+        if self._details is None:
+            cert = self._cert
+            try:
+                san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                sans = tuple(csrmod._general_name(n) for n in san)
+            except x509.ExtensionNotFound:
+                sans = ()
+            spki = cert.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            self._details = (hashlib.sha256(spki).hexdigest(), cert.subject.rfc4514_string(), sans)
+        return self._details
+
+    @property
+    def spki_sha256(self) -> str:
+        return self._read()[0]
+
+    @property
+    def subject(self) -> str:
+        return self._read()[1]
+
+    @property
+    def sans(self) -> tuple[str, ...]:
+        return self._read()[2]
+
+
+def read_certificate(path: Path) -> OnDisk | None:
+    """The first certificate in ``path``; None when there is none or it does not parse."""
+    try:
+        data = csrmod.read_limited(path, 1_048_576, "the certificate")
+        return OnDisk(x509.load_pem_x509_certificate(data))
+    except (csrmod.InputError, ValueError):
+        return None
+
+
+class IssuedIndex:
+    """The journal seen by serial: which CA issued a serial, for which entry, with which token."""
+
+    def __init__(self, records: Iterable[JournalRecord]) -> None:
+        self.by_serial: dict[int, JournalRecord] = {}
+        self.serials_of: dict[str, list[str]] = {}
+        for r in records:
+            try:
+                serial = int(r.certificate_arn.rsplit("/certificate/", 1)[-1], 16)
+            except ValueError:
+                continue
+            self.by_serial[serial] = r
+            self.serials_of.setdefault(r.name, []).append(serial_hex(serial))
+
+    def records_of(self, name: str) -> list[JournalRecord]:
+        return [self.by_serial[int(s, 16)] for s in self.serials_of.get(name, ())]
+
+    def get(self, serial_hex: str) -> JournalRecord | None:
+        return self.by_serial.get(int(serial_hex, 16))
+
+    @classmethod
+    def load(cls, journal: Path) -> IssuedIndex:
+        return cls(read_journal(journal)[0])
+
+
+@dataclass(frozen=True)
+class Decision:
+    action: str  # issue | renew | unchanged
+    reason: str
+    existing: OnDisk | None = None
+    record: JournalRecord | None = None
+    token: str | None = None  # the token to send, when it is not the entry's own
+
+    @property
+    def salt(self) -> str:
+        """Mixed into the token of a renewal: the serial of the certificate replaced."""
+        return self.existing.serial if self.action == "renew" and self.existing else ""
+
+
+def renewal_token(base: str, explicit: bool, name: str, request: Mapping[str, Any], salt: str) -> str:
+    if not salt:
+        return base
+    if explicit:
+        return (base[: 36 - 9] + "~" + salt[:8])[:36]
+    return tokens.derive(name, request, salt=salt)
+
+
+def request_tokens(
+    index: IssuedIndex, name: str, token: str, explicit_token: bool, request: Mapping[str, Any]
+) -> set[str]:
+    """Every token this request can have been issued under: its own, and each renewal's
+    (salted with the serial of a certificate the journal holds for the entry)."""
+    serials = index.serials_of.get(name, ())
+    return {token} | {renewal_token(token, explicit_token, name, request, s) for s in serials}
+
+
+def latest_issued(index: IssuedIndex, name: str, ca_arn: str, candidates: set[str]) -> JournalRecord | None:
+    """The newest certificate the journal holds for this entry, CA and request
+    (the journal's order is the order of issuance)."""
+    found = None
+    for record in index.records_of(name):
+        if record.ca_arn == ca_arn and record.token in candidates:
+            found = record
+    return found
+
+
+def serial_of(record: JournalRecord) -> str:
+    """The serial (lowercase hex) a certificate ARN ends in."""
+    return serial_hex(int(record.certificate_arn.rsplit("/certificate/", 1)[-1], 16))
+
+
+def decide(
+    *,
+    name: str,
+    ca_arn: str,
+    certificate: Path | None,
+    request: Mapping[str, Any],
+    token: str,
+    explicit_token: bool,
+    expected_spki: str | None,
+    expected_subject: str | None,
+    expected_sans: tuple[str, ...] | None,
+    renew_before: str | None,
+    index: IssuedIndex,
+    now: datetime,
+    force: bool,
+) -> Decision:
+    """The action an entry needs, and why."""
+    if certificate is None:
+        return Decision("issue", "no certificate output to compare with")
+    existing = read_certificate(certificate)
+    if existing is None:
+        if certificate.exists():
+            return Decision("issue", "the certificate file does not hold a readable certificate")
+        return Decision("issue", "no certificate yet")
+    if force:
+        return Decision("renew", "forced (--force)", existing)
+    record = index.get(existing.serial)
+    if record is None or record.name != name:
+        return Decision("renew", "the journal has no record of issuing this certificate", existing)
+    if record.ca_arn != ca_arn:
+        return Decision("renew", "the CA changed", existing, record)
+    if record.token != token and record.token not in request_tokens(index, name, token, explicit_token, request):
+        return Decision("renew", "the request changed", existing, record)
+    if expected_spki is not None and existing.spki_sha256 != expected_spki:
+        return Decision("renew", "the key changed", existing, record)
+    if expected_subject is not None and existing.subject != expected_subject:
+        return Decision("renew", "the subject changed", existing, record)
+    if expected_sans is not None and set(existing.sans) != set(expected_sans):
+        return Decision("renew", "the SANs changed", existing, record)
+    kind, amount = parse_renew_before(renew_before)
+    lifetime = (existing.not_after - existing.not_before).total_seconds()
+    window = amount if kind == "abs" else lifetime * amount
+    left = (existing.not_after - now).total_seconds()
+    if left <= window:
+        return Decision("renew", _expiry_reason(left), existing, record)
+    return Decision("unchanged", f"valid until {existing.not_after:%Y-%m-%d}", existing, record)
+
+
+def _expiry_reason(left: float) -> str:
+    if left <= 0:
+        return "expired"
+    days = left / 86400
+    if days >= 1:
+        return f"expires in {days:.0f} day{'s' if round(days) != 1 else ''}"
+    return f"expires in {left / 3600:.0f} hours"
+
+
+__all__ = ["Decision", "IssuedIndex", "OnDisk", "decide", "latest_issued", "parse_renew_before",
+           "read_certificate", "request_tokens", "serial_of"]

@@ -1,0 +1,124 @@
+"""The JSON report (schemas/report.schema.json): one object, a summary and a result per entry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping, Sequence
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pca_batch import schema
+from pca_batch.errors import PcaBatchError
+from pca_batch.files import atomic_write
+from pca_batch.model import OUTPUT_KINDS, STATUSES, Result
+from pca_batch.pki.csr import InputError, read_limited
+from pca_batch.schema import fastcheck
+
+
+def result_json(result: Result) -> dict[str, Any]:
+    error = None
+    if result.error_code is not None or result.error_message is not None:
+        error = {"code": result.error_code or "Error", "message": result.error_message or ""}
+    return {
+        "name": result.name,
+        "status": result.status,
+        "certificate_authority_arn": result.certificate_authority_arn,
+        "certificate_arn": result.certificate_arn,
+        "serial": result.serial,
+        "not_before": result.not_before,
+        "not_after": result.not_after,
+        "idempotency_token": result.idempotency_token,
+        "attempts": result.attempts,
+        "duration_s": round(result.duration_s, 3),
+        "outputs": {kind: result.outputs.get(kind) for kind in OUTPUT_KINDS},
+        "error": error,
+    }
+
+
+def summary(results: Sequence[Result]) -> dict[str, int]:
+    counts = {"total": len(results), **{status: 0 for status in STATUSES}}
+    for r in results:
+        counts[r.status] += 1
+    return counts
+
+
+def build_report(results: Sequence[Result]) -> dict[str, Any]:
+    return {"summary": summary(results), "results": [result_json(r) for r in results]}
+
+
+@cache
+def _report_ok() -> Callable[[Any], bool]:
+    return fastcheck.compile_schema(schema.load(schema.REPORT))
+
+
+def write_report(path: Path, results: Sequence[Result]) -> None:
+    """Write the report atomically; it is checked against its own schema first."""
+    report = build_report(results)
+    if not _report_ok()(report):  # a bug in pca-batch, not a user error: say what is wrong
+        errors = sorted(schema.validator(schema.REPORT).iter_errors(report), key=lambda e: list(e.path))
+        raise AssertionError(f"report does not match its schema: {errors[0].message if errors else '?'}")
+    atomic_write(path, json.dumps(report, indent=2) + "\n")
+
+
+def summary_line(results: Sequence[Result]) -> str:
+    counts = summary(results)
+    parts = [f"{counts['total']} entries"]
+    parts += [f"{counts[s]} {s}" for s in STATUSES if counts[s]]
+    return ", ".join(parts)
+
+
+class ReportError(PcaBatchError):
+    """A report file that cannot be merged."""
+
+
+def result_from_json(data: Mapping[str, Any]) -> Result:
+    error = data.get("error") or {}
+    return Result(
+        name=data["name"],
+        status=data["status"],
+        certificate_authority_arn=data.get("certificate_authority_arn"),
+        certificate_arn=data.get("certificate_arn"),
+        serial=data.get("serial"),
+        not_before=data.get("not_before"),
+        not_after=data.get("not_after"),
+        idempotency_token=data.get("idempotency_token"),
+        attempts=int(data.get("attempts") or 0),
+        duration_s=float(data.get("duration_s") or 0.0),
+        outputs=dict(data.get("outputs") or {}),
+        error_code=error.get("code"),
+        error_message=error.get("message"),
+    )
+
+
+def read_report(path: Path) -> list[Result]:
+    """A JSON report as written by ``apply``; ReportError when it is not one."""
+    try:
+        text = read_limited(path, 512 * 1024 * 1024, "the report").decode("utf-8")
+        data = json.loads(text)
+    except InputError as exc:
+        raise ReportError(str(exc)) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path} is not a JSON report: {exc}") from None
+    errors = list(schema.validator(schema.REPORT).iter_errors(data))
+    if errors:
+        first = min(errors, key=lambda e: len(list(e.absolute_path)))
+        where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.absolute_path)
+        raise ReportError(f"{path} is not a pca-batch report ({where}: {first.validator} check failed)")
+    return [result_from_json(r) for r in data["results"]]
+
+
+def merge_reports(paths: Sequence[Path]) -> list[Result]:
+    """The results of several shard reports as one; an entry named twice is an error."""
+    merged: list[Result] = []
+    seen: dict[str, Path] = {}
+    for path in paths:
+        for result in read_report(path):
+            if result.name in seen:
+                raise ReportError(
+                    f"the entry {result.name} is in both {seen[result.name]} and {path}: "
+                    "were the shards run with the same K/N?"
+                )
+            seen[result.name] = path
+            merged.append(result)
+    return merged

@@ -1,0 +1,102 @@
+"""Delivering an issued certificate: the facts reports need, and the output files.
+
+GetCertificate answers PEM text: the leaf and its chain (the issuing CA up to
+the root). The files are ``certificate`` (the leaf), ``chain`` and
+``full_chain`` (leaf then chain), each written atomically
+(:func:`pca_batch.files.atomic_write`); a file that already holds exactly
+those bytes is left alone, so a run that changes nothing touches nothing.
+The private key, when an entry has one, is not the runner's to write.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from cryptography import x509
+
+from pca_batch.backends.base import CertificateBundle
+from pca_batch.errors import BackendError
+from pca_batch.files import atomic_write_many
+from pca_batch.model import Outputs
+
+OUTPUT_ERROR = "OutputWriteError"
+MALFORMED = "MalformedCertificate"
+
+
+@dataclass(frozen=True)
+class CertificateFacts:
+    serial: str  # lowercase hex, no colons
+    not_before: str  # RFC 3339, UTC
+    not_after: str
+
+
+def serial_hex(serial: int) -> str:
+    """A serial as the certificate ARN ends in it: lowercase hex, 32 digits at least."""
+    return format(serial, "032x")
+
+
+def pem_text(pem: str) -> str:
+    """PEM text ending in exactly one newline ("" stays "")."""
+    text = pem.strip()
+    return text + "\n" if text else ""
+
+
+def rfc3339(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def certificate_facts(pem: str) -> CertificateFacts:
+    """Serial and validity of a PEM certificate; BackendError when it is not one."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem.encode("utf-8"))
+    except ValueError as exc:
+        raise BackendError(MALFORMED, "GetCertificate answered with no PEM certificate") from exc
+    return CertificateFacts(
+        serial=serial_hex(cert.serial_number),
+        not_before=rfc3339(cert.not_valid_before_utc),
+        not_after=rfc3339(cert.not_valid_after_utc),
+    )
+
+
+def _holds(path: Path, data: bytes) -> bool:
+    """True when ``path`` is a file with exactly ``data`` (so rewriting it would change nothing)."""
+    try:
+        found = os.stat(path)
+        return stat.S_ISREG(found.st_mode) and found.st_size == len(data) and path.read_bytes() == data
+    except OSError:
+        return False
+
+
+def write_outputs(
+    bundle: CertificateBundle, outputs: Outputs, shown: dict[str, str | None]
+) -> tuple[CertificateFacts, bool]:
+    """Check the answer, write the files that differ; returns the facts and whether a file changed.
+
+    ``shown`` names each output as messages should (paths relative to the manifest).
+    Nothing is written unless the answer holds a certificate.
+    """
+    certificate, chain = pem_text(bundle.certificate), pem_text(bundle.chain)
+    facts = certificate_facts(certificate)
+    contents = {"certificate": certificate, "chain": chain, "full_chain": certificate + chain}
+    todo: list[tuple[str, Path, bytes]] = []
+    for kind, path in outputs.items():
+        data = contents.get(kind)
+        if data is None:
+            continue
+        encoded = data.encode("utf-8")
+        if not _holds(path, encoded):
+            todo.append((kind, path, encoded))
+    if not todo:
+        return facts, False
+    try:
+        atomic_write_many([(path, encoded, 0o644) for _kind, path, encoded in todo])
+    except OSError as exc:
+        failed = next((k for k, p, _ in todo if exc.filename and str(p) in str(exc.filename)), todo[0][0])
+        where = shown.get(failed) or failed
+        reason = exc.strerror or str(exc)
+        raise BackendError(OUTPUT_ERROR, f"cannot write {failed} to {where}: {reason}") from exc
+    return facts, True
