@@ -25,7 +25,7 @@ test: test-venv
 
 # Every bench runs and prints its figures; the target fails if any goal was missed.
 bench: test-venv
-	status=0; for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || status=1; done; exit $$status
+	status=0; for b in bench/bench_*.py; do m=$$(basename $$b .py); echo "== bench.$$m"; $(BIN)/python -m bench.$$m || status=1; done; exit $$status
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info

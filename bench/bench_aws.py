@@ -3,7 +3,7 @@
 moto (its own process) behind the project's fault proxy (its own process),
 which adds a fixed latency to every call (100 ms by default), so every
 IssueCertificate and GetCertificate costs what a call to AWS costs. moto's
-application is served by tests/keepalive_wsgi.py, which keeps the proxy's
+application is served by tests/support/keepalive_wsgi.py, which keeps the proxy's
 connections open, instead of werkzeug's development server, which closes each
 one: the test double shares this machine's two CPUs with pca-batch, and a new
 connection and thread per call doubled its cost. In the same run, with the
@@ -61,11 +61,8 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests"))
-sys.path.insert(0, str(REPO / "bench"))
-from _gen import installed_env, machine_speed  # noqa: E402
-from moto_server import (  # noqa: E402
+from bench._gen import installed_env, machine_speed
+from tests.support.moto_server import (
     SIGNING_ALGORITHM,
     AwsEntry,
     apply_env,
@@ -76,6 +73,8 @@ from moto_server import (  # noqa: E402
     write_aws_manifest,
 )
 
+REPO = Path(__file__).resolve().parent.parent
+
 WORK = Path(__file__).resolve().parent / ".work" / "aws"
 REGION = "us-east-1"
 VALIDITY_DAYS = 7  # moto reports every CA as SHORT_LIVED_CERTIFICATE
@@ -83,11 +82,12 @@ VALIDITY_DAYS = 7  # moto reports every CA as SHORT_LIVED_CERTIFICATE
 
 @contextmanager
 def proxy_process(upstream: str, latency: float, env: dict[str, str]) -> Iterator[tuple[str, int]]:
-    """tests/fault_proxy.py in its own process, adding ``latency`` to every call; yields its URL and pid."""
+    """tests/support/fault_proxy.py in its own process, adding ``latency`` to every call; yields its URL and pid."""
     process = subprocess.Popen(
         [
             sys.executable,
-            str(REPO / "tests" / "fault_proxy.py"),
+            "-m",
+            "tests.support.fault_proxy",
             "--upstream",
             upstream,
             "--latency",
@@ -96,6 +96,7 @@ def proxy_process(upstream: str, latency: float, env: dict[str, str]) -> Iterato
         stdout=subprocess.PIPE,
         text=True,
         env=env,
+        cwd=REPO,
     )
     try:
         assert process.stdout is not None

@@ -13,7 +13,7 @@ So is the rate of the LocalBackend alone (IssueCertificate + GetCertificate from
 thread pool, no manifest, journal or output files), to tell the backend's share of
 apply's time from the runner's.
 
-    python bench/bench_local.py [--entries 2000] [--concurrency N]
+    python -m bench.bench_local [--entries 2000] [--concurrency N]
 """
 
 from __future__ import annotations
@@ -28,18 +28,17 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from bench._gen import CA_ARN, WORK, local_backend, make_csrs, write_manifest
+from pca_batch.backends.local.backend import LocalBackend, ensure_authorities
+from pca_batch.cli import main
+from pca_batch.model import AuthoritySpec
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "bench")]
-
-from _gen import CA_ARN, WORK, local_backend, make_csrs, write_manifest  # noqa: E402
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import ec  # noqa: E402
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID  # noqa: E402
-
-from pca_batch.backends.local.backend import LocalBackend, ensure_authorities  # noqa: E402
-from pca_batch.cli import main  # noqa: E402
-from pca_batch.model import AuthoritySpec  # noqa: E402
 
 TARGET = 0.5
 BACKEND = local_backend("Bench Local CA")

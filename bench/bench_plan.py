@@ -13,10 +13,8 @@ import statistics
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gen import WORK, installed_env, local_backend, machine_speed, write_manifest  # noqa: E402
+from bench._gen import WORK, installed_env, local_backend, machine_speed, write_manifest
 
 COUNT = 10_000
 BACKEND = local_backend("Bench Root CA")

@@ -12,29 +12,27 @@ finished); the whole `apply` (execute(): plus one DescribeCertificateAuthority f
 preflight, 100 ms here, and the schema-checked JSON report) is timed and shown too.
 Prints the figures and ratios; exits 1 when a target is missed.
 
-    python bench/bench_runner.py [--entries 1000] [--concurrency 32] [--rate 20] [--rate-entries 300]
+    python -m bench.bench_runner [--entries 1000] [--concurrency 32] [--rate 20] [--rate-entries 300]
 """
 
 from __future__ import annotations
 
 import argparse
 import io
-import sys
 import tempfile
 import time
 from pathlib import Path
 
+from rich.console import Console
+
+from pca_batch.model import ApplyOptions, BackendConfig, Entry, Manifest, RunSettings
+from pca_batch.report.live import LiveReport
+from pca_batch.run.journal import Journal
+from pca_batch.run.runner import RunConfig, Runner
+from pca_batch.run.session import execute
+from tests.support.fault_backend import FaultBackend, make_csr, make_entry
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(REPO), str(REPO / "tests")]
-
-from fault_backend import FaultBackend, make_csr, make_entry  # noqa: E402
-from rich.console import Console  # noqa: E402
-
-from pca_batch.model import ApplyOptions, BackendConfig, Entry, Manifest, RunSettings  # noqa: E402
-from pca_batch.report.live import LiveReport  # noqa: E402
-from pca_batch.run.journal import Journal  # noqa: E402
-from pca_batch.run.runner import RunConfig, Runner  # noqa: E402
-from pca_batch.run.session import execute  # noqa: E402
 
 DELAY = 0.100
 

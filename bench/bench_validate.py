@@ -17,8 +17,7 @@ from pathlib import Path
 
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _gen import WORK, installed_env, machine_speed, write_manifest  # noqa: E402
+from bench._gen import WORK, installed_env, machine_speed, write_manifest
 
 
 def run_validate(manifest: Path, env: dict[str, str]) -> tuple[float, int]:

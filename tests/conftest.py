@@ -1,34 +1,21 @@
-"""Shared fixtures: CSR factories and an in-process CLI runner."""
+"""Fixtures every test folder uses: CSR files, an in-process CLI runner, the CAs apply foresees.
+
+Plain helpers live in :mod:`tests.support`; moto's fixtures come from its module as a plugin.
+"""
 
 from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from rich.console import Console
 
-CA_ARN = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/11111111-2222-3333-4444-555555555555"
-CORPUS = Path(__file__).parent / "corpus"
-REPO = Path(__file__).resolve().parent.parent
+from tests.support.common import CliResult, make_csr_pem
 
-_KEY = ec.generate_private_key(ec.SECP256R1())
-
-
-def make_csr_pem(common_name: str = "svc.example", dns: tuple[str, ...] = ("svc.example",), key=None) -> bytes:
-    builder = x509.CertificateSigningRequestBuilder().subject_name(
-        x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)] if common_name else [])
-    )
-    if dns:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(d) for d in dns]), critical=False)
-    return builder.sign(key or _KEY, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+pytest_plugins = ("tests.support.moto_server",)
 
 
 @pytest.fixture
@@ -42,13 +29,6 @@ def csr_file(tmp_path: Path) -> Callable[..., Path]:
         return path
 
     return make
-
-
-@dataclass
-class CliResult:
-    code: int
-    out: str
-    err: str
 
 
 @pytest.fixture
@@ -67,12 +47,6 @@ def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
         return CliResult(code, out.getvalue(), err.getvalue())
 
     return run
-
-
-def write_manifest(folder: Path, body: str, name: str = "manifest.yaml") -> Path:
-    path = folder / name
-    path.write_text(body)
-    return path
 
 
 @pytest.fixture

@@ -11,11 +11,16 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from fault_proxy import FaultProxy
-from keepalive_wsgi import Server
-from moto_server import aws_env, create_active_ca, issue_request, make_csr, moto, moto_process  # noqa: F401
 
 from pca_batch.backends.aws import AwsBackend
+from tests.support.fault_proxy import FaultProxy
+from tests.support.keepalive_wsgi import Server
+from tests.support.moto_server import (
+    create_active_ca,
+    issue_request,
+    make_csr,
+    moto_process,
+)
 
 
 @contextmanager

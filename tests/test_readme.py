@@ -6,7 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import CA_ARN, REPO, make_csr_pem
+
+from tests.support.common import CA_ARN, REPO, make_csr_pem
 
 
 def test_readme_manifest_example_validates(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:

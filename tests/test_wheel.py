@@ -11,7 +11,8 @@ import sysconfig
 from pathlib import Path
 
 import pytest
-from conftest import CA_ARN, REPO, make_csr_pem
+
+from tests.support.common import CA_ARN, REPO, make_csr_pem
 
 
 @pytest.mark.skipif(shutil.which("git") is None, reason="needs git to copy the checkout")

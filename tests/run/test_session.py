@@ -1,0 +1,184 @@
+"""execute(): settings, preflight, the journal, reports and exit codes, with the fault backend."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import signal
+import threading
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from pca_batch import schema
+from pca_batch.model import ApplyOptions, BackendConfig, Entry, Manifest, RunSettings
+from pca_batch.run.journal import read_journal
+from pca_batch.run.runner import Runner
+from pca_batch.run.session import execute, resolve_config
+from tests.support.fault_backend import CA_ARN, FakeClock, FaultBackend, Script, make_entries, make_entry
+
+OTHER_CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/99999999-2222-3333-4444-555555555555"
+
+
+def _of(m: Manifest) -> tuple[BackendConfig, RunSettings]:
+    return m.backend, m.settings
+
+
+def manifest(root: Path, entries: list[Entry], *, backend: str = "local",
+             settings: RunSettings | None = None) -> Manifest:
+    return Manifest(path=root / "m.yaml", display="m.yaml", root=root, version=1,
+                    backend=BackendConfig(type=backend), settings=settings or RunSettings(),
+                    entries=tuple(entries))
+
+
+def run(root: Path, backend: FaultBackend, entries: list[Entry], options: ApplyOptions | None = None,
+        env: dict[str, str] | None = None) -> tuple[int, str, dict]:  # type: ignore[type-arg]
+    out = io.StringIO()
+    console = Console(file=out, width=100, color_system=None)
+    report = root / "report.json"
+    options = options or ApplyOptions()
+    if options.report is None:
+        options = ApplyOptions(**{**options.__dict__, "report": report})
+    clock = FakeClock()
+    code = execute(manifest(root, entries), options, console, backend=backend, sleep=clock.sleep, clock=clock,
+                   env=env or {})
+    data = json.loads(options.report.read_text()) if options.report and options.report.exists() else {}
+    if data:
+        schema.validator(schema.REPORT).validate(data)
+    return code, out.getvalue(), data
+
+
+def test_all_issued_exit_0_with_report_junit_and_journal(tmp_path: Path) -> None:
+    backend = FaultBackend()
+    junit = tmp_path / "ci" / "junit.xml"
+    code, out, report = run(tmp_path, backend, make_entries(tmp_path, 4), ApplyOptions(junit=junit))
+    assert code == 0
+    assert report["summary"]["issued"] == 4 and report["summary"]["total"] == 4
+    assert {r["certificate_arn"] for r in report["results"]} == set(backend.issued)
+    records, _ = read_journal(tmp_path / ".pca-batch" / "journal.jsonl")
+    assert {r.certificate_arn for r in records} == set(backend.issued)
+    assert len(ET.parse(junit).getroot().findall("testsuite/testcase")) == 4
+    assert out.splitlines()[-1].startswith("4 entries, 4 issued in ")
+    assert "PRIVATE KEY" not in out
+
+
+def test_a_failure_gives_exit_1_and_github_annotations(tmp_path: Path) -> None:
+    backend = FaultBackend(script={"tok-bad": Script(issue=["error:MalformedCSRException"])})
+    summary = tmp_path / "step-summary.md"
+    entries = [make_entry(tmp_path, "good"), make_entry(tmp_path, "bad", index=1)]
+    code, out, report = run(tmp_path, backend, entries, env={"GITHUB_STEP_SUMMARY": str(summary)})
+    assert code == 1
+    bad = report["results"][1]
+    assert bad["status"] == "failed" and bad["error"]["code"] == "MalformedCSRException"
+    assert f"::error file=m.yaml,line={entries[1].line}::bad: MalformedCSRException: injected error" in out
+    assert "| bad | failed |" in summary.read_text()
+
+
+def test_preflight_refusals_fail_without_an_issue_call(tmp_path: Path) -> None:
+    backend = FaultBackend()
+    entries = [make_entry(tmp_path, "good"), make_entry(tmp_path, "lost", index=1, ca_arn=OTHER_CA)]
+    code, _, report = run(tmp_path, backend, entries)
+    assert code == 1
+    lost = report["results"][1]
+    assert lost["status"] == "failed" and lost["error"]["code"] == "ResourceNotFoundException"
+    assert lost["attempts"] == 0 and backend.issue_calls["tok-lost"] == 0
+
+
+def test_sigterm_stops_the_run_writes_the_report_and_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The handler runs in the main thread whenever it next gets the GIL; the third call
+    # waits until it has, so that what follows is deterministic.
+    handled = threading.Event()
+    original = Runner.request_stop
+
+    def noted(self: Runner) -> None:
+        original(self)
+        handled.set()
+
+    monkeypatch.setattr(Runner, "request_stop", noted)
+
+    def terminate_on_third(request: object) -> None:
+        if sum(backend.issue_calls.values()) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+            assert handled.wait(30)
+
+    backend = FaultBackend(before_issue=terminate_on_third)
+    entries = make_entries(tmp_path, 8)
+    before = signal.getsignal(signal.SIGTERM)
+    code, out, report = run(tmp_path, backend, entries, ApplyOptions(concurrency=1))
+    assert code == 130
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is put back
+    statuses = [r["status"] for r in report["results"]]
+    assert statuses[:2] == ["issued", "issued"] and set(statuses[2:]) == {"skipped"}
+    assert sum(backend.issue_calls.values()) == 3  # the call in flight ended; nothing new started
+    third = report["results"][2]
+    records, _ = read_journal(tmp_path / ".pca-batch" / "journal.jsonl")
+    assert third["certificate_arn"] in {r.certificate_arn for r in records}
+    assert out.rstrip().endswith("(interrupted)")
+    # Run again: everything ends issued or unchanged, each entry with exactly one certificate.
+    backend.before_issue = None
+    code, _, report = run(tmp_path, backend, entries)
+    assert code == 0 and report["summary"]["skipped"] == 0
+    assert all(len(backend.certificates_for(e.token or "")) == 1 for e in entries)
+
+
+def test_fail_fast_and_a_custom_journal(tmp_path: Path) -> None:
+    backend = FaultBackend(script={"tok-b": Script(issue=["error:InvalidArgsException"])})
+    journal = tmp_path / "elsewhere" / "j.jsonl"
+    entries = [make_entry(tmp_path, n, index=i) for i, n in enumerate("abc")]
+    code, _, report = run(tmp_path, backend, entries,
+                          ApplyOptions(fail_fast=True, concurrency=1, journal=journal))
+    assert code == 1
+    assert [r["status"] for r in report["results"]] == ["issued", "failed", "skipped"]
+    assert len(read_journal(journal)[0]) == 1
+    assert not (tmp_path / ".pca-batch").exists()
+
+
+def test_the_report_is_written_even_when_the_run_breaks(tmp_path: Path) -> None:
+    class Broken(FaultBackend):
+        def get_certificate(self, ca_arn: str, certificate_arn: str):  # type: ignore[no-untyped-def]
+            raise RuntimeError("a bug")
+
+    report = tmp_path / "report.json"
+    with pytest.raises(RuntimeError):
+        run(tmp_path, Broken(), make_entries(tmp_path, 3), ApplyOptions(report=report, concurrency=1))
+    data = json.loads(report.read_text())
+    schema.validator(schema.REPORT).validate(data)
+    assert data["summary"]["total"] == 3 and data["summary"]["skipped"] == 3
+    records, _ = read_journal(tmp_path / ".pca-batch" / "journal.jsonl")
+    # Every ARN that reached the journal is in the report, though the entries did not finish.
+    assert {r.certificate_arn for r in records} == {
+        r["certificate_arn"] for r in data["results"] if r["certificate_arn"]
+    }
+    assert records
+
+
+def test_settings_resolve_command_line_over_manifest_over_defaults(tmp_path: Path) -> None:
+    plain = manifest(tmp_path, [])
+    assert resolve_config(*_of(plain), ApplyOptions()).concurrency == 16
+    assert resolve_config(*_of(plain), ApplyOptions()).max_attempts == 8
+    assert resolve_config(*_of(plain), ApplyOptions()).max_rate is None  # local: unlimited
+    assert resolve_config(*_of(manifest(tmp_path, [], backend="aws")), ApplyOptions()).max_rate == 20
+    assert resolve_config(*_of(manifest(tmp_path, [], backend="aws")), ApplyOptions(max_rate=0)).max_rate is None
+    assert resolve_config(*_of(plain), ApplyOptions(max_rate=5)).max_rate == 5
+    configured = manifest(tmp_path, [], backend="aws",
+                          settings=RunSettings(concurrency=4, max_rate=10, max_attempts=3))
+    got = resolve_config(*_of(configured), ApplyOptions())
+    assert (got.concurrency, got.max_rate, got.max_attempts) == (4, 10, 3)
+    got = resolve_config(*_of(configured), ApplyOptions(concurrency=2, max_rate=7, max_attempts=5, fail_fast=True))
+    assert (got.concurrency, got.max_rate, got.max_attempts, got.fail_fast) == (2, 7, 5, True)
+
+
+def test_only_valid_entries_run(tmp_path: Path) -> None:
+    from pca_batch.errors import Problem
+
+    broken = Entry(name="broken", index=1, line=20, request=None, token=None, csr=None,
+                   outputs=make_entry(tmp_path, "x").outputs,
+                   problems=(Problem("m.yaml", 20, "broken", "$", "bad"),))
+    code, _, report = run(tmp_path, FaultBackend(), [make_entry(tmp_path, "ok"), broken])
+    assert code == 0 and [r["name"] for r in report["results"]] == ["ok"]
+    assert CA_ARN in report["results"][0]["certificate_arn"]
