@@ -133,17 +133,23 @@ def plan_preflight(
 ) -> dict[str, BackendError]:
     """The read-only preflight of apply, for the plan: what the CA would refuse.
 
-    A local store that does not exist yet is not created (the plan changes nothing);
-    its declared authorities will be created by apply, so they are not judged.
+    The plan changes nothing: a local store is opened read-only, and one that does not
+    exist yet (no folder, or a folder without its database) is not opened at all; apply
+    will create it and its declared authorities, so they are not judged. Neither is a
+    store that cannot be read as it is (another schema version: apply upgrades it).
     """
     if manifest.backend.type == "local":
         from pca_batch.backends.local.backend import LocalBackend
+        from pca_batch.backends.local.store import DB_NAME
 
         store = options.store or manifest.backend.store
-        if store is None or not store.exists():
+        if store is None or not (store / DB_NAME).is_file():
             return {}
         declared = {a.arn for a in manifest.backend.authorities}
-        backend: Backend = LocalBackend(store)
+        try:
+            backend: Backend = LocalBackend(store, read_only=True)
+        except BackendError:
+            return {}
         try:
             findings = preflight(entries, backend)
         finally:
