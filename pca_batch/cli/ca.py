@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pca_batch.backends.base import KEY_ALGORITHMS, USAGE_MODES
 from pca_batch.errors import EXIT_OK, UsageError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 DEFAULT_STORE = Path(".pca-batch")
 
@@ -27,13 +29,13 @@ def _admin() -> Any:
     return local_admin
 
 
-def _write(text: str) -> None:
-    sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    sys.stdout.flush()
+def _write(out: Console, text: str) -> None:
+    out.file.write(text if text.endswith("\n") else text + "\n")
+    out.file.flush()
 
 
-def _json(value: Any, *, indent: int | None = 2) -> None:
-    _write(json.dumps(value, indent=indent))
+def _json(out: Console, value: Any, *, indent: int | None = 2) -> None:
+    _write(out, json.dumps(value, indent=indent))
 
 
 def _validity_days(text: str) -> int:
@@ -55,6 +57,7 @@ def cmd_create(
     usage_mode: str,
     region: str | None,
     account: str | None,
+    out: Console,
 ) -> int:
     if not common_name.strip():
         raise UsageError("ca create: --common-name must not be empty")
@@ -68,17 +71,17 @@ def cmd_create(
         region=region,
         account=account,
     )
-    _json({"CertificateAuthorityArn": arn}, indent=None)
+    _json(out, {"CertificateAuthorityArn": arn}, indent=None)
     return EXIT_OK
 
 
-def cmd_list(store: Path) -> int:
-    _json({"CertificateAuthorities": _admin().list_authorities(store)})
+def cmd_list(store: Path, out: Console) -> int:
+    _json(out, {"CertificateAuthorities": _admin().list_authorities(store)})
     return EXIT_OK
 
 
-def cmd_certificate(store: Path, ca_arn: str) -> int:
-    _write(_admin().authority_certificate(store, ca_arn))
+def cmd_certificate(store: Path, ca_arn: str, out: Console) -> int:
+    _write(out, _admin().authority_certificate(store, ca_arn))
     return EXIT_OK
 
 
@@ -87,8 +90,8 @@ def cmd_set_status(store: Path, ca_arn: str, status: str) -> int:
     return EXIT_OK
 
 
-def cmd_audit_report(store: Path, ca_arn: str) -> int:
-    _json(_admin().audit_report(store, ca_arn))
+def cmd_audit_report(store: Path, ca_arn: str, out: Console) -> int:
+    _json(out, _admin().audit_report(store, ca_arn))
     return EXIT_OK
 
 
@@ -123,7 +126,7 @@ def register(subparsers: Any) -> None:
         "--account", metavar="ID", help="the ARN's account (default: the parent's, else 123456789012)"
     )
     p.set_defaults(
-        handler=lambda a: cmd_create(
+        handler=lambda a, out, err: cmd_create(
             a.store,
             a.common_name,
             a.key_algorithm,
@@ -132,30 +135,31 @@ def register(subparsers: Any) -> None:
             a.usage_mode,
             a.region,
             a.account,
+            out,
         )
     )
 
     p = add("list", "list the CAs in the store (JSON)")
-    p.set_defaults(handler=lambda a: cmd_list(a.store))
+    p.set_defaults(handler=lambda a, out, err: cmd_list(a.store, out))
 
     p = add("certificate", "print a CA's certificate (PEM)")
     add_arn(p)
-    p.set_defaults(handler=lambda a: cmd_certificate(a.store, a.ca_arn))
+    p.set_defaults(handler=lambda a, out, err: cmd_certificate(a.store, a.ca_arn, out))
 
     p = add("disable", "disable a CA: it issues nothing until enabled")
     add_arn(p)
-    p.set_defaults(handler=lambda a: cmd_set_status(a.store, a.ca_arn, "DISABLED"))
+    p.set_defaults(handler=lambda a, out, err: cmd_set_status(a.store, a.ca_arn, "DISABLED"))
 
     p = add("enable", "enable a disabled CA")
     add_arn(p)
-    p.set_defaults(handler=lambda a: cmd_set_status(a.store, a.ca_arn, "ACTIVE"))
+    p.set_defaults(handler=lambda a, out, err: cmd_set_status(a.store, a.ca_arn, "ACTIVE"))
 
     p = add("audit-report", "print a CA's audit report: every certificate it issued (JSON)")
     add_arn(p)
-    p.set_defaults(handler=lambda a: cmd_audit_report(a.store, a.ca_arn))
+    p.set_defaults(handler=lambda a, out, err: cmd_audit_report(a.store, a.ca_arn, out))
 
 
-def _missing_subcommand(args: argparse.Namespace) -> int:
+def _missing_subcommand(args: argparse.Namespace, out: Console, err: Console) -> int:
     raise UsageError(
         "pca-batch ca: a sub-command is needed (create, list, certificate, disable, enable, audit-report)"
     )

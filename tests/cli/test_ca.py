@@ -4,6 +4,7 @@ store it leaves, and its exit statuses."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from rich.console import Console
 
 from pca_batch.backends.local.backend import LocalBackend
 from pca_batch.cli import ca as ca_cli
@@ -247,14 +249,17 @@ def test_errors_and_exit_statuses(
     assert ran.out == ""
 
 
-def test_register_works_on_a_plain_argparse_parser(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_register_works_on_a_plain_argparse_parser(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser(prog="mini")
     ca_cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["ca", "create", "--store", str(tmp_path / "s"), "--common-name", "Mini"])
-    assert args.handler(args) == 0
-    arn = json.loads(capsys.readouterr().out)["CertificateAuthorityArn"]
-    args = parser.parse_args(["ca", "list", "--store", str(tmp_path / "s")])
-    assert args.handler(args) == 0
-    assert [c["Arn"] for c in json.loads(capsys.readouterr().out)["CertificateAuthorities"]] == [arn]
+
+    def run(*argv: str) -> str:
+        out = io.StringIO()
+        console = Console(file=out, width=100, color_system=None)
+        args = parser.parse_args(list(argv))
+        assert args.handler(args, console, console) == 0
+        return out.getvalue()
+
+    arn = json.loads(run("ca", "create", "--store", str(tmp_path / "s"), "--common-name", "Mini"))
+    listed = json.loads(run("ca", "list", "--store", str(tmp_path / "s")))
+    assert [c["Arn"] for c in listed["CertificateAuthorities"]] == [arn["CertificateAuthorityArn"]]
