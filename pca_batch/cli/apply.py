@@ -1,41 +1,80 @@
-"""`pca-batch apply`: load, then plan (dry run) or execute."""
+"""`pca-batch apply`: load, then plan (dry run) or execute.
+
+Only the parser is built at import; the core is imported when the command runs, so
+that other commands start without it.
+"""
 
 from __future__ import annotations
 
-import hashlib
+import argparse
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pca_batch.backends import Backend, Opening
+from pca_batch.cli.args import positive_int, rate, shard
 from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, BackendError, ManifestError
-from pca_batch.manifest.load import load_manifest
-from pca_batch.manifest.problems import print_problems
-from pca_batch.model import SKIPPED, ApplyOptions, BackendConfig, Entry, Manifest, Result, RunSettings, Shard
-from pca_batch.plan import converge
-from pca_batch.plan.preflight import preflight
-from pca_batch.report.json_report import summary_line, write_report
-from pca_batch.report.plan_view import build_plan, render_plan
-from pca_batch.run.journal import default_journal_path
+from pca_batch.model import SKIPPED, ApplyOptions, BackendConfig, Entry, Manifest, Result, RunSettings
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-
-def in_shard(name: str, shard: Shard) -> bool:
-    """Stable on every machine and run: SHA-256 of the entry name, modulo N."""
-    digest = hashlib.sha256(name.encode("utf-8")).digest()
-    return int.from_bytes(digest[:8], "big") % shard.count == shard.index - 1
+    from pca_batch.backends import Backend, Opening
 
 
-def select_shard(manifest: Manifest, shard: Shard | None) -> Manifest:
-    if shard is None:
-        return manifest
-    return replace(manifest, entries=tuple(e for e in manifest.entries if in_shard(e.name, shard)))
+def register(subparsers: Any) -> None:
+    p = subparsers.add_parser("apply", help="issue every entry of a manifest (or --plan: the dry run)")
+    p.add_argument("manifest", metavar="MANIFEST")
+    p.add_argument("--plan", action="store_true", help="dry run: show what would be issued; change nothing")
+    p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
+    p.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report here")
+    p.add_argument("--journal", type=Path, metavar="FILE", help="the journal (default .pca-batch/journal.jsonl)")
+    p.add_argument("--store", type=Path, metavar="DIR", help="local backend: the store folder")
+    p.add_argument("--region", help="aws backend: the region (default: each CA ARN's)")
+    p.add_argument("--profile", help="aws backend: the named profile")
+    p.add_argument("--endpoint-url", help="aws backend: the endpoint")
+    p.add_argument("--concurrency", type=positive_int, metavar="N", help="entries in flight at once (default 16)")
+    p.add_argument("--max-rate", type=rate, metavar="N", help="IssueCertificate calls per second (0: no limit)")
+    p.add_argument("--max-attempts", type=positive_int, metavar="N", help="attempts per call (default 8)")
+    p.add_argument("--fail-fast", action="store_true", help="start no new entry after a failure")
+    p.add_argument("--allow-outside-paths", action="store_true", help="let outputs lie outside the manifest's folder")
+    p.add_argument("--offline", action="store_true", help="with --plan: make no call at all (skip preflight)")
+    p.add_argument("--force", action="store_true", help="reissue every entry")
+    p.add_argument("--shard", type=shard, metavar="K/N", help="run the K-th of N disjoint parts of the manifest")
+    p.add_argument(
+        "--detailed-exitcode", action="store_true", help="with --plan: 0 nothing to do, 2 changes pending, 1 error"
+    )
+    p.set_defaults(handler=_handle)
+
+
+def _handle(args: argparse.Namespace, out: Console, err: Console) -> int:
+    options = ApplyOptions(
+        plan=args.plan,
+        report=args.report,
+        junit=args.junit,
+        journal=args.journal,
+        store=args.store,
+        region=args.region,
+        profile=args.profile,
+        endpoint_url=args.endpoint_url,
+        concurrency=args.concurrency,
+        max_rate=args.max_rate,
+        max_attempts=args.max_attempts,
+        fail_fast=args.fail_fast,
+        allow_outside_paths=args.allow_outside_paths,
+        offline=args.offline,
+        force=args.force,
+        shard=args.shard,
+        detailed_exitcode=args.detailed_exitcode,
+    )
+    return run_apply(args.manifest, options, out, err)
 
 
 def run_apply(manifest_path: str, options: ApplyOptions, console: Console, err: Console) -> int:
+    from pca_batch.plan import converge
+    from pca_batch.plan.shards import in_shard
+
     openings: list[Opening] = []
 
     def on_backend(config: BackendConfig, settings: RunSettings) -> None:
@@ -78,6 +117,14 @@ def _run_apply(
     on_entry: Callable[[Entry], None],
     openings: list[Opening],
 ) -> int:
+    from pca_batch.manifest.load import load_manifest
+    from pca_batch.manifest.problems import print_problems
+    from pca_batch.plan import converge
+    from pca_batch.plan.shards import select_shard
+    from pca_batch.report.json_report import summary_line, write_report
+    from pca_batch.report.plan_view import build_plan, render_plan
+    from pca_batch.run.journal import default_journal_path
+
     try:
         manifest = load_manifest(
             manifest_path, allow_outside_paths=options.allow_outside_paths, on_backend=on_backend, on_entry=on_entry
@@ -133,17 +180,25 @@ def plan_preflight(
 ) -> dict[str, BackendError]:
     """The read-only preflight of apply, for the plan: what the CA would refuse.
 
-    A local store that does not exist yet is not created (the plan changes nothing);
-    its declared authorities will be created by apply, so they are not judged.
+    The plan changes nothing: a local store is opened read-only, and one that does not
+    exist yet (no folder, or a folder without its database) is not opened at all; apply
+    will create it and its declared authorities, so they are not judged. Neither is a
+    store that cannot be read as it is (another schema version: apply upgrades it).
     """
+    from pca_batch.plan.preflight import preflight
+
     if manifest.backend.type == "local":
         from pca_batch.backends.local.backend import LocalBackend
+        from pca_batch.backends.local.store import DB_NAME
 
         store = options.store or manifest.backend.store
-        if store is None or not store.exists():
+        if store is None or not (store / DB_NAME).is_file():
             return {}
         declared = {a.arn for a in manifest.backend.authorities}
-        backend: Backend = LocalBackend(store)
+        try:
+            backend: Backend = LocalBackend(store, read_only=True)
+        except BackendError:
+            return {}
         try:
             findings = preflight(entries, backend)
         finally:
@@ -172,6 +227,8 @@ def _ca_of(entries: list[Entry], name: str) -> str | None:
 
 def _refused(manifest: Manifest) -> list[Result]:
     """Report rows when an invalid manifest stops the run: invalid entries, the rest skipped."""
+    from pca_batch.report.plan_view import build_plan
+
     rows = build_plan(manifest)
     return [r if r.status != "planned" else replace(r, status=SKIPPED, action=None) for r in rows]
 

@@ -15,8 +15,8 @@ from cryptography.x509.oid import NameOID
 
 import pca_batch.backends.aws as aws_module
 from pca_batch.backends.aws import NO_CREDENTIALS, AwsBackend, region_of
-from pca_batch.cli.apply import in_shard
 from pca_batch.model import Shard
+from pca_batch.plan.shards import in_shard
 from tests.support.common import CliResult
 from tests.support.fault_proxy import FaultProxy, Faults
 from tests.support.moto_server import (

@@ -4,6 +4,7 @@ store it leaves, and its exit statuses."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 from collections.abc import Callable
@@ -13,11 +14,12 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from rich.console import Console
 
 from pca_batch.backends.local.backend import LocalBackend
 from pca_batch.cli import ca as ca_cli
 from pca_batch.errors import BackendError
-from tests.support.local_ca import load, request, split_pems
+from tests.support.local_ca import load, openssl, request, split_pems
 
 ARN_RE = re.compile(r"arn:aws:acm-pca:([a-z0-9-]+):(\d{12}):certificate-authority/[0-9a-f-]{36}")
 AUDIT_FIELDS = {
@@ -59,7 +61,7 @@ def ca(cli: Callable[..., object], capsys: pytest.CaptureFixture[str]) -> Callab
 def create(ca: Callable[..., Ran], store: Path, *args: str) -> str:
     ran = ca("create", "--store", store, *args)
     assert ran.code == 0, ran.err
-    assert ran.out.count("\n") == 1
+    assert list(json.loads(ran.out)) == ["CertificateAuthorityArn"]
     arn = json.loads(ran.out)["CertificateAuthorityArn"]
     assert ARN_RE.fullmatch(arn), arn
     return str(arn)
@@ -90,8 +92,8 @@ def test_create_root_and_subordinate_then_list(ca: Callable[..., Ran], tmp_path:
     }
     not_after = datetime.fromisoformat(str(cas[sub]["NotAfter"]))
     assert abs(not_after - (datetime.now(UTC) + timedelta(days=30))) < timedelta(minutes=5)
-    sub_cert = load(ca("certificate", "--store", store, "--certificate-authority-arn", sub).out)
-    root_cert = load(ca("certificate", "--store", store, "--certificate-authority-arn", root).out)
+    sub_cert = load(ca("certificate", sub, "--store", store, "--pem").out)
+    root_cert = load(ca("certificate", "--store", store, "--certificate-authority-arn", root, "--pem").out)
     assert sub_cert.issuer == root_cert.subject and isinstance(
         sub_cert.public_key(), ec.EllipticCurvePublicKey
     )
@@ -107,7 +109,7 @@ def test_key_algorithm_and_usage_mode(ca: Callable[..., Ran], tmp_path: Path) ->
     cas = listed(ca, store)
     assert cas[rsa_ca]["CertificateAuthorityConfiguration"]["KeyAlgorithm"] == "RSA_2048"  # type: ignore[index]
     assert cas[short]["UsageMode"] == "SHORT_LIVED_CERTIFICATE"
-    key = load(ca("certificate", "--store", store, "--certificate-authority-arn", rsa_ca).out).public_key()
+    key = load(ca("certificate", rsa_ca, "--store", store, "--pem").out).public_key()
     assert isinstance(key, rsa.RSAPublicKey) and key.key_size == 2048
     child = ca("create", "--store", store, "--common-name", "Below short", "--parent", short)
     assert child.code == 1 and "InvalidArgsException" in child.err
@@ -170,9 +172,7 @@ def test_certificate_is_the_root_of_issued_chains(ca: Callable[..., Ran], tmp_pa
         chain = backend.get_certificate(root, backend.issue_certificate(request(root))).chain
     finally:
         backend.close()
-    assert (
-        ca("certificate", "--store", store, "--certificate-authority-arn", root).out == split_pems(chain)[-1]
-    )
+    assert json.loads(ca("certificate", root, "--store", store).out) == {"Certificate": split_pems(chain)[-1]}
 
 
 def test_store_defaults_to_dot_pca_batch_in_the_current_folder(
@@ -221,7 +221,10 @@ def test_store_defaults_to_dot_pca_batch_in_the_current_folder(
             1,
             "InvalidArnException",
         ),
-        (["audit-report", "--store", "{s}"], 2, "--certificate-authority-arn"),
+        (["audit-report", "--store", "{s}"], 2, "the CA's ARN is needed"),
+        (["certificate", "{a}", "--store", "{s}", "--ca-arn", "{a}x"], 2, "two different CA ARNs"),
+        (["enable", "{a}x", "--store", "{s}", "--certificate-authority-arn", "{a}"], 2, "two different CA ARNs"),
+        (["list", "{a}", "--store", "{s}"], 2, "unrecognized arguments"),
         ([], 2, "sub-command"),
     ],
     ids=[
@@ -233,6 +236,9 @@ def test_store_defaults_to_dot_pca_batch_in_the_current_folder(
         "unknown-ca",
         "bad-arn",
         "no-arn",
+        "two-arns",
+        "two-arns-long",
+        "list-takes-no-arn",
         "bare",
     ],
 )
@@ -240,21 +246,88 @@ def test_errors_and_exit_statuses(
     ca: Callable[..., Ran], tmp_path: Path, argv: list[str], code: int, message: str
 ) -> None:
     store = tmp_path / "store"
-    create(ca, store, "--common-name", "Exists")
-    ran = ca(*[a.replace("{s}", str(store)) for a in argv])
+    arn = create(ca, store, "--common-name", "Exists")
+    ran = ca(*[a.replace("{s}", str(store)).replace("{a}", arn) for a in argv])
     assert ran.code == code
     assert message in ran.err
     assert ran.out == ""
 
 
-def test_register_works_on_a_plain_argparse_parser(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_register_works_on_a_plain_argparse_parser(tmp_path: Path) -> None:
     parser = argparse.ArgumentParser(prog="mini")
     ca_cli.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["ca", "create", "--store", str(tmp_path / "s"), "--common-name", "Mini"])
-    assert args.handler(args) == 0
-    arn = json.loads(capsys.readouterr().out)["CertificateAuthorityArn"]
-    args = parser.parse_args(["ca", "list", "--store", str(tmp_path / "s")])
-    assert args.handler(args) == 0
-    assert [c["Arn"] for c in json.loads(capsys.readouterr().out)["CertificateAuthorities"]] == [arn]
+
+    def run(*argv: str) -> str:
+        out = io.StringIO()
+        console = Console(file=out, width=100, color_system=None)
+        args = parser.parse_args(list(argv))
+        assert args.handler(args, console, console) == 0
+        return out.getvalue()
+
+    arn = json.loads(run("ca", "create", "--store", str(tmp_path / "s"), "--common-name", "Mini"))
+    listed = json.loads(run("ca", "list", "--store", str(tmp_path / "s")))
+    assert [c["Arn"] for c in listed["CertificateAuthorities"]] == [arn["CertificateAuthorityArn"]]
+
+
+def test_certificate_prints_json_as_the_aws_cli_or_pem_or_a_file(ca: Callable[..., Ran], tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    root = create(ca, store, "--common-name", "Json Root")
+    sub = create(ca, store, "--common-name", "Json Sub", "--parent", root)
+    # as `aws acm-pca get-certificate-authority-certificate`: a root has no CertificateChain
+    root_json = json.loads(ca("certificate", root, "--store", store).out)
+    assert list(root_json) == ["Certificate"]
+    ran = ca("certificate", sub, "--store", store)
+    assert ran.code == 0, ran.err
+    sub_json = json.loads(ran.out)
+    assert sub_json == {"Certificate": sub_json["Certificate"], "CertificateChain": root_json["Certificate"]}
+    load(sub_json["Certificate"]).verify_directly_issued_by(load(root_json["Certificate"]))
+    # the ARN as an option, positional or both (when they agree): the same answer
+    for argv in (["--ca-arn", sub], ["--certificate-authority-arn", sub], [sub, "--ca-arn", sub]):
+        assert json.loads(ca("certificate", *argv, "--store", store).out) == sub_json
+    # --pem: the CA's certificate alone, as PEM
+    assert ca("certificate", sub, "--store", store, "--pem").out == sub_json["Certificate"]
+    # -o FILE: the PEM in a file (what is printed does not change), which openssl verifies
+    (tmp_path / "root.pem").write_text(root_json["Certificate"])
+    ran = ca("certificate", sub, "--store", store, "-o", tmp_path / "out" / "sub.pem")
+    assert ran.code == 0 and json.loads(ran.out) == sub_json
+    assert (tmp_path / "out" / "sub.pem").read_text() == sub_json["Certificate"]
+    done = openssl("verify", "-CAfile", str(tmp_path / "root.pem"), str(tmp_path / "out" / "sub.pem"))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_create_prints_its_arn_and_writes_its_certificate_on_request(ca: Callable[..., Ran], tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    ran = ca("create", "--store", store, "--common-name", "Filed Root", "-o", tmp_path / "root.pem")
+    assert ran.code == 0, ran.err
+    arn = json.loads(ran.out)["CertificateAuthorityArn"]
+    assert json.loads(ca("certificate", arn, "--store", store).out) == {
+        "Certificate": (tmp_path / "root.pem").read_text()
+    }
+    pem = ca("create", "--store", store, "--common-name", "Printed", "--parent", arn, "--pem")
+    assert pem.code == 0, pem.err
+    assert load(pem.out).subject.rfc4514_string() == "CN=Printed"
+    assert len(listed(ca, store)) == 2
+
+
+def test_enable_and_disable_print_the_new_status(ca: Callable[..., Ran], tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    arn = create(ca, store, "--common-name", "Switch")
+    ran = ca("disable", arn, "--store", store)
+    assert ran.code == 0, ran.err
+    assert json.loads(ran.out) == {"CertificateAuthorityArn": arn, "Status": "DISABLED"}
+    assert listed(ca, store)[arn]["Status"] == "DISABLED"
+    ran = ca("enable", "--store", store, "--ca-arn", arn)
+    assert json.loads(ran.out) == {"CertificateAuthorityArn": arn, "Status": "ACTIVE"}
+    assert listed(ca, store)[arn]["Status"] == "ACTIVE"
+    report = json.loads(ca("audit-report", arn, "--store", store).out)
+    assert [e["templateArn"].split("/")[1] for e in report] == ["RootCACertificate"]
+
+
+def test_help_explains_the_convention(ca: Callable[..., Ran]) -> None:
+    ran = ca("--help")
+    assert ran.code == 0
+    text = " ".join(ran.out.split())
+    for said in ("ARN", "JSON", "--pem", "-o FILE"):
+        assert said in text, said
+    certificate = " ".join(ca("certificate", "--help").out.split())
+    assert "CertificateChain" in certificate and "--pem" in certificate and "-o FILE" in certificate

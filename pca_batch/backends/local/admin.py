@@ -17,6 +17,7 @@ from cryptography import x509
 from pca_batch.backends.local.authorities import (
     account_of,
     authority_row,
+    chain_of,
     check_ca_arn,
     new_authority,
     status_at,
@@ -102,6 +103,17 @@ def authority_certificate(folder: Path, ca_arn: str) -> str:
     """The CA's own certificate, PEM."""
     with _opened(folder, create=False) as store:
         return _known(store, ca_arn).certificate_pem
+
+
+def get_certificate_authority_certificate(folder: Path, ca_arn: str) -> dict[str, str]:
+    """GetCertificateAuthorityCertificate's answer: the CA's own certificate (PEM) and, for a
+    subordinate CA, its CertificateChain (its issuer's certificate and theirs, up to the root)."""
+    with _opened(folder, create=False) as store:
+        row = _known(store, ca_arn)
+        answer = {"Certificate": row.certificate_pem}
+        if row.parent_arn is not None:
+            answer["CertificateChain"] = chain_of(store, authority_row(store, row.parent_arn))
+        return answer
 
 
 def set_authority_status(folder: Path, ca_arn: str, status: str) -> None:

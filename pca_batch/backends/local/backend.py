@@ -80,8 +80,11 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, store: Path, *, clock: Callable[[], datetime] | None = None) -> None:
-        self._store = Store(store)
+    def __init__(
+        self, store: Path, *, clock: Callable[[], datetime] | None = None, read_only: bool = False
+    ) -> None:
+        """``read_only``: describe and get only, on a store that exists (see Store)."""
+        self._store = Store(store, create=not read_only, read_only=read_only)
         self._clock = clock or (lambda: datetime.now(UTC))
         self._lock = threading.Lock()
         self._authorities: dict[str, Authority] = {}

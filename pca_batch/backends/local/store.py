@@ -69,12 +69,18 @@ _INSERT_IF = (
 
 
 class Store:
-    """A store folder; safe to share between threads (one connection per thread)."""
+    """A store folder; safe to share between threads (one connection per thread).
 
-    def __init__(self, folder: Path, *, create: bool = True) -> None:
+    ``read_only``: for those that must change nothing (the plan): the database is
+    opened with SQLite's ``mode=ro``, nothing is created and nothing migrated; a
+    store that is missing or of another schema version is a BackendError.
+    """
+
+    def __init__(self, folder: Path, *, create: bool = True, read_only: bool = False) -> None:
         self.folder = Path(folder)
         self.db_path = self.folder / DB_NAME
-        if create:
+        self.read_only = read_only
+        if create and not read_only:
             self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             (self.folder / KEYS_DIR).mkdir(mode=0o700, exist_ok=True)
         elif not self.db_path.exists():
@@ -84,15 +90,22 @@ class Store:
         self._leading = False
         self._queue: list[_Pending] = []
         self._connections: list[sqlite3.Connection] = []
-        self._initialise()
+        try:
+            self._initialise()
+        except BaseException:
+            self.close()
+            raise
 
     # -- connections ---------------------------------------------------------------
 
     def connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            target = str(self.db_path)
+            if self.read_only:
+                target = f"{self.db_path.absolute().as_uri()}?{self._read_only_mode()}"
             conn = sqlite3.connect(
-                self.db_path, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+                target, timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False, uri=self.read_only
             )
             conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT_S * 1000)}")
             conn.execute("PRAGMA synchronous = NORMAL")
@@ -100,6 +113,14 @@ class Store:
             with self._lock:
                 self._connections.append(conn)
         return conn
+
+    def _read_only_mode(self) -> str:
+        """mode=ro: SQLite refuses every write and creates no database. But a read-only
+        reader of a WAL database still creates the -wal and -shm files when they are not
+        there, and cannot remove them. Missing, they say that no connection is open and
+        every change is in the database file: it is read as it is (immutable), creating nothing."""
+        wal = self.db_path.with_name(self.db_path.name + "-wal")
+        return "mode=ro" if wal.exists() else "mode=ro&immutable=1"
 
     @contextlib.contextmanager
     def write(self) -> Iterator[sqlite3.Connection]:
@@ -127,6 +148,9 @@ class Store:
         while True:
             try:
                 conn = self.connection()
+                if self.read_only:
+                    self._check_version(conn)
+                    return
                 if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                     conn.execute("PRAGMA journal_mode = WAL")
                 if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
@@ -146,6 +170,14 @@ class Store:
                 if not transient or time.monotonic() > deadline:
                     raise
                 time.sleep(0.005 + secrets.randbelow(20) / 1000)
+
+    def _check_version(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:  # a read-only opening does not migrate: apply will
+            raise BackendError(
+                "InvalidStateException",
+                f"the local CA store at {self.folder} has schema version {version}, not {SCHEMA_VERSION}",
+            )
 
     # -- authorities ---------------------------------------------------------------
 

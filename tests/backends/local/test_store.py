@@ -291,3 +291,24 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     conn.close()
     assert "idempotency_tokens" not in tables
+
+
+def test_a_read_only_store_creates_and_changes_nothing(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BackendError) as info:
+        Store(empty, read_only=True)
+    assert info.value.code == "ResourceNotFoundException"
+    assert list(empty.iterdir()) == []
+
+    folder = tmp_path / "store"
+    arn = create_authority(folder, common_name="Read Only")
+    files = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
+    backend = LocalBackend(folder, read_only=True)
+    try:
+        assert backend.describe_certificate_authority(arn).status == "ACTIVE"
+        with pytest.raises(BackendError, match="readonly"):
+            backend.issue_certificate(request(arn))
+    finally:
+        backend.close()
+    assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == files
