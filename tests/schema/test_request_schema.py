@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from pca_batch import schema
 from pca_batch.schema import fastcheck
+from tests.support.common import Cli
 
 REQUEST = schema.load(schema.REQUEST)
 DEFS = REQUEST["$defs"]
@@ -94,7 +95,7 @@ def test_schema_has_the_cli_skeleton_shape() -> None:
     keys(skeleton, REQUEST, "$")
 
 
-def test_skeleton_command_prints_the_same_shape(cli) -> None:
+def test_skeleton_command_prints_the_same_shape(cli: Cli) -> None:
     result = cli("skeleton", "--request")
     assert result.code == 0
     printed = json.loads(result.out)
