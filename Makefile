@@ -20,7 +20,7 @@ demo: venv
 
 test: test-venv
 	$(BIN)/python -m ruff check pca_batch tests bench
-	$(BIN)/python -m mypy pca_batch
+	$(BIN)/python -m mypy pca_batch tests bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # Every bench runs and prints its figures; the target fails if any goal was missed.

@@ -1,4 +1,4 @@
-"""Shared by the benches: generate big manifests with distinct CSRs (cached under bench/.work)."""
+"""Shared by the benches: generate big manifests with distinct CSRs (cached under bench/.work), report goals."""
 
 from __future__ import annotations
 
@@ -15,6 +15,25 @@ from cryptography.x509.oid import NameOID
 
 WORK = Path(__file__).resolve().parent / ".work"
 REPO = Path(__file__).resolve().parent.parent
+
+
+class Goals:
+    """Print each goal's line with its verdict and remember the misses, so that a bench's exit
+    status says what it printed: ``raise SystemExit(goals.exit_status())`` exits 1 after any miss."""
+
+    def __init__(self) -> None:
+        self.missed: list[str] = []
+
+    def check(self, line: str, met: bool) -> bool:
+        print(f"{line}  {'PASS' if met else 'MISS'}", flush=True)
+        if not met:
+            self.missed.append(line)
+        return met
+
+    def exit_status(self) -> int:
+        if self.missed:
+            print(f"{len(self.missed)} goal{'s' if len(self.missed) != 1 else ''} missed", flush=True)
+        return 1 if self.missed else 0
 
 
 def machine_speed() -> str:

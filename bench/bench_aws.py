@@ -61,7 +61,7 @@ from typing import Any
 import boto3
 from botocore.exceptions import ClientError
 
-from bench._gen import installed_env, machine_speed
+from bench._gen import Goals, installed_env, machine_speed
 from tests.support.moto_server import (
     SIGNING_ALGORITHM,
     AwsEntry,
@@ -307,10 +307,6 @@ done
     return time.perf_counter() - start
 
 
-def verdict(ok: bool) -> str:
-    return "PASS" if ok else "MISS"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--entries", type=int, default=1000)
@@ -429,18 +425,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{bare_time:.2f} s, {ideal_time / bare_time:.1%} of the ideal rate (median of {len(bare)}); "
         f"pca-batch takes {ours / bare_time:.2f}x its time"
     )
-    goals = [
-        (f"pca-batch vs (a): {ratio_a:6.1f}x faster (goal >= 10x)", ratio_a >= 10),
-        (f"pca-batch vs (b): {ratio_b:6.1f}x faster (goal >= 50x)", ratio_b >= 50),
-        (f"pca-batch at {fraction:6.1%} of the ideal rate, whole process (goal >= 80%)", fraction >= 0.8),
-        (f"pca-batch at {calls_fraction:6.1%} of the ideal rate, calls phase only (goal >= 80%)",
-         calls_fraction >= 0.8),
-        (f"every entry issued in every run, no token reached moto twice: {issued}/{n} issued, {twice} twice",
-         issued == n and not twice),
-    ]  # fmt: skip
-    for text, ok in goals:
-        print(f"{text}  {verdict(ok)}")
-    return 0 if all(ok for _, ok in goals) else 1
+    goals = Goals()
+    goals.check(f"pca-batch vs (a): {ratio_a:6.1f}x faster (goal >= 10x)", ratio_a >= 10)
+    goals.check(f"pca-batch vs (b): {ratio_b:6.1f}x faster (goal >= 50x)", ratio_b >= 50)
+    goals.check(f"pca-batch at {fraction:6.1%} of the ideal rate, whole process (goal >= 80%)", fraction >= 0.8)
+    goals.check(f"pca-batch at {calls_fraction:6.1%} of the ideal rate, calls phase only (goal >= 80%)",
+                calls_fraction >= 0.8)
+    goals.check(f"every entry issued in every run, no token reached moto twice: {issued}/{n} issued, {twice} twice",
+                issued == n and not twice)
+    return goals.exit_status()
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from bench._gen import Goals
 from pca_batch.model import ApplyOptions, BackendConfig, Entry, Manifest, RunSettings
 from pca_batch.report.live import LiveReport
 from pca_batch.run.journal import Journal
@@ -83,7 +84,7 @@ def apply(entries: int, concurrency: int, max_rate: float) -> tuple[float, Fault
         return time.perf_counter() - started, backend, code
 
 
-def bench_unlimited(entries: int, concurrency: int) -> bool:
+def bench_unlimited(goals: Goals, entries: int, concurrency: int) -> None:
     ideal_rate = concurrency / (2 * DELAY)
     print(f"unlimited (--max-rate 0): {entries} entries, concurrency {concurrency}, every call answered "
           f"after {DELAY * 1000:.0f} ms; ideal {ideal_rate:.0f} entries/s = {entries / ideal_rate:.3f} s")
@@ -93,17 +94,17 @@ def bench_unlimited(entries: int, concurrency: int) -> bool:
     ok = ratio >= 0.90 and issued == entries == len(backend.issued)
     calls = sum(1 for op, _ in backend.calls if op == "IssueCertificate"), sum(
         1 for op, _ in backend.calls if op == "GetCertificate")
-    print(f"  run (Runner.run)     {seconds:8.3f} s  {rate:7.1f} entries/s  ratio {ratio:.3f} "
-          f"(target >= 0.900)  {'OK' if ok else 'MISSED'}")
+    goals.check(f"  run (Runner.run)     {seconds:8.3f} s  {rate:7.1f} entries/s  ratio {ratio:.3f} "
+                "(target >= 0.900, every entry issued)", ok)
     print(f"                       {calls[0]} IssueCertificate, {calls[1]} GetCertificate, {issued} issued")
     seconds, backend, code = apply(entries, concurrency, 0)
     rate = entries / seconds
     print(f"  whole apply          {seconds:8.3f} s  {rate:7.1f} entries/s  ratio {rate / ideal_rate:.3f} "
-          f"(incl. preflight and report; exit {code}, {len(backend.issued)} issued)")
-    return ok and code == 0
+          "(incl. preflight and report)")
+    goals.check(f"  whole apply: exit {code}, {len(backend.issued)} issued (goal: exit 0)", code == 0)
 
 
-def bench_limited(entries: int, concurrency: int, rate: float) -> bool:
+def bench_limited(goals: Goals, entries: int, concurrency: int, rate: float) -> None:
     seconds, backend, code = apply(entries, concurrency, rate)
     issue = sorted(t for op, t in backend.calls if op == "IssueCertificate")
     get = sorted(t for op, t in backend.calls if op == "GetCertificate")
@@ -118,8 +119,7 @@ def bench_limited(entries: int, concurrency: int, rate: float) -> bool:
     print(f"  IssueCertificate rate          {achieved:8.2f} /s  (ratio to R {ratio:.3f}, target >= 0.950)")
     print(f"  busiest 1 s window, Issue      {busiest:8d}     (limit {rate:g})")
     print(f"  busiest 1 s window, Get        {busiest_get:8d}     (limit {3 * rate:g})")
-    print(f"  {'OK' if ok else 'MISSED'}: exit {code}, certificates issued {len(backend.issued)}")
-    return ok
+    goals.check(f"  limits kept, rate reached: exit {code}, certificates issued {len(backend.issued)}", ok)
 
 
 def main() -> int:
@@ -131,9 +131,10 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=20)
     parser.add_argument("--rate-entries", type=int, default=300)
     args = parser.parse_args()
-    ok = bench_unlimited(args.entries, args.concurrency)
-    ok = bench_limited(args.rate_entries, args.concurrency, args.rate) and ok
-    return 0 if ok else 1
+    goals = Goals()
+    bench_unlimited(goals, args.entries, args.concurrency)
+    bench_limited(goals, args.rate_entries, args.concurrency, args.rate)
+    return goals.exit_status()
 
 
 if __name__ == "__main__":

@@ -4,10 +4,15 @@
    a user runs it) against PyYAML's pure-Python `yaml.safe_load` of the same
    file, in the same run. Goal: validate <= 0.5x safe_load.
 2. 100,000 entries: peak RSS of the validate process. Goal: < 1 GB.
+
+Prints the figures and a verdict per goal; exits 1 if a goal is missed.
+
+    python -m bench.bench_validate [--entries 10000] [--rss-entries 100000]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import statistics
 import subprocess
@@ -17,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from bench._gen import WORK, installed_env, machine_speed, write_manifest
+from bench._gen import WORK, Goals, installed_env, machine_speed, write_manifest
 
 
 def run_validate(manifest: Path, env: dict[str, str]) -> tuple[float, int]:
@@ -45,27 +50,41 @@ def time_safe_load(manifest: Path) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
+def folder_name(entries: int) -> str:
+    """validate-10k for 10,000 entries (the cache of earlier runs), validate-50 for 50."""
+    return f"validate-{entries // 1000}k" if entries % 1000 == 0 else f"validate-{entries}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--entries", type=int, default=10_000, help="the manifest timed against safe_load")
+    parser.add_argument("--rss-entries", type=int, default=100_000, help="the manifest whose peak RSS is measured")
+    args = parser.parse_args(argv)
     print(machine_speed(), flush=True)
     print("generating manifests (cached in bench/.work) ...", flush=True)
-    small = write_manifest(WORK / "validate-10k", 10_000)
-    big = write_manifest(WORK / "validate-100k", 100_000)
+    small = write_manifest(WORK / folder_name(args.entries), args.entries)
+    big = write_manifest(WORK / folder_name(args.rss_entries), args.rss_entries)
 
     env = installed_env()
+    goals = Goals()
     validate_times, load_times = [], []
     for _ in range(3):
         validate_times.append(run_validate(small, env)[0])
         load_times.append(time_safe_load(small))
     v, s = statistics.median(validate_times), statistics.median(load_times)
-    print(f"10,000 entries: pca-batch validate {v:.2f} s (median of 3, whole process)")
-    print(f"10,000 entries: yaml.safe_load (pure Python) {s:.2f} s (median of 3, parse only)")
+    print(f"{args.entries:,} entries: pca-batch validate {v:.2f} s (median of 3, whole process)")
+    print(f"{args.entries:,} entries: yaml.safe_load (pure Python) {s:.2f} s (median of 3, parse only)")
     ratio = v / s
-    print(f"ratio validate / safe_load = {ratio:.2f}  (goal <= 0.50)  {'PASS' if ratio <= 0.5 else 'FAIL'}")
+    goals.check(f"ratio validate / safe_load = {ratio:.2f}  (goal <= 0.50)", ratio <= 0.5)
 
     elapsed, rss = run_validate(big, env)
-    print(f"100,000 entries: pca-batch validate {elapsed:.2f} s, peak RSS {rss / 2**20:.0f} MiB"
-          f"  (goal < 1024 MiB)  {'PASS' if rss < 2**30 else 'FAIL'}")
+    goals.check(
+        f"{args.rss_entries:,} entries: pca-batch validate {elapsed:.2f} s, peak RSS {rss / 2**20:.0f} MiB"
+        "  (goal < 1024 MiB)",
+        rss < 2**30,
+    )
+    return goals.exit_status()
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -6,20 +6,19 @@ Plain helpers live in :mod:`tests.support`; moto's fixtures come from its module
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from rich.console import Console
 
-from tests.support.common import CliResult, make_csr_pem
+from tests.support.common import Cli, CliResult, CsrFile, make_csr_pem
 
 pytest_plugins = ("tests.support.moto_server",)
 
 
 @pytest.fixture
-def csr_file(tmp_path: Path) -> Callable[..., Path]:
+def csr_file(tmp_path: Path) -> CsrFile:
     """Write a fresh CSR under tmp_path/csr and return its path."""
 
     def make(name: str, **kwargs: object) -> Path:
@@ -32,7 +31,7 @@ def csr_file(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture
-def cli(monkeypatch: pytest.MonkeyPatch) -> Callable[..., CliResult]:
+def cli(monkeypatch: pytest.MonkeyPatch) -> Cli:
     """Run ``main(argv)`` in-process with plain (non-terminal) consoles and capture both streams."""
     from pca_batch import cli as climod
 

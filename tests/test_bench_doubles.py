@@ -46,7 +46,8 @@ def exchange(port: int, data: bytes, answers: int) -> tuple[list[bytes], bool]:
     """Send ``data`` on one connection; the answers read, and whether the server then closed it."""
     with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
         conn.sendall(data)
-        raw, got = b"", []
+        raw = b""
+        got: list[bytes] = []
         while len(got) < answers:
             chunk = conn.recv(65536)
             if not chunk:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.common import CA_ARN, REPO, make_csr_pem
+from tests.support.common import CA_ARN, REPO, Cli, make_csr_pem
 
 
-def test_readme_manifest_example_validates(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_manifest_example_validates(tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     text = (REPO / "README.md").read_text()
     section = text[text.index("## A manifest") :]
     example = re.search(r"```yaml\n(.*?)```", section, re.S)

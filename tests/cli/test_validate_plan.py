@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 
 from pca_batch import schema
 from pca_batch.manifest.load import load_manifest
-from tests.support.common import CA_ARN, REPO
+from tests.support.common import CA_ARN, REPO, Cli, CsrFile
 
 GOOD = """\
 version: 1
@@ -30,7 +30,7 @@ certificates:
 
 
 @pytest.fixture
-def good(tmp_path: Path, csr_file, monkeypatch: pytest.MonkeyPatch) -> Path:
+def good(tmp_path: Path, csr_file: CsrFile, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("TEST_CA_ARN", CA_ARN)
     csr_file("web", common_name="web.example", dns=("web.example", "www.example"))
     csr_file("api", common_name="api.example", dns=())
@@ -39,12 +39,12 @@ def good(tmp_path: Path, csr_file, monkeypatch: pytest.MonkeyPatch) -> Path:
     return path
 
 
-def test_validate_ok(good: Path, cli) -> None:
+def test_validate_ok(good: Path, cli: Cli) -> None:
     result = cli("validate", good)
     assert (result.code, result.out.strip()) == (0, f"{good}: valid (2 entries)")
 
 
-def test_validate_several_files_reports_each(good: Path, tmp_path: Path, cli) -> None:
+def test_validate_several_files_reports_each(good: Path, tmp_path: Path, cli: Cli) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("version: 1\ncertificates: []\n")
     result = cli("validate", good, bad)
@@ -52,7 +52,7 @@ def test_validate_several_files_reports_each(good: Path, tmp_path: Path, cli) ->
     assert "valid (2 entries)" in result.out and f"{bad}:2: -: $.certificates" in result.err
 
 
-def test_plan_table_summary_and_report(good: Path, tmp_path: Path, cli) -> None:
+def test_plan_table_summary_and_report(good: Path, tmp_path: Path, cli: Cli) -> None:
     report = tmp_path / "plan.json"
     result = cli("apply", good, "--plan", "--report", report)
     assert result.code == 0, result.err
@@ -83,7 +83,7 @@ def test_plan_table_summary_and_report(good: Path, tmp_path: Path, cli) -> None:
     assert not (tmp_path / "out").exists() and not (tmp_path / ".pca-batch").exists()
 
 
-def test_tokens_are_stable_across_runs_and_change_with_the_request(good: Path, cli, tmp_path: Path) -> None:
+def test_tokens_are_stable_across_runs_and_change_with_the_request(good: Path, cli: Cli, tmp_path: Path) -> None:
     first = [e.token for e in load_manifest(good).entries]
     assert first == [e.token for e in load_manifest(good).entries]
     good.write_text(GOOD.replace("Value: 30", "Value: 31"))
@@ -91,7 +91,7 @@ def test_tokens_are_stable_across_runs_and_change_with_the_request(good: Path, c
     assert second[0] != first[0] and second[1] == first[1]  # api overrides Validity
 
 
-def test_plan_with_problems_shows_invalid_rows(good: Path, tmp_path: Path, cli) -> None:
+def test_plan_with_problems_shows_invalid_rows(good: Path, tmp_path: Path, cli: Cli) -> None:
     good.write_text(GOOD.replace("SigningAlgorithm: SHA256WITHECDSA", "SigningAlgorithm: NOPE"))
     report = tmp_path / "plan.json"
     result = cli("apply", good, "--plan", "--report", report)
@@ -103,13 +103,13 @@ def test_plan_with_problems_shows_invalid_rows(good: Path, tmp_path: Path, cli) 
     assert data["results"][0]["error"]["code"] == "InvalidManifest"
 
 
-def test_detailed_exitcode(good: Path, cli) -> None:
+def test_detailed_exitcode(good: Path, cli: Cli) -> None:
     assert cli("apply", good, "--plan", "--detailed-exitcode").code == 2  # changes pending
     good.write_text(GOOD.replace("SigningAlgorithm: SHA256WITHECDSA", "SigningAlgorithm: NOPE"))
     assert cli("apply", good, "--plan", "--detailed-exitcode").code == 1
 
 
-def test_apply_refuses_an_invalid_manifest_and_issues_nothing(good: Path, tmp_path: Path, cli) -> None:
+def test_apply_refuses_an_invalid_manifest_and_issues_nothing(good: Path, tmp_path: Path, cli: Cli) -> None:
     good.write_text(GOOD + "  - name: web\n    Csr: file://csr/web.csr\n")
     report = tmp_path / "r.json"
     result = cli("apply", good, "--report", report)
@@ -120,7 +120,9 @@ def test_apply_refuses_an_invalid_manifest_and_issues_nothing(good: Path, tmp_pa
     assert not (tmp_path / "out").exists()
 
 
-def test_unset_variable_is_a_problem_not_an_empty_string(good: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unset_variable_is_a_problem_not_an_empty_string(
+    good: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("TEST_CA_ARN")
     result = cli("validate", good)
     assert result.code == 2
@@ -131,19 +133,19 @@ def test_unset_variable_is_a_problem_not_an_empty_string(good: Path, cli, monkey
     assert "1 problem" in result.err  # no echo of the empty value in every entry
 
 
-def test_variable_default(good: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_variable_default(good: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TEST_CA_ARN")
     good.write_text(GOOD.replace("${TEST_CA_ARN}", "${TEST_CA_ARN:-" + CA_ARN + "}"))
     assert cli("validate", good).code == 0
 
 
-def test_outside_paths_allowed_on_request(good: Path, cli) -> None:
+def test_outside_paths_allowed_on_request(good: Path, cli: Cli) -> None:
     good.write_text(GOOD.replace("out/web.pem", "../elsewhere/web.pem"))
     assert cli("validate", good).code == 2
     assert cli("validate", good, "--allow-outside-paths").code == 0
 
 
-def test_symlinked_output_folder_pointing_out_is_outside(good: Path, tmp_path: Path, cli) -> None:
+def test_symlinked_output_folder_pointing_out_is_outside(good: Path, tmp_path: Path, cli: Cli) -> None:
     target = tmp_path.parent / f"{tmp_path.name}-elsewhere"
     target.mkdir()
     (tmp_path / "out").symlink_to(target)
@@ -151,7 +153,7 @@ def test_symlinked_output_folder_pointing_out_is_outside(good: Path, tmp_path: P
     assert result.code == 2 and "outside the manifest's folder" in result.err
 
 
-def test_fifo_as_csr_never_blocks(good: Path, tmp_path: Path, cli) -> None:
+def test_fifo_as_csr_never_blocks(good: Path, tmp_path: Path, cli: Cli) -> None:
     fifo = tmp_path / "csr" / "fifo.csr"
     os.mkfifo(fifo)
     good.write_text(GOOD.replace("file://csr/web.csr", "file://csr/fifo.csr"))
@@ -159,7 +161,7 @@ def test_fifo_as_csr_never_blocks(good: Path, tmp_path: Path, cli) -> None:
     assert result.code == 2 and "not a regular file" in result.err
 
 
-def test_messages_never_quote_a_referenced_file(tmp_path: Path, cli) -> None:
+def test_messages_never_quote_a_referenced_file(tmp_path: Path, cli: Cli) -> None:
     secret = "TOP-SECRET-VALUE-1234"
     (tmp_path / "secret.txt").write_text(f"password={secret}\n")
     (tmp_path / "req.json").write_text(json.dumps({"Csr": "x", "SigningAlgorithm": secret, "TemplateArn": secret}))
@@ -175,7 +177,7 @@ def test_messages_never_quote_a_referenced_file(tmp_path: Path, cli) -> None:
     assert "b: $.SigningAlgorithm: the value is not one of" in result.err
 
 
-def test_huge_manifest_is_refused_without_a_traceback(tmp_path: Path, cli) -> None:
+def test_huge_manifest_is_refused_without_a_traceback(tmp_path: Path, cli: Cli) -> None:
     big = tmp_path / "big.yaml"
     with big.open("w") as fh:
         fh.write("version: 1\ncertificates:\n")
@@ -186,12 +188,12 @@ def test_huge_manifest_is_refused_without_a_traceback(tmp_path: Path, cli) -> No
     assert "at most" in result.err and "Traceback" not in result.err
 
 
-def test_missing_manifest(tmp_path: Path, cli) -> None:
+def test_missing_manifest(tmp_path: Path, cli: Cli) -> None:
     result = cli("validate", tmp_path / "nope.yaml")
     assert result.code == 2 and "does not exist" in result.err
 
 
-def test_usage_errors_exit_2(cli, good: Path) -> None:
+def test_usage_errors_exit_2(cli: Cli, good: Path) -> None:
     assert cli("apply").code == 2
     assert cli("apply", good, "--concurrency", "0").code == 2
     assert cli("apply", good, "--shard", "3/2").code == 2
@@ -199,7 +201,9 @@ def test_usage_errors_exit_2(cli, good: Path) -> None:
     assert cli().code == 2
 
 
-def test_shards_cover_every_entry_exactly_once(tmp_path: Path, csr_file, cli, monkeypatch) -> None:
+def test_shards_cover_every_entry_exactly_once(
+    tmp_path: Path, csr_file: CsrFile, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("TEST_CA_ARN", CA_ARN)
     csr_file("web")
     body = GOOD.split("certificates:")[0] + "certificates:\n"
@@ -213,7 +217,7 @@ def test_shards_cover_every_entry_exactly_once(tmp_path: Path, csr_file, cli, mo
     assert sorted(seen) == sorted(f"svc-{i}" for i in range(40))
 
 
-def test_skeleton_is_a_manifest_that_loads(cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_skeleton_is_a_manifest_that_loads(cli: Cli, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     result = cli("skeleton")
     assert result.code == 0 and result.out.startswith("# pca-batch manifest")
     (tmp_path / "m.yaml").write_text(result.out)

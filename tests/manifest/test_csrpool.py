@@ -7,7 +7,7 @@ import pytest
 
 from pca_batch.manifest import csrpool
 from pca_batch.plan import tokens
-from tests.support.common import CORPUS
+from tests.support.common import CORPUS, Cli
 
 REQUEST = {"SigningAlgorithm": "SHA256WITHECDSA", "Validity": {"Value": 30, "Type": "DAYS"}}
 
@@ -94,7 +94,7 @@ def test_the_prefetch_guesses_from_the_text_and_never_changes_an_outcome(tmp_pat
     assert [isinstance(o, str) for o in out] == [i % 5 == 0 for i in range(csrpool.POOL_THRESHOLD)] + [False]
 
 
-def test_large_manifest_reports_bad_csr_at_its_line(tmp_path: Path, cli) -> None:
+def test_large_manifest_reports_bad_csr_at_its_line(tmp_path: Path, cli: Cli) -> None:
     from tests.support.common import CA_ARN
 
     (tmp_path / "good.csr").write_bytes((CORPUS / "csr" / "ec256.csr").read_bytes())

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.common import CORPUS, REPO
+from tests.support.common import CORPUS, REPO, Cli, CsrFile
 
 VALID = sorted((CORPUS / "valid").glob("*.yaml"))
 INVALID = sorted((CORPUS / "invalid").glob("*.yaml"))
@@ -16,7 +16,7 @@ EXPECT = re.compile(r"^# expect: (\d+) (\S+) (\S+) :: (.+)$")
 
 
 @pytest.mark.parametrize("path", VALID + EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
-def test_valid_manifests_validate(path: Path, cli) -> None:
+def test_valid_manifests_validate(path: Path, cli: Cli) -> None:
     result = cli("validate", path)
     assert result.code == 0, result.err
     assert "valid" in result.out
@@ -32,7 +32,7 @@ def _expectations(path: Path) -> list[tuple[int, str, str, str]]:
 
 
 @pytest.mark.parametrize("path", INVALID, ids=lambda p: p.stem)
-def test_invalid_manifests_name_file_line_entry_and_path(path: Path, cli) -> None:
+def test_invalid_manifests_name_file_line_entry_and_path(path: Path, cli: Cli) -> None:
     expectations = _expectations(path)
     assert expectations, f"{path.name} has no '# expect:' line"
     result = cli("validate", path)
@@ -53,7 +53,7 @@ def test_corpus_is_broad() -> None:
     assert len(INVALID) >= 40 and len(VALID) >= 4
 
 
-def test_every_problem_of_every_entry_in_one_run(tmp_path: Path, cli, csr_file) -> None:
+def test_every_problem_of_every_entry_in_one_run(tmp_path: Path, cli: Cli, csr_file: CsrFile) -> None:
     csr_file("ok")
     body = "version: 1\ncertificates:\n"
     for i in range(5):

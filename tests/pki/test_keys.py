@@ -17,7 +17,7 @@ from cryptography.x509.oid import NameOID
 
 from pca_batch.pki import keys
 from pca_batch.pki.keys import KeySpec
-from tests.support.common import CliResult
+from tests.support.common import CliResult, CsrFile
 
 Cli = Callable[..., CliResult]
 CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/0a0b0c0d-1111-2222-3333-444455556666"
@@ -242,7 +242,7 @@ certificates:
 """
 
 
-def test_validate_locates_every_problem_of_a_key_block(cli: Cli, tmp_path: Path, csr_file) -> None:
+def test_validate_locates_every_problem_of_a_key_block(cli: Cli, tmp_path: Path, csr_file: CsrFile) -> None:
     csr_file("both")
     path = write(tmp_path, HEAD + """\
   - name: both

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.support.common import CA_ARN
+from tests.support.common import CA_ARN, Cli, CsrFile
 
 MANIFEST = f"""\
 version: 1
@@ -31,7 +31,7 @@ certificates:
 """
 
 
-def test_plan_on_a_fresh_store_creates_nothing(tmp_path: Path, csr_file, cli) -> None:
+def test_plan_on_a_fresh_store_creates_nothing(tmp_path: Path, csr_file: CsrFile, cli: Cli) -> None:
     csr_file("a")
     (tmp_path / "m.yaml").write_text(MANIFEST)
     result = cli("apply", tmp_path / "m.yaml", "--plan")
@@ -39,7 +39,7 @@ def test_plan_on_a_fresh_store_creates_nothing(tmp_path: Path, csr_file, cli) ->
     assert not (tmp_path / ".pca-batch").exists() and not (tmp_path / "out").exists()
 
 
-def test_plan_shows_what_the_ca_would_refuse(tmp_path: Path, csr_file, cli) -> None:
+def test_plan_shows_what_the_ca_would_refuse(tmp_path: Path, csr_file: CsrFile, cli: Cli) -> None:
     csr_file("a")
     (tmp_path / "m.yaml").write_text(MANIFEST)
     # apply creates the CA; the two bad entries fail preflight without a call

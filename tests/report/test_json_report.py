@@ -9,6 +9,7 @@ from jsonschema import Draft202012Validator
 from pca_batch import schema
 from pca_batch.model import Result
 from pca_batch.report.json_report import ReportError, build_report, merge_reports, read_report, write_report
+from tests.support.common import Cli
 
 
 def _r(name: str, status: str = "issued", **kw: object) -> Result:
@@ -54,7 +55,7 @@ def test_round_trip(tmp_path: Path) -> None:
     assert build_report(back) == build_report(rows)
 
 
-def test_merge_shards_and_refuse_overlap(tmp_path: Path, cli) -> None:
+def test_merge_shards_and_refuse_overlap(tmp_path: Path, cli: Cli) -> None:
     write_report(tmp_path / "1.json", [_r("a"), _r("b", "unchanged")])
     write_report(tmp_path / "2.json", [_r("c", "failed", error_code="X", error_message="boom")])
     result = cli("report", "merge", tmp_path / "1.json", tmp_path / "2.json", "-o", tmp_path / "all.json")
@@ -67,7 +68,7 @@ def test_merge_shards_and_refuse_overlap(tmp_path: Path, cli) -> None:
         merge_reports([tmp_path / "1.json", tmp_path / "1.json"])
 
 
-def test_merge_refuses_what_is_not_a_report(tmp_path: Path, cli) -> None:
+def test_merge_refuses_what_is_not_a_report(tmp_path: Path, cli: Cli) -> None:
     (tmp_path / "bad.json").write_text('{"summary": {}}')
     (tmp_path / "worse.json").write_text("not json")
     for name in ("bad.json", "worse.json", "missing.json"):

@@ -62,9 +62,9 @@ def test_every_entry_is_issued_and_its_files_hold_the_certificate(tmp_path: Path
         assert r.status == ISSUED and r.attempts == 1 and r.error_code is None
         assert r.outputs == {"certificate": f"out/{entry.name}.pem", "chain": f"out/{entry.name}.chain.pem",
                              "full_chain": f"out/{entry.name}.full.pem", "private_key": None}
-        cert_pem = (tmp_path / r.outputs["certificate"]).read_text()
-        chain_pem = (tmp_path / r.outputs["chain"]).read_text()
-        assert (tmp_path / r.outputs["full_chain"]).read_text() == cert_pem + chain_pem
+        cert_pem = (tmp_path / f"out/{entry.name}.pem").read_text()
+        chain_pem = (tmp_path / f"out/{entry.name}.chain.pem").read_text()
+        assert (tmp_path / f"out/{entry.name}.full.pem").read_text() == cert_pem + chain_pem
         assert chain_pem == backend.authorities[CA_ARN].pem
         cert = x509.load_pem_x509_certificate(cert_pem.encode())
         assert r.serial == format(cert.serial_number, "032x")

@@ -89,8 +89,9 @@ def test_no_fault_loses_or_doubles_a_certificate(
                 continue
             arn = result.certificate_arn
             assert arn is not None and arn in reported
+            assert entry.token is not None
             assert journal[entry.token] == arn
-            assert backend.certificates_for(entry.token or "") == [arn]
+            assert backend.certificates_for(entry.token) == [arn]
             assert (root / "out" / f"{entry.name}.pem").read_text() == backend.issued[arn].pem
         # Every ARN the runner was told about is in the journal; every journaled ARN is real.
         assert set(journal.values()) <= set(backend.issued)

@@ -13,11 +13,14 @@ from hypothesis import strategies as st
 
 from pca_batch import schema
 from pca_batch.schema import fastcheck
+from tests.support.common import REPO, Cli
 
 REQUEST = schema.load(schema.REQUEST)
 DEFS = REQUEST["$defs"]
 VALIDATOR = schema.validator(schema.REQUEST)
 FAST_OK = fastcheck.compile_schema(REQUEST)
+# `aws acm-pca issue-certificate --generate-cli-skeleton`, as printed with the botocore of the test extra
+SKELETON = REPO / "tests" / "data" / "issue-certificate.cli-skeleton.json"
 
 
 def _resolve(node: dict[str, Any]) -> dict[str, Any]:
@@ -62,10 +65,13 @@ def _compare(shape: Any, node: dict[str, Any], path: str, seen: set[str]) -> Non
         pytest.fail(f"{path}: unhandled botocore type {kind}")
 
 
-def test_schema_matches_the_botocore_model() -> None:
+def _input_shape() -> Any:
     model = botocore.session.get_session().get_service_model("acm-pca")
-    shape = model.operation_model("IssueCertificate").input_shape
-    _compare(shape, REQUEST, "$", set())
+    return model.operation_model("IssueCertificate").input_shape
+
+
+def test_schema_matches_the_botocore_model() -> None:
+    _compare(_input_shape(), REQUEST, "$", set())
 
 
 def test_all_thirteen_signing_algorithms() -> None:
@@ -74,13 +80,35 @@ def test_all_thirteen_signing_algorithms() -> None:
     assert {"SHA256WITHRSA_PSS", "SM3WITHSM2", "ML_DSA_87"} <= set(algorithms)
 
 
-def test_schema_has_the_cli_skeleton_shape() -> None:
-    from tests.support.common import REPO
+def _placeholders(skeleton: Any, shape: Any, path: str) -> Any:
+    """``skeleton`` with each enum value replaced by the shape's whole enum, after checking it is one of them:
+    the CLI picks an enum's placeholder at random (botocore's ArgumentGenerator calls random.choice)."""
+    if shape.type_name == "structure":
+        assert isinstance(skeleton, dict) and set(skeleton) <= set(shape.members), path
+        return {k: _placeholders(v, shape.members[k], f"{path}.{k}") for k, v in skeleton.items()}
+    if shape.type_name == "list":
+        assert isinstance(skeleton, list), path
+        return [_placeholders(v, shape.member, f"{path}[]") for v in skeleton]
+    if getattr(shape, "enum", None):
+        assert skeleton in shape.enum, f"{path}: {skeleton!r} is not one of the model's values"
+        return {"one of": sorted(shape.enum)}
+    return skeleton
 
-    skeleton_path = REPO.parent / "shared" / "reference" / "issue-certificate.cli-skeleton.json"
-    if not skeleton_path.exists():
-        pytest.skip("shared/reference is not beside this checkout")
-    skeleton = json.loads(skeleton_path.read_text())
+
+def test_the_skeleton_copy_is_what_the_cli_prints_for_this_botocore() -> None:
+    # What `aws acm-pca issue-certificate --generate-cli-skeleton` prints: awscli builds it with
+    # botocore's ArgumentGenerator from the operation's input shape. A botocore whose request
+    # changed fails here; refresh the copy with that command (see tests/data/README.md).
+    from botocore.utils import ArgumentGenerator
+
+    shape = _input_shape()
+    generated = ArgumentGenerator().generate_skeleton(shape)
+    copy = json.loads(SKELETON.read_text())
+    assert _placeholders(copy, shape, "$") == _placeholders(generated, shape, "$")
+
+
+def test_schema_has_the_cli_skeleton_shape() -> None:
+    skeleton = json.loads(SKELETON.read_text())
 
     def keys(obj: Any, node: dict[str, Any], path: str) -> None:
         node = _resolve(node)
@@ -94,7 +122,7 @@ def test_schema_has_the_cli_skeleton_shape() -> None:
     keys(skeleton, REQUEST, "$")
 
 
-def test_skeleton_command_prints_the_same_shape(cli) -> None:
+def test_skeleton_command_prints_the_same_shape(cli: Cli) -> None:
     result = cli("skeleton", "--request")
     assert result.code == 0
     printed = json.loads(result.out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,10 @@ class CliResult:
     code: int
     out: str
     err: str
+
+
+Cli = Callable[..., CliResult]  # the ``cli`` fixture: cli("validate", path) -> CliResult
+CsrFile = Callable[..., Path]  # the ``csr_file`` fixture: csr_file("web", common_name=...) -> its path
 
 
 def write_manifest(folder: Path, body: str, name: str = "manifest.yaml") -> Path:

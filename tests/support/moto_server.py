@@ -2,7 +2,7 @@
 
 moto's server speaks the real JSON 1.1 wire protocol, so botocore and the AWS
 CLI talk to it over real HTTP exactly as they would to AWS. It is a test
-double, not a reference (see ../shared/reference/api-facts.md): it ignores
+double, not a reference for what AWS does: it ignores
 IdempotencyToken, Validity and SigningAlgorithm, always signs with an RSA 2048
 key, and reports every CA in SHORT_LIVED_CERTIFICATE usage mode.
 
