@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.common import CA_ARN
+from tests.support.common import CA_ARN, Cli, CsrFile
 
 OTHER_CA = CA_ARN.replace("11111111-", "99999999-")
 
@@ -44,7 +44,7 @@ def digests(folder: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def manifest(tmp_path: Path, csr_file) -> Path:
+def manifest(tmp_path: Path, csr_file: CsrFile) -> Path:
     csr_file("a")
     path = tmp_path / "m.yaml"
     path.write_text(MANIFEST)
@@ -52,7 +52,7 @@ def manifest(tmp_path: Path, csr_file) -> Path:
 
 
 @pytest.mark.parametrize("store_exists", [False, True], ids=["no-store-folder", "empty-store-folder"])
-def test_plan_writes_nothing_but_its_report(manifest: Path, tmp_path: Path, cli, store_exists: bool) -> None:
+def test_plan_writes_nothing_but_its_report(manifest: Path, tmp_path: Path, cli: Cli, store_exists: bool) -> None:
     if store_exists:
         (tmp_path / "store").mkdir()
     before = tree(tmp_path)
@@ -68,7 +68,7 @@ def test_plan_writes_nothing_but_its_report(manifest: Path, tmp_path: Path, cli,
     assert rows == {"declared": "planned", "undeclared": "planned"}
 
 
-def test_plan_on_an_existing_store_changes_no_file_of_it(manifest: Path, tmp_path: Path, cli) -> None:
+def test_plan_on_an_existing_store_changes_no_file_of_it(manifest: Path, tmp_path: Path, cli: Cli) -> None:
     assert cli("apply", manifest).code == 1  # the undeclared CA's entry fails; the store now exists
     store = tmp_path / "store"
     before = digests(store)
@@ -79,7 +79,7 @@ def test_plan_on_an_existing_store_changes_no_file_of_it(manifest: Path, tmp_pat
     assert digests(store) == before
 
 
-def test_validate_writes_nothing(manifest: Path, tmp_path: Path, cli) -> None:
+def test_validate_writes_nothing(manifest: Path, tmp_path: Path, cli: Cli) -> None:
     (tmp_path / "store").mkdir()
     before = tree(tmp_path)
     result = cli("validate", manifest)
