@@ -14,10 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pca_batch.backends.base import KEY_ALGORITHMS, USAGE_MODES
+from pca_batch.acmpca import GENERAL_PURPOSE, USAGE_MODES
 from pca_batch.errors import EXIT_OK, UsageError
-
-DEFAULT_STORE = Path(".pca-batch")
+from pca_batch.model import DEFAULT_STORE
+from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM, KEY_ALGORITHMS
 
 
 def _admin() -> Any:
@@ -103,9 +103,9 @@ def register(subparsers: Any) -> None:
         p.add_argument(
             "--store",
             type=Path,
-            default=DEFAULT_STORE,
+            default=Path(DEFAULT_STORE),
             metavar="DIR",
-            help="the store folder (default .pca-batch)",
+            help=f"the store folder (default {DEFAULT_STORE})",
         )
         return p
 
@@ -114,10 +114,10 @@ def register(subparsers: Any) -> None:
 
     p = add("create", "create a root CA, or with --parent a subordinate CA; prints its ARN")
     p.add_argument("--common-name", required=True, metavar="CN")
-    p.add_argument("--key-algorithm", choices=KEY_ALGORITHMS, default="EC_prime256v1")
+    p.add_argument("--key-algorithm", choices=KEY_ALGORITHMS, default=DEFAULT_KEY_ALGORITHM)
     p.add_argument("--validity-days", type=_validity_days, default=3650, metavar="N")
     p.add_argument("--parent", metavar="CA_ARN", help="the CA that signs this one (a subordinate CA)")
-    p.add_argument("--usage-mode", choices=USAGE_MODES, default="GENERAL_PURPOSE")
+    p.add_argument("--usage-mode", choices=USAGE_MODES, default=GENERAL_PURPOSE)
     p.add_argument("--region", metavar="R", help="the ARN's region (default: the parent's, else us-east-1)")
     p.add_argument(
         "--account", metavar="ID", help="the ARN's account (default: the parent's, else 123456789012)"

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pca_batch.times import rfc3339
+
 VALIDITY_TYPES = ("END_DATE", "ABSOLUTE", "DAYS", "MONTHS", "YEARS")
 NOT_BEFORE_BACKDATE = timedelta(minutes=60)
 
@@ -122,7 +124,7 @@ def describe(validity: Mapping[str, Any] | None) -> str:
     kind, value = validity.get("Type"), validity.get("Value")
     if kind in ("END_DATE", "ABSOLUTE") and isinstance(value, int):
         try:
-            return "until " + absolute_time(validity, datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return "until " + rfc3339(absolute_time(validity, datetime.now(UTC)))
         except ValidityError:
             return f"{value} {kind}"
     return f"{value} {kind}"

@@ -24,6 +24,7 @@ from pca_batch.pki import keys
 from pca_batch.plan import renewal as lifecycle
 from pca_batch.plan import tokens
 from pca_batch.plan.renewal import Decision, IssuedIndex
+from pca_batch.times import rfc3339
 
 KEY_ERROR = "PrivateKeyError"
 _API_TEMPLATES = ("APIPassthrough", "APICSRPassthrough")
@@ -87,11 +88,12 @@ def decide_entry(entry: Entry, index: IssuedIndex, *, now: datetime, force: bool
         spki = keys.spki_sha256(key)
         token_request = key_request(request, entry.key, spki)
         token = tokens.token_for(entry.name, token_request)
-    decision = lifecycle.decide(
-        name=entry.name, ca_arn=entry.ca_arn, certificate=certificate, request=token_request, token=token,
-        explicit_token=entry.explicit_token, expected_spki=spki, expected_subject=expected_subject,
-        expected_sans=expected_sans, renew_before=entry.renew_before, index=index, now=now, force=force,
+    wanted = lifecycle.Wanted(
+        name=entry.name, ca_arn=entry.ca_arn, request=token_request, token=token,
+        explicit_token=entry.explicit_token, spki=spki, subject=expected_subject, sans=expected_sans,
+        renew_before=entry.renew_before,
     )
+    decision = lifecycle.decide(wanted, certificate, index, now=now, force=force)
     if entry.key is not None and pending and decision.existing is not None and decision.record is not None \
             and decision.existing.spki_sha256 == spki and decision.action != "unchanged":
         # the certificate for the pending key was written, the key not yet moved in
@@ -202,8 +204,8 @@ def unchanged_result(step: Step, base_dir: Path) -> Result:
         certificate_authority_arn=entry.ca_arn,
         certificate_arn=record.certificate_arn if record else None,
         serial=existing.serial if existing else None,
-        not_before=existing.not_before.strftime("%Y-%m-%dT%H:%M:%SZ") if existing else None,
-        not_after=existing.not_after.strftime("%Y-%m-%dT%H:%M:%SZ") if existing else None,
+        not_before=rfc3339(existing.not_before) if existing else None,
+        not_after=rfc3339(existing.not_after) if existing else None,
         idempotency_token=record.token if record else entry.token,
         outputs=entry.outputs.relative_to(base_dir),
         line=entry.line,

@@ -79,11 +79,11 @@ def record(serial: int = 0x1234ABCD, *, token: str = TOKEN, ca: str = CA, name: 
 def judge(cert: Path | None, records: list[JournalRecord], *, now: datetime, renew_before: str | None = None,
           force: bool = False, token: str = TOKEN, ca: str = CA, subject: str | None = "CN=svc.example",
           sans: tuple[str, ...] | None = ("DNS:svc.example",), key: Any = _LEAF_KEY) -> lifecycle.Decision:
-    return decide(
-        name="svc", ca_arn=ca, certificate=cert, request=REQUEST, token=token, explicit_token=False,
-        expected_spki=keys.spki_sha256(key), expected_subject=subject, expected_sans=sans,
-        renew_before=renew_before, index=IssuedIndex(records), now=now, force=force,
+    wanted = lifecycle.Wanted(
+        name="svc", ca_arn=ca, request=REQUEST, token=token, explicit_token=False,
+        spki=keys.spki_sha256(key), subject=subject, sans=sans, renew_before=renew_before,
     )
+    return decide(wanted, cert, IssuedIndex(records), now=now, force=force)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
