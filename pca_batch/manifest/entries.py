@@ -420,7 +420,7 @@ class EntryBuilder:
             not_after = validity.not_after(end, self.now)
         except validity.ValidityError as exc:
             return [Problem(self.file, at, label, "$.Validity.Value", str(exc))]
-        if end.get("Type") in ("END_DATE", "ABSOLUTE") and not_after <= self.now:
+        if end.get("Type") in validity.MOMENT_TYPES and not_after <= self.now:
             problems.append(
                 Problem(self.file, at, label, "$.Validity", f"the end {rfc3339(not_after)} lies in the past")
             )
