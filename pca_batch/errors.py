@@ -102,6 +102,3 @@ class BackendError(PcaBatchError):
 class CredentialsError(PcaBatchError):
     """No usable AWS credentials: reported once, before any entry runs."""
 
-
-class InterruptedRun(PcaBatchError):
-    exit_code = EXIT_INTERRUPTED

@@ -6,9 +6,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from pca_batch.acmpca import GENERAL_PURPOSE, UsageMode
 from pca_batch.errors import Problem
+from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM, KeyAlgorithm
 
 OUTPUT_KINDS = ("certificate", "chain", "full_chain", "private_key")
 
@@ -20,6 +22,13 @@ FAILED = "failed"
 INVALID = "invalid"
 SKIPPED = "skipped"
 STATUSES = (PLANNED, ISSUED, UNCHANGED, FAILED, INVALID, SKIPPED)
+
+# What the plan does with an entry (decided by pca_batch.plan: issue, renew or leave it
+# unchanged; invalid: the manifest says what is wrong; refused: preflight found AWS would refuse it).
+Decided = Literal["issue", "renew", "unchanged"]
+PlanAction = Literal[Decided, "invalid", "refused"]
+BackendType = Literal["local", "aws"]
+DEFAULT_STORE = ".pca-batch"  # beside the manifest: the local CA's store, and the journal
 
 
 class CsrInfo:
@@ -51,9 +60,6 @@ class CsrInfo:
         self._subject = subject
         self._sans = sans
         self._spki = public_key_sha256
-
-    def with_pem(self, pem: str) -> CsrInfo:
-        return CsrInfo(self._subject, self._sans, self.key_algorithm, self._spki, pem=pem)
 
     def _details(self) -> tuple[str, tuple[str, ...], str]:
         """Subject, SANs and key digest: as given, or read from the PEM once."""
@@ -130,7 +136,6 @@ class Entry:
     token: str | None  # the IdempotencyToken sent with every attempt
     csr: CsrInfo | None
     outputs: Outputs
-    runner: Mapping[str, Any] = field(default_factory=dict)  # lowercase runner keys (key, renew_before, ...)
     problems: tuple[Problem, ...] = ()
     key: Any = None  # pca_batch.pki.keys.KeySpec when pca-batch makes the key and CSR
     renew_before: str | None = None  # "30d", "12h", "33%"; None: a third of the lifetime
@@ -157,7 +162,6 @@ class Entry:
             token=token,
             csr=csr,
             outputs=self.outputs,
-            runner=self.runner,
             problems=self.problems,
             key=self.key,
             renew_before=self.renew_before,
@@ -180,16 +184,16 @@ class AuthoritySpec:
 
     arn: str
     common_name: str
-    key_algorithm: str = "EC_prime256v1"
+    key_algorithm: KeyAlgorithm = DEFAULT_KEY_ALGORITHM
     parent: str | None = None
     validity_days: int = 3650
-    usage_mode: str = "GENERAL_PURPOSE"
+    usage_mode: UsageMode = GENERAL_PURPOSE
     line: int = 0
 
 
 @dataclass(frozen=True)
 class BackendConfig:
-    type: str = "local"  # local | aws
+    type: BackendType = "local"
     store: Path | None = None  # local: the store folder (absolute)
     region: str | None = None
     profile: str | None = None
@@ -217,10 +221,6 @@ class Manifest:
     entries: tuple[Entry, ...]
     problems: tuple[Problem, ...] = ()  # manifest-level problems (not tied to one entry)
 
-    @property
-    def valid(self) -> bool:
-        return not self.problems and all(e.valid for e in self.entries)
-
     def all_problems(self) -> list[Problem]:
         out = list(self.problems)
         for e in self.entries:
@@ -246,7 +246,7 @@ class Result:
     error_code: str | None = None
     error_message: str | None = None
     line: int = 0  # line of the entry in the manifest (for annotations)
-    action: str | None = None  # plan action: issue | renew | unchanged | invalid
+    action: PlanAction | None = None
     reason: str | None = None  # why that action (renewal reason)
 
 

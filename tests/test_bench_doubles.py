@@ -1,5 +1,5 @@
 """The bench's test doubles: moto's application behind a server that keeps connections
-open, and the fault proxy reusing them (tests/keepalive_wsgi.py, tests/fault_proxy.py)."""
+open, and the fault proxy reusing them (tests/support/keepalive_wsgi.py, tests/support/fault_proxy.py)."""
 
 from __future__ import annotations
 

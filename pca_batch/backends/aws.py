@@ -15,7 +15,6 @@ connection as :class:`BackendError` carrying the AWS code (``ReadTimeout`` and
 
 from __future__ import annotations
 
-import re
 import threading
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -41,6 +40,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from pca_batch import __version__
+from pca_batch.acmpca import GENERAL_PURPOSE, region_of
 from pca_batch.backends.base import CaDescription, CertificateBundle
 from pca_batch.errors import BackendError, CredentialsError, UsageError
 
@@ -51,16 +51,6 @@ NO_CREDENTIALS = (
     "or name a profile (--profile, backend.profile or AWS_PROFILE), "
     "or run where an instance or container role is available"
 )
-
-# arn:PARTITION:acm-pca:REGION:ACCOUNT:certificate-authority/ID[/certificate/HEX]
-_ARN = re.compile(r"^arn:[^:]+:acm-pca:(?P<region>[^:]*):(?P<account>[0-9]*):")
-
-
-def region_of(arn: str) -> str | None:
-    """The region an ACM PCA ARN names, or None when it names none."""
-    m = _ARN.match(arn)
-    return (m.group("region") or None) if m else None
-
 
 def _credentials_error(exc: Exception) -> CredentialsError:
     if isinstance(exc, NoCredentialsError):
@@ -234,7 +224,7 @@ class AwsBackend:
             arn=str(ca.get("Arn") or ca_arn),
             status=str(ca.get("Status", "")),
             key_algorithm=str(configuration.get("KeyAlgorithm", "")),
-            usage_mode=str(ca.get("UsageMode") or "GENERAL_PURPOSE"),
+            usage_mode=str(ca.get("UsageMode") or GENERAL_PURPOSE),
             not_after=not_after.astimezone(UTC) if isinstance(not_after, datetime) else None,
         )
 

@@ -14,10 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-# what a CA's key may be, and how it may be used (AWS Private CA's names)
-KEY_ALGORITHMS = ("RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1", "EC_secp521r1")
-USAGE_MODES = ("GENERAL_PURPOSE", "SHORT_LIVED_CERTIFICATE")
-
 
 @dataclass(frozen=True)
 class CertificateBundle:
@@ -33,8 +29,10 @@ class CaDescription:
 
     arn: str
     status: str  # CREATING | PENDING_CERTIFICATE | ACTIVE | DELETED | DISABLED | EXPIRED | FAILED
-    key_algorithm: str  # RSA_2048 ... EC_secp521r1, ML_DSA_44.., SM2
-    usage_mode: str  # GENERAL_PURPOSE | SHORT_LIVED_CERTIFICATE
+    # As the service answered: an AwsKeyAlgorithm (pca_batch.pki.algorithms) and a
+    # UsageMode (pca_batch.acmpca), or a name newer than pca-batch, which preflight leaves alone.
+    key_algorithm: str
+    usage_mode: str
     not_after: datetime | None  # the CA certificate's NotAfter (UTC), when known
 
 

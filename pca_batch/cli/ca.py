@@ -14,13 +14,14 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pca_batch.backends.base import KEY_ALGORITHMS, USAGE_MODES
+from pca_batch.acmpca import GENERAL_PURPOSE, USAGE_MODES
 from pca_batch.errors import EXIT_OK, UsageError
+from pca_batch.model import DEFAULT_STORE
+from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM, KEY_ALGORITHMS
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-DEFAULT_STORE = Path(".pca-batch")
 COMMANDS = ("create", "list", "certificate", "disable", "enable", "audit-report")
 CONVENTION = (
     "Every sub-command works on a store folder (--store, default .pca-batch). The CA a "
@@ -136,7 +137,11 @@ def register(subparsers: Any) -> None:
     def add(name: str, help_text: str, description: str) -> argparse.ArgumentParser:
         p: argparse.ArgumentParser = commands.add_parser(name, help=help_text, description=description)
         p.add_argument(
-            "--store", type=Path, default=DEFAULT_STORE, metavar="DIR", help="the store folder (default .pca-batch)"
+            "--store",
+            type=Path,
+            default=Path(DEFAULT_STORE),
+            metavar="DIR",
+            help=f"the store folder (default {DEFAULT_STORE})",
         )
         return p
 
@@ -160,10 +165,10 @@ def register(subparsers: Any) -> None:
         "-o FILE also writes it to FILE.",
     )
     p.add_argument("--common-name", required=True, metavar="CN")
-    p.add_argument("--key-algorithm", choices=KEY_ALGORITHMS, default="EC_prime256v1")
+    p.add_argument("--key-algorithm", choices=KEY_ALGORITHMS, default=DEFAULT_KEY_ALGORITHM)
     p.add_argument("--validity-days", type=_validity_days, default=3650, metavar="N")
     p.add_argument("--parent", metavar="CA_ARN", help="the CA that signs this one (a subordinate CA)")
-    p.add_argument("--usage-mode", choices=USAGE_MODES, default="GENERAL_PURPOSE")
+    p.add_argument("--usage-mode", choices=USAGE_MODES, default=GENERAL_PURPOSE)
     p.add_argument("--region", metavar="R", help="the ARN's region (default: the parent's, else us-east-1)")
     p.add_argument("--account", metavar="ID", help="the ARN's account (default: the parent's, else 123456789012)")
     add_pem(p, "the new CA's certificate")

@@ -31,8 +31,9 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import NamedTuple
 
+from pca_batch.acmpca import CSR_MAX_BYTES
 from pca_batch.model import CsrInfo
-from pca_batch.pki.csr import CSR_MAX_BYTES, InputError, Source, inspect_csr, read_limited, resolve
+from pca_batch.pki.csr import InputError, Source, inspect_csr, read_limited, resolve
 from pca_batch.plan import tokens
 
 POOL_THRESHOLD = 500  # CSRs; below this a worker does not pay for its start-up

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pca_batch import schema
+from pca_batch.acmpca import CSR_MAX_BYTES
 from pca_batch.errors import Problem
 from pca_batch.manifest import interpolate
 from pca_batch.manifest.csrpool import CsrChecker
@@ -28,6 +29,7 @@ from pca_batch.pki import validity
 from pca_batch.pki.keys import KeySpec
 from pca_batch.plan import tokens
 from pca_batch.schema import fastcheck
+from pca_batch.times import rfc3339
 
 if TYPE_CHECKING:
     from jsonschema.exceptions import ValidationError
@@ -48,10 +50,6 @@ def key_request(request: Mapping[str, Any], spec: KeySpec, public_key: str = "")
 
 def _key_info(spec: KeySpec) -> CsrInfo:
     return CsrInfo(spec.name().rfc4514_string(), spec.sans_text(), spec.algorithm, "")
-
-
-def is_request_key(key: str) -> bool:
-    return bool(key) and key[0].isupper()
 
 
 def deep_merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -229,9 +227,6 @@ class EntryBuilder:
                     "AWS would hand this entry that entry's certificate",
                 )
                 token = None
-        runner = {
-            k: v for k, v in raw.items() if not is_request_key(k) and k not in ("name", "output", "cli_input_json")
-        }
         renew_before = raw.get("renew_before", self.defaults.get("renew_before") if self.defaults else None)
         if isinstance(renew_before, str):
             from pca_batch.plan.renewal import RenewBeforeError, parse_renew_before
@@ -258,7 +253,6 @@ class EntryBuilder:
             token=token,
             csr=info,
             outputs=outputs,
-            runner=runner,
             problems=tuple(sorted(self._without_echoes(problems), key=lambda p: p.line)),
             key=key_spec,
             renew_before=renew_before if isinstance(renew_before, str) else None,
@@ -408,7 +402,7 @@ class EntryBuilder:
         if ok is None:
             ok = self._request_ok_cache[body] = self._request_ok({**request, "Csr": "x"})
         csr = request.get("Csr", "")
-        if ok and isinstance(csr, str) and 1 <= len(csr) <= csrmod.CSR_MAX_BYTES:
+        if ok and isinstance(csr, str) and 1 <= len(csr) <= CSR_MAX_BYTES:
             return [], body
         errors: list[ValidationError] = list(schema.validator(schema.REQUEST).iter_errors(request))
         if csr_failed:
@@ -426,9 +420,9 @@ class EntryBuilder:
             not_after = validity.not_after(end, self.now)
         except validity.ValidityError as exc:
             return [Problem(self.file, at, label, "$.Validity.Value", str(exc))]
-        if end.get("Type") in ("END_DATE", "ABSOLUTE") and not_after <= self.now:
+        if end.get("Type") in validity.MOMENT_TYPES and not_after <= self.now:
             problems.append(
-                Problem(self.file, at, label, "$.Validity", f"the end {not_after:%Y-%m-%dT%H:%M:%SZ} lies in the past")
+                Problem(self.file, at, label, "$.Validity", f"the end {rfc3339(not_after)} lies in the past")
             )
         start = request.get("ValidityNotBefore")
         if isinstance(start, dict):
@@ -451,8 +445,7 @@ class EntryBuilder:
                             at,
                             label,
                             "$.ValidityNotBefore",
-                            f"the start {not_before:%Y-%m-%dT%H:%M:%SZ} is not before the end "
-                            f"{not_after:%Y-%m-%dT%H:%M:%SZ}",
+                            f"the start {rfc3339(not_before)} is not before the end {rfc3339(not_after)}",
                         )
                     )
         return problems

@@ -15,19 +15,20 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pca_batch import schema
+from pca_batch.acmpca import GENERAL_PURPOSE, USAGE_MODES
 from pca_batch.errors import ManifestError, Problem
 from pca_batch.manifest import interpolate, yamlload
 from pca_batch.manifest.csrpool import CsrChecker
 from pca_batch.manifest.entries import EntryBuilder
 from pca_batch.manifest.problems import Source, json_path, problems_from_errors
-from pca_batch.model import AuthoritySpec, BackendConfig, Entry, Manifest, RunSettings
+from pca_batch.model import DEFAULT_STORE, AuthoritySpec, BackendConfig, Entry, Manifest, RunSettings
 from pca_batch.pki import csr as csrmod
+from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM, KEY_ALGORITHMS
 from pca_batch.schema import fastcheck
 
-DEFAULT_STORE = ".pca-batch"
 SUPPORTED_VERSIONS = (1,)
 
 
@@ -206,10 +207,11 @@ def _backend(doc: yamlload.LineDict, root: Path, display: str, problems: list[Pr
                 AuthoritySpec(
                     arn=item["arn"],
                     common_name=str(item.get("common_name", "")),
-                    key_algorithm=str(item.get("key_algorithm", "EC_prime256v1")),
+                    # a value the schema refuses (reported) stands as the default here
+                    key_algorithm=_one_of(item.get("key_algorithm"), KEY_ALGORITHMS, DEFAULT_KEY_ALGORITHM),
                     parent=item.get("parent") if isinstance(item.get("parent"), str) else None,
                     validity_days=int(item.get("validity_days", 3650)),
-                    usage_mode=str(item.get("usage_mode", "GENERAL_PURPOSE")),
+                    usage_mode=_one_of(item.get("usage_mode"), USAGE_MODES, GENERAL_PURPOSE),
                     line=item_lines[i] if i < len(item_lines) else 0,
                 )
             )
@@ -220,13 +222,21 @@ def _backend(doc: yamlload.LineDict, root: Path, display: str, problems: list[Pr
                     Problem(display, a.line, "-", "$.backend.authorities", f"the parent {a.parent} is not declared")
                 )
     return BackendConfig(
-        type=str(kind),
+        type="aws" if kind == "aws" else "local",  # the schema reports any other type
         store=store_path,
         region=raw.get("region") if isinstance(raw.get("region"), str) else None,
         profile=raw.get("profile") if isinstance(raw.get("profile"), str) else None,
         endpoint_url=raw.get("endpoint_url") if isinstance(raw.get("endpoint_url"), str) else None,
         authorities=tuple(authorities),
     )
+
+
+_Name = TypeVar("_Name", bound=str)
+
+
+def _one_of(value: object, names: tuple[_Name, ...], default: _Name) -> _Name:
+    """``value`` when it is one of ``names`` (a closed set's), else ``default``."""
+    return next((name for name in names if name == value), default)
 
 
 def _settings(doc: yamlload.LineDict) -> RunSettings:

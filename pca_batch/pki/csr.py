@@ -17,13 +17,12 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from pca_batch.acmpca import CSR_MAX_BYTES
 from pca_batch.model import CsrInfo
+from pca_batch.pki.algorithms import AwsKeyAlgorithm, key_algorithm_of
 
-CSR_MAX_BYTES = 32_768  # IssueCertificate's bound on Csr
 JSON_MAX_BYTES = 1_048_576
 
-_RSA_SIZES = {2048: "RSA_2048", 3072: "RSA_3072", 4096: "RSA_4096"}
-_EC_CURVES = {"secp256r1": "EC_prime256v1", "secp384r1": "EC_secp384r1", "secp521r1": "EC_secp521r1"}
 _PEM_MARKERS = (b"-----BEGIN CERTIFICATE REQUEST-----", b"-----BEGIN NEW CERTIFICATE REQUEST-----")
 
 
@@ -131,23 +130,16 @@ def public_key(csr: x509.CertificateSigningRequest) -> Any:
         raise InputError("the CSR's public key type is not supported") from None
 
 
-def key_algorithm(key: Any) -> str:
+def key_algorithm(key: Any) -> AwsKeyAlgorithm:
     """The PCA name of a CSR key's type; InputError for a key PCA does not accept."""
+    name = key_algorithm_of(key)
+    if name is not None:
+        return name
     if isinstance(key, rsa.RSAPublicKey):
-        name = _RSA_SIZES.get(key.key_size)
-        if name is None:
-            raise InputError(f"the CSR has an RSA {key.key_size}-bit key; AWS Private CA takes 2048, 3072 or 4096")
-        return name
+        raise InputError(f"the CSR has an RSA {key.key_size}-bit key; AWS Private CA takes 2048, 3072 or 4096")
     if isinstance(key, ec.EllipticCurvePublicKey):
-        name = _EC_CURVES.get(key.curve.name)
-        if name is None:
-            raise InputError(f"the CSR has an EC key on {key.curve.name}; AWS Private CA takes P-256, P-384 or P-521")
-        return name
-    kind = type(key).__name__
-    for level in ("44", "65", "87"):
-        if f"MLDSA{level}" in kind:
-            return f"ML_DSA_{level}"
-    raise InputError(f"the CSR's key type ({kind}) is not one AWS Private CA accepts")
+        raise InputError(f"the CSR has an EC key on {key.curve.name}; AWS Private CA takes P-256, P-384 or P-521")
+    raise InputError(f"the CSR's key type ({type(key).__name__}) is not one AWS Private CA accepts")
 
 
 def _general_name(name: x509.GeneralName) -> str:

@@ -17,10 +17,10 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -29,13 +29,14 @@ from cryptography.x509.oid import NameOID
 
 from pca_batch.errors import PcaBatchError
 from pca_batch.files import atomic_write
+from pca_batch.pki import algorithms
+from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM, KEY_ALGORITHMS, KeyAlgorithm
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
-KEY_ALGORITHMS = ("RSA_2048", "RSA_3072", "RSA_4096", "EC_prime256v1", "EC_secp384r1", "EC_secp521r1")
-_CURVES: dict[str, Callable[[], ec.EllipticCurve]] = {
-    "EC_prime256v1": ec.SECP256R1, "EC_secp384r1": ec.SECP384R1, "EC_secp521r1": ec.SECP521R1,
-}
+# On renewal: a new key (always) or the one the entry has (never).
+Rotate = Literal["always", "never"]
+ROTATE_POLICIES: tuple[Rotate, ...] = get_args(Rotate)
 # ASN1Subject member -> OID, in the order a distinguished name is usually written
 SUBJECT_OIDS = {
     "Country": NameOID.COUNTRY_NAME,
@@ -63,14 +64,14 @@ class KeyError_(PcaBatchError):
 class KeySpec:
     """The ``key:`` block of an entry."""
 
-    algorithm: str = "EC_prime256v1"
+    algorithm: KeyAlgorithm = DEFAULT_KEY_ALGORITHM
     subject: tuple[tuple[str, str], ...] = ()
     dns_names: tuple[str, ...] = ()
     ip_addresses: tuple[str, ...] = ()
     uris: tuple[str, ...] = ()
     emails: tuple[str, ...] = ()
     passphrase_env: str | None = None
-    rotate: str = "always"  # always | never
+    rotate: Rotate = "always"
 
     @classmethod
     def from_manifest(cls, raw: Mapping[str, Any]) -> KeySpec:
@@ -79,8 +80,10 @@ class KeySpec:
         subject = raw.get("subject")
         subject = subject if isinstance(subject, Mapping) else {}
         passphrase_env = raw.get("passphrase_env")
+        # a value the schema refuses (the loader reports it) stands as the default here
+        algorithm = next((a for a in KEY_ALGORITHMS if a == raw.get("algorithm")), DEFAULT_KEY_ALGORITHM)
         return cls(
-            algorithm=str(raw.get("algorithm", "EC_prime256v1")),
+            algorithm=algorithm,
             # an empty value is no attribute at all (a distinguished name cannot hold one)
             subject=tuple((k, str(subject[k])) for k in SUBJECT_OIDS if subject.get(k) not in (None, "")),
             dns_names=_strings(raw.get("dns_names")),
@@ -88,7 +91,7 @@ class KeySpec:
             uris=_strings(raw.get("uris")),
             emails=_strings(raw.get("emails")),
             passphrase_env=passphrase_env if isinstance(passphrase_env, str) and passphrase_env else None,
-            rotate=str(raw.get("rotate", "always")),
+            rotate=next((r for r in ROTATE_POLICIES if r == raw.get("rotate")), "always"),
         )
 
     def canonical(self) -> dict[str, Any]:
@@ -143,18 +146,15 @@ def _ip_text(address: str) -> str:
 
 
 def generate(algorithm: str) -> PrivateKey:
-    if algorithm in _CURVES:
-        return ec.generate_private_key(_CURVES[algorithm]())
-    if algorithm.startswith("RSA_"):
-        return rsa.generate_private_key(public_exponent=65537, key_size=int(algorithm[4:]))
-    raise KeyError_(f"unknown key algorithm {algorithm}")
+    try:
+        return algorithms.generate(algorithm)
+    except ValueError as exc:
+        raise KeyError_(str(exc)) from None
 
 
-def algorithm_of(key: PrivateKey) -> str:
-    if isinstance(key, rsa.RSAPrivateKey):
-        return f"RSA_{key.key_size}"
-    names = {"secp256r1": "EC_prime256v1", "secp384r1": "EC_secp384r1", "secp521r1": "EC_secp521r1"}
-    return names.get(key.curve.name, key.curve.name)
+def algorithm_of(key: PrivateKey) -> str | None:
+    """The AWS name of a key's algorithm; None for a key of none (an RSA key of 1024 bits)."""
+    return algorithms.key_algorithm_of(key)
 
 
 def spki_sha256(key: PrivateKey) -> str:

@@ -17,7 +17,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pca_batch.times import rfc3339
+
 VALIDITY_TYPES = ("END_DATE", "ABSOLUTE", "DAYS", "MONTHS", "YEARS")
+MOMENT_TYPES = ("END_DATE", "ABSOLUTE")  # the types that name a moment, not a span after issuance
 NOT_BEFORE_BACKDATE = timedelta(minutes=60)
 
 _SHORTHAND = re.compile(r"^\s*(\w+)\s*=\s*([^,]*?)\s*,\s*(\w+)\s*=\s*([^,]*?)\s*$")
@@ -120,9 +123,9 @@ def describe(validity: Mapping[str, Any] | None) -> str:
     if not validity:
         return ""
     kind, value = validity.get("Type"), validity.get("Value")
-    if kind in ("END_DATE", "ABSOLUTE") and isinstance(value, int):
+    if kind in MOMENT_TYPES and isinstance(value, int):
         try:
-            return "until " + absolute_time(validity, datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+            return "until " + rfc3339(absolute_time(validity, datetime.now(UTC)))
         except ValidityError:
             return f"{value} {kind}"
     return f"{value} {kind}"

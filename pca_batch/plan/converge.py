@@ -21,9 +21,9 @@ from pca_batch.errors import BackendError
 from pca_batch.manifest.entries import key_request
 from pca_batch.model import UNCHANGED, Entry, Result
 from pca_batch.pki import keys
-from pca_batch.plan import renewal as lifecycle
-from pca_batch.plan import tokens
+from pca_batch.plan import renewal, tokens
 from pca_batch.plan.renewal import Decision, IssuedIndex
+from pca_batch.times import rfc3339
 
 KEY_ERROR = "PrivateKeyError"
 _API_TEMPLATES = ("APIPassthrough", "APICSRPassthrough")
@@ -87,11 +87,12 @@ def decide_entry(entry: Entry, index: IssuedIndex, *, now: datetime, force: bool
         spki = keys.spki_sha256(key)
         token_request = key_request(request, entry.key, spki)
         token = tokens.token_for(entry.name, token_request)
-    decision = lifecycle.decide(
-        name=entry.name, ca_arn=entry.ca_arn, certificate=certificate, request=token_request, token=token,
-        explicit_token=entry.explicit_token, expected_spki=spki, expected_subject=expected_subject,
-        expected_sans=expected_sans, renew_before=entry.renew_before, index=index, now=now, force=force,
+    wanted = renewal.Wanted(
+        name=entry.name, ca_arn=entry.ca_arn, request=token_request, token=token,
+        explicit_token=entry.explicit_token, spki=spki, subject=expected_subject, sans=expected_sans,
+        renew_before=entry.renew_before,
     )
+    decision = renewal.decide(wanted, certificate, index, now=now, force=force)
     if entry.key is not None and pending and decision.existing is not None and decision.record is not None \
             and decision.existing.spki_sha256 == spki and decision.action != "unchanged":
         # the certificate for the pending key was written, the key not yet moved in
@@ -106,7 +107,7 @@ def decide_entry(entry: Entry, index: IssuedIndex, *, now: datetime, force: bool
     if decision.action == "issue" and decision.token is None and reuses_key:
         decision = _issued_before(decision, entry, index, token, token_request, force)
     if decision.token is None and entry.key is None:
-        salted = lifecycle.renewal_token(token, entry.explicit_token, entry.name, token_request, decision.salt)
+        salted = renewal.renewal_token(token, entry.explicit_token, entry.name, token_request, decision.salt)
         decision = replace(decision, token=salted)
     return Step(entry, decision)
 
@@ -121,13 +122,13 @@ def _issued_before(decision: Decision, entry: Entry, index: IssuedIndex, token: 
     token names a certificate for that key; a new key gets a new token anyway.
     """
     assert entry.ca_arn is not None
-    candidates = lifecycle.request_tokens(index, entry.name, token, entry.explicit_token, token_request)
-    latest = lifecycle.latest_issued(index, entry.name, entry.ca_arn, candidates)
+    candidates = renewal.request_tokens(index, entry.name, token, entry.explicit_token, token_request)
+    latest = renewal.latest_issued(index, entry.name, entry.ca_arn, candidates)
     if latest is None:
         return decision
     if force:
-        salt = lifecycle.serial_of(latest)
-        fresh = lifecycle.renewal_token(token, entry.explicit_token, entry.name, token_request, salt)
+        salt = renewal.serial_of(latest)
+        fresh = renewal.renewal_token(token, entry.explicit_token, entry.name, token_request, salt)
         return replace(decision, reason="forced (--force)", record=latest, token=fresh)
     return replace(decision, reason="no certificate on disk: the newest issued, per the journal",
                    record=latest, token=latest.token)
@@ -144,7 +145,7 @@ def _without_output(entry: Entry, index: IssuedIndex, force: bool) -> Step:
                                     record=record))
     if record is not None:
         salt = record.certificate_arn.rsplit("/", 1)[-1]
-        token = lifecycle.renewal_token(entry.token, entry.explicit_token, entry.name, entry.request or {}, salt)
+        token = renewal.renewal_token(entry.token, entry.explicit_token, entry.name, entry.request or {}, salt)
         return Step(entry, Decision("renew", "forced (--force)", record=record, token=token))
     return Step(entry, Decision("issue", "not issued yet"))
 
@@ -180,7 +181,7 @@ def prepare(step: Step, env: Mapping[str, str] | None = None) -> Entry:
     request = dict(entry.request)
     request["Csr"] = keys.build_csr(entry.key, key)
     token_request = key_request(request, entry.key, spki)
-    token = decision.token or lifecycle.renewal_token(
+    token = decision.token or renewal.renewal_token(
         tokens.token_for(entry.name, token_request), entry.explicit_token, entry.name, token_request,
         decision.salt,
     )
@@ -202,8 +203,8 @@ def unchanged_result(step: Step, base_dir: Path) -> Result:
         certificate_authority_arn=entry.ca_arn,
         certificate_arn=record.certificate_arn if record else None,
         serial=existing.serial if existing else None,
-        not_before=existing.not_before.strftime("%Y-%m-%dT%H:%M:%SZ") if existing else None,
-        not_after=existing.not_after.strftime("%Y-%m-%dT%H:%M:%SZ") if existing else None,
+        not_before=rfc3339(existing.not_before) if existing else None,
+        not_after=rfc3339(existing.not_after) if existing else None,
         idempotency_token=record.token if record else entry.token,
         outputs=entry.outputs.relative_to(base_dir),
         line=entry.line,

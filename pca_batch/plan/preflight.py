@@ -18,46 +18,16 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pca_batch.acmpca import SHORT_LIVED, SHORT_LIVED_MAX
 from pca_batch.backends.base import Backend, CaDescription
 from pca_batch.errors import BackendError
 from pca_batch.model import Entry
+from pca_batch.pki.algorithms import key_family, signing_family
 from pca_batch.pki.validity import ValidityError, not_after, not_before
-
-SHORT_LIVED = "SHORT_LIVED_CERTIFICATE"
-SHORT_LIVED_MAX = timedelta(days=7)
+from pca_batch.times import rfc3339
 
 # Codes of a describe answer that say something about the entries' CA itself.
 _CA_MISSING = frozenset({"ResourceNotFoundException", "InvalidArnException"})
-
-
-def key_family(key_algorithm: str) -> str | None:
-    """The signature family a CA key belongs to (``RSA_2048`` -> ``RSA``); None when unknown."""
-    if key_algorithm.startswith("RSA_"):
-        return "RSA"
-    if key_algorithm.startswith("EC_"):
-        return "ECDSA"
-    if key_algorithm.startswith("ML_DSA_"):
-        return key_algorithm.replace("_", "-")  # an ML-DSA key signs with its own parameter set only
-    if key_algorithm == "SM2":
-        return "SM2"
-    return None
-
-
-def signing_family(signing_algorithm: str) -> str | None:
-    """The key family a SigningAlgorithm needs (``SHA256WITHRSA_PSS`` -> ``RSA``); None when unknown."""
-    if "WITHRSA" in signing_algorithm:
-        return "RSA"
-    if signing_algorithm.endswith("WITHECDSA"):
-        return "ECDSA"
-    if signing_algorithm.startswith("ML_DSA_"):
-        return signing_algorithm.replace("_", "-")
-    if signing_algorithm == "SM3WITHSM2":
-        return "SM2"
-    return None
-
-
-def _when(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _span(delta: timedelta) -> str:
@@ -85,7 +55,7 @@ def _argument_findings(request: Mapping[str, Any], ca: CaDescription, now: datet
         found.append(f"Validity cannot be read: {exc}")
         return found
     if ca.not_after is not None and end > ca.not_after:
-        found.append(f"NotAfter {_when(end)} lies past the CA certificate's NotAfter {_when(ca.not_after)}")
+        found.append(f"NotAfter {rfc3339(end)} lies past the CA certificate's NotAfter {rfc3339(ca.not_after)}")
     if ca.usage_mode == SHORT_LIVED and end - start > SHORT_LIVED_MAX:
         found.append(
             f"the CA is in {SHORT_LIVED} usage mode, which issues at most 7 days, "

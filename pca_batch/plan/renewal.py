@@ -22,9 +22,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from pca_batch.acmpca import TOKEN_MAX, serial_hex, serial_of_arn
+from pca_batch.model import Decided
 from pca_batch.pki import csr as csrmod
 from pca_batch.plan import tokens
-from pca_batch.run.delivery import serial_hex
 from pca_batch.run.journal import JournalRecord, read_journal
 
 DEFAULT_SHARE = 1 / 3  # of the lifetime, as cert-manager renews
@@ -107,7 +108,7 @@ class IssuedIndex:
         self.serials_of: dict[str, list[str]] = {}
         for r in records:
             try:
-                serial = int(r.certificate_arn.rsplit("/certificate/", 1)[-1], 16)
+                serial = serial_of_arn(r.certificate_arn)
             except ValueError:
                 continue
             self.by_serial[serial] = r
@@ -126,7 +127,7 @@ class IssuedIndex:
 
 @dataclass(frozen=True)
 class Decision:
-    action: str  # issue | renew | unchanged
+    action: Decided
     reason: str
     existing: OnDisk | None = None
     record: JournalRecord | None = None
@@ -141,8 +142,8 @@ class Decision:
 def renewal_token(base: str, explicit: bool, name: str, request: Mapping[str, Any], salt: str) -> str:
     if not salt:
         return base
-    if explicit:
-        return (base[: 36 - 9] + "~" + salt[:8])[:36]
+    if explicit:  # the given token, its end made room for "~" and 8 characters of the salt
+        return (base[: TOKEN_MAX - 9] + "~" + salt[:8])[:TOKEN_MAX]
     return tokens.derive(name, request, salt=salt)
 
 
@@ -167,25 +168,29 @@ def latest_issued(index: IssuedIndex, name: str, ca_arn: str, candidates: set[st
 
 def serial_of(record: JournalRecord) -> str:
     """The serial (lowercase hex) a certificate ARN ends in."""
-    return serial_hex(int(record.certificate_arn.rsplit("/certificate/", 1)[-1], 16))
+    return serial_hex(serial_of_arn(record.certificate_arn))
 
 
-def decide(
-    *,
-    name: str,
-    ca_arn: str,
-    certificate: Path | None,
-    request: Mapping[str, Any],
-    token: str,
-    explicit_token: bool,
-    expected_spki: str | None,
-    expected_subject: str | None,
-    expected_sans: tuple[str, ...] | None,
-    renew_before: str | None,
-    index: IssuedIndex,
-    now: datetime,
-    force: bool,
-) -> Decision:
+@dataclass(frozen=True)
+class Wanted:
+    """What an entry asks for now, to judge the certificate on disk by.
+
+    ``spki``, ``subject`` and ``sans``: what the certificate should carry (the public
+    key's SHA-256, the RFC 4514 subject, the SANs); None where it is not compared.
+    """
+
+    name: str
+    ca_arn: str
+    request: Mapping[str, Any]
+    token: str
+    explicit_token: bool
+    spki: str | None = None
+    subject: str | None = None
+    sans: tuple[str, ...] | None = None
+    renew_before: str | None = None  # "30d", "12h", "33%"; None: a third of the lifetime
+
+
+def decide(wanted: Wanted, certificate: Path | None, index: IssuedIndex, *, now: datetime, force: bool) -> Decision:
     """The action an entry needs, and why."""
     if certificate is None:
         return Decision("issue", "no certificate output to compare with")
@@ -197,25 +202,40 @@ def decide(
     if force:
         return Decision("renew", "forced (--force)", existing)
     record = index.get(existing.serial)
-    if record is None or record.name != name:
+    if record is None or record.name != wanted.name:
         return Decision("renew", "the journal has no record of issuing this certificate", existing)
-    if record.ca_arn != ca_arn:
-        return Decision("renew", "the CA changed", existing, record)
-    if record.token != token and record.token not in request_tokens(index, name, token, explicit_token, request):
-        return Decision("renew", "the request changed", existing, record)
-    if expected_spki is not None and existing.spki_sha256 != expected_spki:
-        return Decision("renew", "the key changed", existing, record)
-    if expected_subject is not None and existing.subject != expected_subject:
-        return Decision("renew", "the subject changed", existing, record)
-    if expected_sans is not None and set(existing.sans) != set(expected_sans):
-        return Decision("renew", "the SANs changed", existing, record)
-    kind, amount = parse_renew_before(renew_before)
-    lifetime = (existing.not_after - existing.not_before).total_seconds()
-    window = amount if kind == "abs" else lifetime * amount
+    changed = _what_changed(wanted, existing, record, index)
+    if changed:
+        return Decision("renew", changed, existing, record)
     left = (existing.not_after - now).total_seconds()
-    if left <= window:
+    if left <= _renewal_window(existing, wanted.renew_before):
         return Decision("renew", _expiry_reason(left), existing, record)
     return Decision("unchanged", f"valid until {existing.not_after:%Y-%m-%d}", existing, record)
+
+
+def _what_changed(wanted: Wanted, existing: OnDisk, record: JournalRecord, index: IssuedIndex) -> str | None:
+    """Why the certificate on disk is not the one the entry now asks for; None when it is."""
+    if record.ca_arn != wanted.ca_arn:
+        return "the CA changed"
+    if record.token != wanted.token and record.token not in request_tokens(
+        index, wanted.name, wanted.token, wanted.explicit_token, wanted.request
+    ):
+        return "the request changed"
+    if wanted.spki is not None and existing.spki_sha256 != wanted.spki:
+        return "the key changed"
+    if wanted.subject is not None and existing.subject != wanted.subject:
+        return "the subject changed"
+    if wanted.sans is not None and set(existing.sans) != set(wanted.sans):
+        return "the SANs changed"
+    return None
+
+
+def _renewal_window(existing: OnDisk, renew_before: str | None) -> float:
+    """How long before its end a certificate is renewed, in seconds."""
+    kind, amount = parse_renew_before(renew_before)
+    if kind == "abs":
+        return amount
+    return (existing.not_after - existing.not_before).total_seconds() * amount
 
 
 def _expiry_reason(left: float) -> str:
@@ -227,5 +247,5 @@ def _expiry_reason(left: float) -> str:
     return f"expires in {left / 3600:.0f} hours"
 
 
-__all__ = ["Decision", "IssuedIndex", "OnDisk", "decide", "latest_issued", "parse_renew_before",
+__all__ = ["Decision", "IssuedIndex", "OnDisk", "Wanted", "decide", "latest_issued", "parse_renew_before",
            "read_certificate", "request_tokens", "serial_of"]

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from typing import Any
 
 PREFIX = "pb1-"  # the derivation's version: a new scheme gets a new prefix
-TOKEN_MAX = 36  # IssueCertificate's bound
 
 
 def canonical(request: Mapping[str, Any]) -> str:

@@ -13,15 +13,16 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 
 from cryptography import x509
 
+from pca_batch.acmpca import serial_hex
 from pca_batch.backends.base import CertificateBundle
 from pca_batch.errors import BackendError
 from pca_batch.files import atomic_write_many
 from pca_batch.model import Outputs
+from pca_batch.times import rfc3339
 
 OUTPUT_ERROR = "OutputWriteError"
 MALFORMED = "MalformedCertificate"
@@ -34,19 +35,10 @@ class CertificateFacts:
     not_after: str
 
 
-def serial_hex(serial: int) -> str:
-    """A serial as the certificate ARN ends in it: lowercase hex, 32 digits at least."""
-    return format(serial, "032x")
-
-
 def pem_text(pem: str) -> str:
     """PEM text ending in exactly one newline ("" stays "")."""
     text = pem.strip()
     return text + "\n" if text else ""
-
-
-def rfc3339(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def certificate_facts(pem: str) -> CertificateFacts:

@@ -25,18 +25,19 @@ import json
 import os
 import threading
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 
+from pca_batch.model import DEFAULT_STORE
+from pca_batch.times import utc_now
+
 ISSUED_EVENT = "issued"
-JOURNAL_DIR = ".pca-batch"
 JOURNAL_FILE = "journal.jsonl"
 _FIELDS = ("name", "token", "ca_arn", "certificate_arn", "time")
 
 
 def default_journal_path(manifest_path: Path) -> Path:
-    return manifest_path.parent / JOURNAL_DIR / JOURNAL_FILE
+    return manifest_path.parent / DEFAULT_STORE / JOURNAL_FILE
 
 
 @dataclass(frozen=True)
@@ -82,10 +83,6 @@ def read_journal(path: Path) -> tuple[list[JournalRecord], int]:
         else:
             records.append(record)
     return records, damaged
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Journal:
@@ -151,7 +148,7 @@ class Journal:
     def record_issued(self, *, name: str, token: str, ca_arn: str, certificate_arn: str) -> JournalRecord:
         """Append an ``issued`` line and fsync it; returns only once it is on disk."""
         record = JournalRecord(
-            name=name, token=token, ca_arn=ca_arn, certificate_arn=certificate_arn, time=_utc_now()
+            name=name, token=token, ca_arn=ca_arn, certificate_arn=certificate_arn, time=utc_now()
         )
         line = (record.to_json() + "\n").encode("ascii")
         with self._lock:

@@ -16,25 +16,17 @@ calls start in the order they asked, one slot at a time.
 from __future__ import annotations
 
 import math
-import re
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
+from pca_batch.acmpca import region_of
+
 ISSUE = "IssueCertificate"
 GET = "GetCertificate"
 GET_RATE_FACTOR = 3.0
 DEFAULT_AWS_RATE = 20.0
-
-_REGION = re.compile(r"^arn:[^:]*:acm-pca:(?P<region>[^:]*):")
-
-
-def region_of(ca_arn: str | None) -> str:
-    """The region in ``arn:aws:acm-pca:REGION:...``, or "" when the ARN names none."""
-    m = _REGION.match(ca_arn or "")
-    return m.group("region") if m else ""
-
 
 def _real_sleep(seconds: float) -> bool:
     time.sleep(seconds)
@@ -97,7 +89,7 @@ class RateLimits:
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
-        self._limiters: dict[tuple[str, str], RateLimiter] = {}
+        self._limiters: dict[tuple[str | None, str], RateLimiter] = {}
 
     def rate_for(self, kind: str) -> float | None:
         if self.max_rate is None:

@@ -38,18 +38,19 @@ from pca_batch.model import FAILED, ISSUED, SKIPPED, UNCHANGED, Entry, Result
 from pca_batch.run.delivery import write_outputs
 from pca_batch.run.journal import Journal
 from pca_batch.run.ratelimit import GET, ISSUE, RateLimits
-from pca_batch.run.retry import Retrier, RetryAborted, RetryPolicy
+from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS, Retrier, RetryAborted, RetryPolicy
 
 IN_PROGRESS = "RequestInProgressException"
 INTERRUPTED = "Interrupted"
 FAIL_FAST = "FailFast"
 _TICK = 0.1  # how often the main thread looks up from waiting for results (seconds)
+DEFAULT_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    concurrency: int = 16  # entries between their first call and their certificate, at once
-    max_attempts: int = 8
+    concurrency: int = DEFAULT_CONCURRENCY  # entries between their first call and their certificate, at once
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
     max_rate: float | None = None  # IssueCertificate calls a second per region; None or 0: unlimited
     fail_fast: bool = False
     poll_delay: float = 1.0

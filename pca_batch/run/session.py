@@ -35,13 +35,12 @@ from pca_batch.report.live import LiveReport, plain_line, print_final
 from pca_batch.report.text import write_lines
 from pca_batch.run.journal import Journal, default_journal_path
 from pca_batch.run.ratelimit import DEFAULT_AWS_RATE
-from pca_batch.run.runner import RunConfig, Runner, base_result
+from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS
+from pca_batch.run.runner import DEFAULT_CONCURRENCY, RunConfig, Runner, base_result
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-DEFAULT_CONCURRENCY = 16
-DEFAULT_MAX_ATTEMPTS = 8
 NOT_STARTED = "NotStarted"
 
 

@@ -21,7 +21,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-from pca_batch.backends.aws import NO_CREDENTIALS, AwsBackend, region_of, translate
+from pca_batch.acmpca import region_of
+from pca_batch.backends.aws import NO_CREDENTIALS, AwsBackend, translate
 from pca_batch.errors import EXIT_INVALID, BackendError, CredentialsError, UsageError
 from tests.support.fault_proxy import FaultProxy, Faults
 from tests.support.moto_server import (
@@ -140,16 +141,6 @@ def test_region_option_overrides_the_arns_region(moto: str, ca_east: str) -> Non
 def test_an_arn_without_a_region_and_no_region_given_is_a_usage_error(backend: AwsBackend) -> None:
     with pytest.raises(UsageError, match="no AWS region"):
         backend.describe_certificate_authority("arn:aws:acm-pca::123456789012:certificate-authority/x")
-
-
-def test_region_of_reads_ca_and_certificate_arns() -> None:
-    assert region_of("arn:aws:acm-pca:eu-west-1:123456789012:certificate-authority/abc") == "eu-west-1"
-    assert (
-        region_of("arn:aws-cn:acm-pca:cn-north-1:1:certificate-authority/a/certificate/" + "0" * 32)
-        == "cn-north-1"
-    )
-    assert region_of("arn:aws:acm-pca::123456789012:certificate-authority/abc") is None
-    assert region_of("not an arn") is None
 
 
 @pytest.mark.parametrize(

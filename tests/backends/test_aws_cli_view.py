@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pca_batch.backends.aws import region_of
+from pca_batch.acmpca import region_of
 from tests.support.common import CliResult
 from tests.support.moto_server import (
     AwsEntry,

@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 import pca_batch.backends.aws as aws_module
-from pca_batch.backends.aws import NO_CREDENTIALS, AwsBackend, region_of
+from pca_batch.acmpca import region_of
+from pca_batch.backends.aws import NO_CREDENTIALS, AwsBackend
 from pca_batch.model import Shard
 from pca_batch.plan.shards import in_shard
 from tests.support.common import CliResult

@@ -132,7 +132,6 @@ def test_an_entry_checked_keeps_every_other_field() -> None:
         "token": None,
         "csr": None,
         "outputs": Outputs(certificate=Path("c.pem")),
-        "runner": {"k": 1},
         "problems": (Problem("f", 1, "n", "$", "m"),),
         "key": object(),
         "renew_before": "30d",

@@ -24,8 +24,7 @@ from pca_batch import schema
 from pca_batch.manifest.load import load_manifest
 from pca_batch.model import ApplyOptions
 from pca_batch.pki import keys
-from pca_batch.plan import converge, tokens
-from pca_batch.plan import renewal as lifecycle
+from pca_batch.plan import converge, renewal, tokens
 from pca_batch.plan.renewal import IssuedIndex, decide, parse_renew_before
 from pca_batch.run.journal import JournalRecord
 from pca_batch.run.session import execute
@@ -45,7 +44,7 @@ def spki(obj: Any) -> bytes:
     )
 
 
-# == lifecycle.decide on its own ==================================================================
+# == renewal.decide on its own ==================================================================
 
 _CA_KEY = ec.generate_private_key(ec.SECP256R1())
 _LEAF_KEY = ec.generate_private_key(ec.SECP256R1())
@@ -78,12 +77,12 @@ def record(serial: int = 0x1234ABCD, *, token: str = TOKEN, ca: str = CA, name: 
 
 def judge(cert: Path | None, records: list[JournalRecord], *, now: datetime, renew_before: str | None = None,
           force: bool = False, token: str = TOKEN, ca: str = CA, subject: str | None = "CN=svc.example",
-          sans: tuple[str, ...] | None = ("DNS:svc.example",), key: Any = _LEAF_KEY) -> lifecycle.Decision:
-    return decide(
-        name="svc", ca_arn=ca, certificate=cert, request=REQUEST, token=token, explicit_token=False,
-        expected_spki=keys.spki_sha256(key), expected_subject=subject, expected_sans=sans,
-        renew_before=renew_before, index=IssuedIndex(records), now=now, force=force,
+          sans: tuple[str, ...] | None = ("DNS:svc.example",), key: Any = _LEAF_KEY) -> renewal.Decision:
+    wanted = renewal.Wanted(
+        name="svc", ca_arn=ca, request=REQUEST, token=token, explicit_token=False,
+        spki=keys.spki_sha256(key), subject=subject, sans=sans, renew_before=renew_before,
     )
+    return decide(wanted, cert, IssuedIndex(records), now=now, force=force)
 
 
 @pytest.mark.parametrize(("text", "expected"), [
@@ -97,7 +96,7 @@ def test_renew_before_reads_durations_and_shares(text: str | None, expected: tup
 
 @pytest.mark.parametrize("text", ["3w", "0%", "100%", "150%", "soon", ""])
 def test_renew_before_refuses_what_it_cannot_mean(text: str) -> None:
-    with pytest.raises(lifecycle.RenewBeforeError):
+    with pytest.raises(renewal.RenewBeforeError):
         parse_renew_before(text)
 
 
@@ -157,7 +156,7 @@ def test_what_makes_an_entry_renew(tmp_path: Path) -> None:
 def test_a_renewed_certificate_is_known_by_its_salted_token(tmp_path: Path) -> None:
     """The journal holds the renewal under the token salted with the serial it replaced."""
     first, second = 0x1111, 0x2222
-    salted = lifecycle.renewal_token(TOKEN, False, "svc", REQUEST, format(first, "032x"))
+    salted = renewal.renewal_token(TOKEN, False, "svc", REQUEST, format(first, "032x"))
     assert salted != TOKEN and salted.startswith("pb1-") and len(salted) <= 36
     cert = write_cert(tmp_path / "c.pem", serial=second)
 
@@ -165,16 +164,16 @@ def test_a_renewed_certificate_is_known_by_its_salted_token(tmp_path: Path) -> N
 
     assert (decision.action, decision.record and decision.record.token) == ("unchanged", salted)
     # a token salted with a serial this entry never had is not this request's
-    stranger = lifecycle.renewal_token(TOKEN, False, "svc", REQUEST, "ffff")
+    stranger = renewal.renewal_token(TOKEN, False, "svc", REQUEST, "ffff")
     assert judge(cert, [record(first), record(second, token=stranger)], now=T0 + DAY).reason == (
         "the request changed")
 
 
 def test_an_explicit_token_is_salted_within_the_api_bound() -> None:
     explicit = "x" * 36
-    salted = lifecycle.renewal_token(explicit, True, "svc", REQUEST, "0123456789abcdef")
+    salted = renewal.renewal_token(explicit, True, "svc", REQUEST, "0123456789abcdef")
     assert salted != explicit and len(salted) == 36 and salted.endswith("~01234567")
-    assert lifecycle.renewal_token(explicit, True, "svc", REQUEST, "") == explicit
+    assert renewal.renewal_token(explicit, True, "svc", REQUEST, "") == explicit
 
 
 # == apply and plan with the local CA ===========================================================

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pca_batch.run.ratelimit import GET, ISSUE, RateLimiter, RateLimits, region_of
+from pca_batch.run.ratelimit import GET, ISSUE, RateLimiter, RateLimits
 from tests.support.fault_backend import FakeClock
 
 ARN_EAST = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/aaaa"
@@ -24,13 +24,6 @@ def max_in_any_window(starts: list[float], width: float = 1.0) -> int:
             lo += 1
         best = max(best, hi - lo + 1)
     return best
-
-
-def test_region_comes_from_the_ca_arn() -> None:
-    assert region_of(ARN_EAST) == "us-east-1"
-    assert region_of("arn:aws-cn:acm-pca:cn-north-1:1:certificate-authority/x") == "cn-north-1"
-    assert region_of("not an arn") == ""
-    assert region_of(None) == ""
 
 
 @pytest.mark.parametrize("rate", [1, 5, 20, 25.5])

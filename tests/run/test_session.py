@@ -14,7 +14,7 @@ import pytest
 from rich.console import Console
 
 from pca_batch import schema
-from pca_batch.model import ApplyOptions, BackendConfig, Entry, Manifest, RunSettings
+from pca_batch.model import ApplyOptions, BackendConfig, BackendType, Entry, Manifest, RunSettings
 from pca_batch.run.journal import read_journal
 from pca_batch.run.runner import Runner
 from pca_batch.run.session import execute, resolve_config
@@ -27,7 +27,7 @@ def _of(m: Manifest) -> tuple[BackendConfig, RunSettings]:
     return m.backend, m.settings
 
 
-def manifest(root: Path, entries: list[Entry], *, backend: str = "local",
+def manifest(root: Path, entries: list[Entry], *, backend: BackendType = "local",
              settings: RunSettings | None = None) -> Manifest:
     return Manifest(path=root / "m.yaml", display="m.yaml", root=root, version=1,
                     backend=BackendConfig(type=backend), settings=settings or RunSettings(),

@@ -25,7 +25,7 @@ or certificate ARN, call number): the same key meets the same faults whatever
 the thread timing. ``max_faults_per_key`` bounds them, so a runner with
 enough attempts always gets through.
 
-Run as a script (``python tests/fault_proxy.py --upstream URL --latency 0.1``)
+Run as a script (``python -m tests.support.fault_proxy --upstream URL --latency 0.1``)
 it prints ``PORT`` on its first line and serves until terminated; GET
 ``/__proxy__/stats`` answers its counters as JSON, POST ``/__proxy__/reset``
 sets them to zero.

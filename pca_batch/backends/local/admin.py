@@ -14,20 +14,14 @@ from typing import Any
 
 from cryptography import x509
 
-from pca_batch.backends.local.authorities import (
-    account_of,
-    authority_row,
-    chain_of,
-    check_ca_arn,
-    new_authority,
-    status_at,
-    utc,
-)
+from pca_batch.acmpca import GENERAL_PURPOSE, UsageMode, account_of
+from pca_batch.backends.local.authorities import authority_row, chain_of, check_ca_arn, create, new_arn, status_at, utc
 from pca_batch.backends.local.store import DB_NAME, AuthorityRow, Store
-from pca_batch.backends.local.x509 import default_signing_algorithm
 from pca_batch.errors import BackendError
+from pca_batch.model import AuthoritySpec
+from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM, KeyAlgorithm, default_signing_algorithm
+from pca_batch.times import audit_time
 
-AUDIT_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S+0000"  # as AWS writes audit reports
 CA_STATUSES = ("ACTIVE", "DISABLED")
 
 
@@ -48,27 +42,27 @@ def create_authority(
     folder: Path,
     *,
     common_name: str,
-    key_algorithm: str = "EC_prime256v1",
+    key_algorithm: KeyAlgorithm = DEFAULT_KEY_ALGORITHM,
     validity_days: int = 3650,
     parent_arn: str | None = None,
-    usage_mode: str = "GENERAL_PURPOSE",
+    usage_mode: UsageMode = GENERAL_PURPOSE,
     region: str | None = None,
     account: str | None = None,
     now: datetime | None = None,
 ) -> str:
     """Create a local CA (a root, or a subordinate of ``parent_arn``); returns its new ARN."""
+    arn = new_arn(parent_arn=parent_arn, region=region, account=account)
+    spec = AuthoritySpec(
+        arn=arn,
+        common_name=common_name,
+        key_algorithm=key_algorithm,
+        parent=parent_arn,
+        validity_days=validity_days,
+        usage_mode=usage_mode,
+    )
     with _opened(folder, create=True) as store:
-        return new_authority(
-            store,
-            common_name=common_name,
-            key_algorithm=key_algorithm,
-            validity_days=validity_days,
-            parent_arn=parent_arn,
-            usage_mode=usage_mode,
-            region=region,
-            account=account,
-            now=now,
-        )
+        create(store, spec, now or datetime.now(UTC))
+    return arn
 
 
 def list_authorities(folder: Path, *, now: datetime | None = None) -> list[dict[str, Any]]:
@@ -126,7 +120,7 @@ def set_authority_status(folder: Path, ca_arn: str, status: str) -> None:
 
 
 def _audit_time(seconds: int | None) -> str | None:
-    return None if seconds is None else utc(seconds).strftime(AUDIT_TIME_FORMAT)
+    return None if seconds is None else audit_time(seconds)
 
 
 def _subject(certificate_pem: str) -> str:

@@ -8,9 +8,10 @@ certificate is recorded in its issuer's audit report, as AWS does.
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -18,25 +19,16 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
 
-from pca_batch.backends.base import KEY_ALGORITHMS, USAGE_MODES
+from pca_batch.acmpca import CA_ARN, SHORT_LIVED, USAGE_MODES, serial_hex
 from pca_batch.backends.local.keys import load_key, remove_key, write_key
 from pca_batch.backends.local.store import AuthorityRow, CertificateRow, SerialTaken, Store
-from pca_batch.backends.local.templates import certificate_extensions, resolve_template, template_arn
-from pca_batch.backends.local.x509 import (
-    SIGNING_ALGORITHMS,
-    CaKey,
-    default_signing_algorithm,
-    generate_key,
-    key_family,
-    new_serial,
-    serial_hex,
-    sign_certificate,
-)
+from pca_batch.backends.local.templates import Template, certificate_extensions, resolve_template, template_arn
+from pca_batch.backends.local.x509 import SIGNING_ALGORITHMS, CaKey, generate_key, new_serial, sign_certificate
 from pca_batch.errors import BackendError, UsageError
 from pca_batch.model import AuthoritySpec
+from pca_batch.pki.algorithms import KEY_ALGORITHMS, default_signing_algorithm, family_of
 from pca_batch.pki.validity import NOT_BEFORE_BACKDATE
 
-CA_ARN = re.compile(r"^arn:[\w+=/,.@-]+:acm-pca:([\w+=/,.@-]*):([0-9]*):certificate-authority/[\w+=,.@-]+$")
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"
 MAX_PATH_LENGTH = 3  # the longest SubordinateCACertificate_PathLenN template
@@ -46,11 +38,6 @@ def check_ca_arn(arn: object) -> str:
     if not isinstance(arn, str) or not CA_ARN.match(arn):
         raise BackendError("InvalidArnException", f"{arn!r} is not a certificate authority ARN")
     return arn
-
-
-def account_of(arn: str) -> str:
-    m = CA_ARN.match(arn)
-    return m.group(2) if m else ""
 
 
 def utc(seconds: int) -> datetime:
@@ -115,7 +102,7 @@ def load_authority(store: Store, arn: str) -> Authority:
         ski=cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value,
         path_length=bc.path_length,
         chain_pem=chain_of(store, row),
-        family=key_family(key),
+        family=family_of(key),
     )
 
 
@@ -126,101 +113,122 @@ def status_at(row: AuthorityRow, now: datetime) -> str:
 
 
 def _subordinate_path_length(parent: Authority, usage_mode: str) -> int:
-    if parent.row.usage_mode == "SHORT_LIVED_CERTIFICATE":
+    if parent.row.usage_mode == SHORT_LIVED:
         raise BackendError(
             "InvalidArgsException",
             f"{parent.arn} issues short-lived certificates: it must be the last CA in its hierarchy",
         )
     if parent.path_length == 0:
         raise BackendError("InvalidArgsException", f"{parent.arn} has path length 0: it cannot sign a CA")
-    if usage_mode == "SHORT_LIVED_CERTIFICATE":
+    if usage_mode == SHORT_LIVED:
         return 0
     return MAX_PATH_LENGTH if parent.path_length is None else min(MAX_PATH_LENGTH, parent.path_length - 1)
 
 
-def _create(
-    store: Store,
-    *,
-    arn: str,
-    common_name: str,
-    key_algorithm: str,
-    validity_days: int,
-    parent_arn: str | None,
-    usage_mode: str,
-    now: datetime,
-) -> bool:
-    """Create one CA under ``arn``; False when another process created it first."""
-    if key_algorithm not in KEY_ALGORITHMS:
+def _check(spec: AuthoritySpec) -> None:
+    if spec.key_algorithm not in KEY_ALGORITHMS:
         raise BackendError("InvalidArgsException", f"KeyAlgorithm must be one of {', '.join(KEY_ALGORITHMS)}")
-    if usage_mode not in USAGE_MODES:
+    if spec.usage_mode not in USAGE_MODES:
         raise BackendError("InvalidArgsException", f"UsageMode must be one of {', '.join(USAGE_MODES)}")
-    if not common_name or len(common_name) > 64:
+    if not spec.common_name or len(spec.common_name) > 64:
         raise BackendError("InvalidArgsException", "the common name must have 1 to 64 characters")
-    if not 1 <= validity_days <= 36500:
+    if not 1 <= spec.validity_days <= 36500:
         raise BackendError("InvalidArgsException", "the validity must be 1 to 36500 days")
-    now = now.replace(microsecond=0)
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    not_before, not_after = now - NOT_BEFORE_BACKDATE, now + timedelta(days=validity_days)
-    parent = load_authority(store, parent_arn) if parent_arn is not None else None
+
+
+def _issuer(store: Store, spec: AuthoritySpec, now: datetime) -> tuple[Authority | None, Template]:
+    """The parent that signs the new CA's certificate (None: it signs its own) and the template."""
+    if spec.parent is None:
+        return None, resolve_template(template_arn("RootCACertificate"))
+    parent = load_authority(store, spec.parent)
+    if status_at(parent.row, now) != "ACTIVE":
+        raise BackendError("InvalidStateException", f"the parent CA {parent.arn} is not ACTIVE")
+    path_length = _subordinate_path_length(parent, spec.usage_mode)
+    return parent, resolve_template(template_arn(f"SubordinateCACertificate_PathLen{path_length}"))
+
+
+@dataclass(frozen=True)
+class _CaCertificate:
+    """A new CA's certificate, signed once its serial is drawn."""
+
+    issuer_arn: str
+    template: Template
+    not_before: datetime
+    not_after: datetime
+    sign: Callable[..., x509.Certificate]  # sign(serial=N)
+
+
+def _ca_certificate(
+    spec: AuthoritySpec, key: CaKey, parent: Authority | None, template: Template, now: datetime
+) -> _CaCertificate:
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, spec.common_name)])
+    not_before, not_after = now - NOT_BEFORE_BACKDATE, now + timedelta(days=spec.validity_days)
     if parent is not None:
-        if status_at(parent.row, now) != "ACTIVE":
-            raise BackendError("InvalidStateException", f"the parent CA {parent.arn} is not ACTIVE")
-        path_length = _subordinate_path_length(parent, usage_mode)
-        template = resolve_template(template_arn(f"SubordinateCACertificate_PathLen{path_length}"))
         # A CA of our own making is clamped to its parent's life rather than refused.
         not_after = min(not_after, parent.not_after)
-    else:
-        template = resolve_template(template_arn("RootCACertificate"))
-    key = generate_key(key_algorithm)
-    signer_key = parent.key if parent else key
-    signer_algorithm = parent.row.key_algorithm if parent else key_algorithm
-    extensions = certificate_extensions(
-        template, subject=subject, public_key=key.public_key(), issuer_ski=parent.ski if parent else None
+    signer_algorithm = parent.row.key_algorithm if parent else spec.key_algorithm
+    sign = functools.partial(
+        sign_certificate,
+        subject=subject,
+        issuer=parent.certificate.subject if parent else subject,
+        public_key=key.public_key(),
+        not_before=not_before,
+        not_after=not_after,
+        extensions=certificate_extensions(
+            template, subject=subject, public_key=key.public_key(), issuer_ski=parent.ski if parent else None
+        ),
+        signing_key=parent.key if parent else key,
+        algorithm=SIGNING_ALGORITHMS[default_signing_algorithm(signer_algorithm)],
     )
+    return _CaCertificate(parent.arn if parent else spec.arn, template, not_before, not_after, sign)
+
+
+def _add_authority(
+    store: Store, spec: AuthoritySpec, certificate: _CaCertificate, key_file: str, now: datetime
+) -> bool:
+    """Sign the certificate under a fresh serial and record the CA; False when its ARN was taken."""
+    not_before, not_after = int(certificate.not_before.timestamp()), int(certificate.not_after.timestamp())
+    while True:
+        serial = new_serial()
+        cert_pem = pem(certificate.sign(serial=serial))
+        record = CertificateRow(
+            serial=serial_hex(serial),
+            ca_arn=certificate.issuer_arn,
+            issued_at=int(now.timestamp()),
+            template_arn=certificate.template.arn,
+            certificate_pem=cert_pem,
+            not_before=not_before,
+            not_after=not_after,
+        )
+        row = AuthorityRow(
+            arn=spec.arn,
+            parent_arn=spec.parent,
+            common_name=spec.common_name,
+            key_algorithm=spec.key_algorithm,
+            usage_mode=spec.usage_mode,
+            status="ACTIVE",
+            key_file=key_file,
+            certificate_pem=cert_pem,
+            not_before=not_before,
+            not_after=not_after,
+            created_at=int(now.timestamp()),
+        )
+        try:
+            return store.add_authority(row, record)
+        except SerialTaken:
+            continue
+
+
+def create(store: Store, spec: AuthoritySpec, now: datetime) -> bool:
+    """Create the CA ``spec`` declares, under its ARN; False when another process created it first."""
+    _check(spec)
+    now = now.replace(microsecond=0)
+    parent, template = _issuer(store, spec, now)
+    key = generate_key(spec.key_algorithm)
+    certificate = _ca_certificate(spec, key, parent, template, now)
     key_file = write_key(store.folder, key)
     try:
-        while True:
-            serial = new_serial()
-            cert = sign_certificate(
-                subject=subject,
-                issuer=parent.certificate.subject if parent else subject,
-                public_key=key.public_key(),
-                serial=serial,
-                not_before=not_before,
-                not_after=not_after,
-                extensions=extensions,
-                signing_key=signer_key,
-                algorithm=SIGNING_ALGORITHMS[default_signing_algorithm(signer_algorithm)],
-            )
-            cert_pem = pem(cert)
-            issuer_arn = parent.arn if parent else arn
-            record = CertificateRow(
-                serial=serial_hex(serial),
-                ca_arn=issuer_arn,
-                not_before=int(not_before.timestamp()),
-                not_after=int(not_after.timestamp()),
-                issued_at=int(now.timestamp()),
-                template_arn=template.arn,
-                certificate_pem=cert_pem,
-            )
-            row = AuthorityRow(
-                arn=arn,
-                parent_arn=parent_arn,
-                common_name=common_name,
-                key_algorithm=key_algorithm,
-                usage_mode=usage_mode,
-                status="ACTIVE",
-                key_file=key_file,
-                certificate_pem=cert_pem,
-                not_before=int(not_before.timestamp()),
-                not_after=int(not_after.timestamp()),
-                created_at=int(now.timestamp()),
-            )
-            try:
-                created = store.add_authority(row, record)
-                break
-            except SerialTaken:
-                continue
+        created = _add_authority(store, spec, certificate, key_file, now)
     except BaseException:
         remove_key(store.folder, key_file)
         raise
@@ -229,19 +237,8 @@ def _create(
     return created
 
 
-def new_authority(
-    store: Store,
-    *,
-    common_name: str,
-    key_algorithm: str = "EC_prime256v1",
-    validity_days: int = 3650,
-    parent_arn: str | None = None,
-    usage_mode: str = "GENERAL_PURPOSE",
-    region: str | None = None,
-    account: str | None = None,
-    now: datetime | None = None,
-) -> str:
-    """Create a CA with a new random ARN (region and account default to the parent's)."""
+def new_arn(*, parent_arn: str | None = None, region: str | None = None, account: str | None = None) -> str:
+    """A new random CA ARN; region and account default to the parent's."""
     if parent_arn is not None:
         check_ca_arn(parent_arn)
         parts = parent_arn.split(":")
@@ -251,18 +248,7 @@ def new_authority(
         raise UsageError(f"--region {region!r} is not an AWS region name")
     if not re.fullmatch(r"[0-9]{12}", account):
         raise UsageError(f"--account {account!r} is not a 12-digit AWS account ID")
-    arn = f"arn:aws:acm-pca:{region}:{account}:certificate-authority/{uuid.uuid4()}"
-    _create(
-        store,
-        arn=arn,
-        common_name=common_name,
-        key_algorithm=key_algorithm,
-        validity_days=validity_days,
-        parent_arn=parent_arn,
-        usage_mode=usage_mode,
-        now=now or datetime.now(UTC),
-    )
-    return arn
+    return f"arn:aws:acm-pca:{region}:{account}:certificate-authority/{uuid.uuid4()}"
 
 
 def ensure_declared(store: Store, specs: Sequence[AuthoritySpec], *, now: datetime | None = None) -> None:
@@ -291,13 +277,4 @@ def ensure_declared(store: Store, specs: Sequence[AuthoritySpec], *, now: dateti
             continue
         if spec.parent is not None and spec.parent not in by_arn and store.authority(spec.parent) is None:
             raise UsageError(f"backend.authorities: the parent {spec.parent} of {spec.arn} is not declared")
-        _create(
-            store,
-            arn=spec.arn,
-            common_name=spec.common_name,
-            key_algorithm=spec.key_algorithm,
-            validity_days=spec.validity_days,
-            parent_arn=spec.parent,
-            usage_mode=spec.usage_mode,
-            now=now or datetime.now(UTC),
-        )
+        create(store, spec, now or datetime.now(UTC))

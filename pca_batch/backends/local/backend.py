@@ -9,17 +9,20 @@ passthrough, five-minute idempotency tokens, and AWS's error codes.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID
 
+from pca_batch.acmpca import CSR_MAX_BYTES, IDEMPOTENCY_WINDOW, SHORT_LIVED, SHORT_LIVED_MAX, TOKEN_MAX, serial_hex
 from pca_batch.backends.base import CaDescription, CertificateBundle
 from pca_batch.backends.local.authorities import (
     Authority,
@@ -35,23 +38,15 @@ from pca_batch.backends.local.authorities import (
 from pca_batch.backends.local.passthrough import api_extensions, api_name
 from pca_batch.backends.local.store import CertificateRow, SerialTaken, Store
 from pca_batch.backends.local.templates import Template, certificate_extensions, resolve_template
-from pca_batch.backends.local.x509 import (
-    new_serial,
-    parse_csr,
-    serial_hex,
-    sign_certificate,
-    signing_algorithm,
-)
+from pca_batch.backends.local.x509 import new_serial, parse_csr, sign_certificate, signing_algorithm
 from pca_batch.errors import BackendError
 from pca_batch.model import AuthoritySpec
 from pca_batch.pki.validity import ValidityError, not_after, not_before
+from pca_batch.times import rfc3339
 
 __all__ = ["LocalBackend", "ensure_authorities"]
 
-IDEMPOTENCY_WINDOW = timedelta(minutes=5)
-SHORT_LIVED_MAX = timedelta(days=7)
-CSR_MAX_BYTES = 32_768
-_TOKEN = re.compile(r"^[\t\n\r\x20-\xff]{1,36}$")
+_TOKEN = re.compile(rf"^[\t\n\r\x20-\xff]{{1,{TOKEN_MAX}}}$")
 _CERT_ARN = re.compile(r"^(.+)/certificate/([0-9a-f]{32})$")
 _RECENT_MAX = 8192  # issued PEMs kept in memory for the GetCertificate that follows
 _TOKENS_MAX = 65536
@@ -75,6 +70,68 @@ def _invalid(message: str) -> BackendError:
     return BackendError("InvalidArgsException", message)
 
 
+def _checked_request(request: Mapping[str, Any]) -> tuple[str, Template, str | None]:
+    """The CA ARN, template and token of a request whose members have the API's shapes."""
+    ca_arn = check_ca_arn(request.get("CertificateAuthorityArn"))
+    for member in ("Csr", "SigningAlgorithm", "Validity"):
+        if request.get(member) is None:
+            raise _invalid(f"{member} is required")
+    template = resolve_template(request.get("TemplateArn"))
+    token = request.get("IdempotencyToken")
+    if token is not None and not (isinstance(token, str) and _TOKEN.match(token)):
+        raise _invalid(f"IdempotencyToken must be 1 to {TOKEN_MAX} characters of [\\t\\n\\r\\x20-\\xFF]")
+    csr_data = request["Csr"]
+    if isinstance(csr_data, bytes | bytearray | str) and len(csr_data) > CSR_MAX_BYTES:
+        raise _invalid(f"Csr is longer than {CSR_MAX_BYTES} bytes")
+    return ca_arn, template, token
+
+
+def _contents(
+    request: Mapping[str, Any],
+    template: Template,
+    authority: Authority,
+    csr: x509.CertificateSigningRequest,
+    public_key: Any,
+) -> tuple[x509.Name, list[x509.Extension[x509.ExtensionType]]]:
+    """The subject and extensions of the certificate: from the template, ApiPassthrough and the CSR."""
+    subject, extra = csr.subject, []
+    passthrough = request.get("ApiPassthrough") if template.api_passthrough else None
+    if passthrough:
+        try:
+            if passthrough.get("Subject"):
+                subject = api_name(passthrough["Subject"])
+            extra = api_extensions(passthrough.get("Extensions") or {})
+        except (AttributeError, TypeError, KeyError):
+            raise _invalid("ApiPassthrough does not have the shape of the API's ApiPassthrough") from None
+    _check_template(template, authority, public_key)
+    extensions = certificate_extensions(
+        template,
+        subject=subject,
+        public_key=public_key,
+        issuer_ski=None if template.self_signed else authority.ski,
+        csr_extensions=list(csr.extensions),
+        api_extensions=extra,
+    )
+    if not subject and not any(e.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME for e in extensions):
+        raise BackendError("MalformedCSRException", "the CSR has neither a subject nor a subject alternative name")
+    return subject, extensions
+
+
+def _check_template(template: Template, authority: Authority, public_key: Any) -> None:
+    if template.self_signed:
+        der = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        if public_key.public_bytes(*der) != authority.key.public_key().public_bytes(*der):
+            raise _invalid(f"{template.name} signs the CA's own key; the CSR carries another key")
+        return
+    if not template.ca:
+        return
+    if authority.row.usage_mode == SHORT_LIVED:
+        raise _invalid("a CA in SHORT_LIVED_CERTIFICATE mode cannot issue CA certificates")
+    limit = authority.path_length
+    if limit is not None and (limit == 0 or (template.path_length or 0) > limit - 1):
+        raise _invalid(f"{template.name} exceeds the CA's path length constraint of {limit}")
+
+
 class LocalBackend:
     """The Backend protocol on a local store; safe to call from many threads."""
 
@@ -96,26 +153,12 @@ class LocalBackend:
     # -- the Backend protocol ---------------------------------------------------------
 
     def issue_certificate(self, request: Mapping[str, Any]) -> str:
-        ca_arn = check_ca_arn(request.get("CertificateAuthorityArn"))
-        for member in ("Csr", "SigningAlgorithm", "Validity"):
-            if request.get(member) is None:
-                raise _invalid(f"{member} is required")
-        template = resolve_template(request.get("TemplateArn"))
-        token = request.get("IdempotencyToken")
-        if token is not None and not (isinstance(token, str) and _TOKEN.match(token)):
-            raise _invalid("IdempotencyToken must be 1 to 36 characters of [\\t\\n\\r\\x20-\\xFF]")
-        csr_data = request["Csr"]
-        if isinstance(csr_data, bytes | bytearray | str) and len(csr_data) > CSR_MAX_BYTES:
-            raise _invalid(f"Csr is longer than {CSR_MAX_BYTES} bytes")
+        ca_arn, template, token = _checked_request(request)
         authority = self._authority(ca_arn)
         algorithm = signing_algorithm(request["SigningAlgorithm"], authority.family)
         clock = self._clock().astimezone(UTC)
         now = clock.replace(microsecond=0)
-        status = "EXPIRED" if status_at(authority.row, now) == "EXPIRED" else self._status(ca_arn)
-        if status != "ACTIVE":
-            raise BackendError(
-                "InvalidStateException", f"certificate authority {ca_arn} is {status}, not ACTIVE"
-            )
+        self._check_active(authority, now)
         since = (clock - IDEMPOTENCY_WINDOW).timestamp()
         if token is not None:
             # Tokens this instance recorded answer from memory; others (another process's,
@@ -124,46 +167,22 @@ class LocalBackend:
             if mine is not None and mine[1] >= since:
                 return mine[0]
         start, end = self._validity(request, authority, now)
-
-        csr, public_key = parse_csr(csr_data)
-        subject, extra = csr.subject, []
-        passthrough = request.get("ApiPassthrough") if template.api_passthrough else None
-        if passthrough:
-            try:
-                if passthrough.get("Subject"):
-                    subject = api_name(passthrough["Subject"])
-                extra = api_extensions(passthrough.get("Extensions") or {})
-            except (AttributeError, TypeError, KeyError):
-                raise _invalid("ApiPassthrough does not have the shape of the API's ApiPassthrough") from None
-        self._check_template(template, authority, public_key)
-        extensions = certificate_extensions(
-            template,
+        csr, public_key = parse_csr(request["Csr"])
+        subject, extensions = _contents(request, template, authority, csr, public_key)
+        sign = functools.partial(
+            sign_certificate,
             subject=subject,
+            issuer=subject if template.self_signed else authority.certificate.subject,
             public_key=public_key,
-            issuer_ski=None if template.self_signed else authority.ski,
-            csr_extensions=list(csr.extensions),
-            api_extensions=extra,
+            not_before=start,
+            not_after=end,
+            extensions=extensions,
+            signing_key=authority.key,
+            algorithm=algorithm,
         )
-        if not subject and not any(e.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME for e in extensions):
-            raise BackendError(
-                "MalformedCSRException", "the CSR has neither a subject nor a subject alternative name"
-            )
-        issuer = subject if template.self_signed else authority.certificate.subject
-        while True:
-            serial = new_serial()
-            cert = sign_certificate(
-                subject=subject,
-                issuer=issuer,
-                public_key=public_key,
-                serial=serial,
-                not_before=start,
-                not_after=end,
-                extensions=extensions,
-                signing_key=authority.key,
-                algorithm=algorithm,
-            )
-            certificate_pem = pem(cert)
-            row = CertificateRow(
+
+        def row(serial: int, certificate_pem: str) -> CertificateRow:
+            return CertificateRow(
                 serial=serial_hex(serial),
                 ca_arn=ca_arn,
                 not_before=int(start.timestamp()),
@@ -174,15 +193,10 @@ class LocalBackend:
                 token=token,
                 token_at=None if token is None else clock.timestamp(),
             )
-            try:
-                arn = self._store.add_certificate(row, since=since)
-                break
-            except SerialTaken:
-                continue
-        if arn == row.arn:
-            self._remember(
-                arn, certificate_pem, None if token is None else (ca_arn, token, clock.timestamp())
-            )
+
+        arn, issued = self._add(sign, row, since)
+        if arn == issued.arn:
+            self._remember(arn, issued.certificate_pem, None if token is None else (ca_arn, token, clock.timestamp()))
         return arn
 
     def get_certificate(self, ca_arn: str, certificate_arn: str) -> CertificateBundle:
@@ -216,6 +230,30 @@ class LocalBackend:
         self._store.close()
 
     # -- helpers ------------------------------------------------------------------------
+
+    def _check_active(self, authority: Authority, now: datetime) -> None:
+        expired = status_at(authority.row, now) == "EXPIRED"
+        status = "EXPIRED" if expired else self._status(authority.arn)
+        if status != "ACTIVE":
+            raise BackendError(
+                "InvalidStateException", f"certificate authority {authority.arn} is {status}, not ACTIVE"
+            )
+
+    def _add(
+        self,
+        sign: Callable[..., x509.Certificate],
+        row: Callable[[int, str], CertificateRow],
+        since: float,
+    ) -> tuple[str, CertificateRow]:
+        """Sign under a fresh serial and record the certificate; the ARN the store answers
+        (another certificate's, when the token was used since ``since``) and the row."""
+        while True:
+            serial = new_serial()
+            issued = row(serial, pem(sign(serial=serial)))
+            try:
+                return self._store.add_certificate(issued, since=since), issued
+            except SerialTaken:
+                continue
 
     def _authority(self, ca_arn: str) -> Authority:
         authority = self._authorities.get(ca_arn)
@@ -269,29 +307,14 @@ class LocalBackend:
         if end <= start:
             raise _invalid("the certificate's NotAfter must be later than its NotBefore")
         if end <= now:
-            raise _invalid(f"the certificate's NotAfter {end:%Y-%m-%dT%H:%M:%SZ} is in the past")
+            raise _invalid(f"the certificate's NotAfter {rfc3339(end)} is in the past")
         if end > authority.not_after:
             raise _invalid(
-                f"the certificate's NotAfter {end:%Y-%m-%dT%H:%M:%SZ} is past the CA's own "
-                f"NotAfter {authority.not_after:%Y-%m-%dT%H:%M:%SZ}"
+                f"the certificate's NotAfter {rfc3339(end)} is past the CA's own "
+                f"NotAfter {rfc3339(authority.not_after)}"
             )
-        if authority.row.usage_mode == "SHORT_LIVED_CERTIFICATE":
+        if authority.row.usage_mode == SHORT_LIVED:
             span = end - (start if explicit_start is not None else now)
             if span > SHORT_LIVED_MAX:
                 raise _invalid("a CA in SHORT_LIVED_CERTIFICATE mode issues certificates of at most 7 days")
         return start, end
-
-    @staticmethod
-    def _check_template(template: Template, authority: Authority, public_key: Any) -> None:
-        if template.self_signed:
-            der = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            if public_key.public_bytes(*der) != authority.key.public_key().public_bytes(*der):
-                raise _invalid(f"{template.name} signs the CA's own key; the CSR carries another key")
-            return
-        if not template.ca:
-            return
-        if authority.row.usage_mode == "SHORT_LIVED_CERTIFICATE":
-            raise _invalid("a CA in SHORT_LIVED_CERTIFICATE mode cannot issue CA certificates")
-        limit = authority.path_length
-        if limit is not None and (limit == 0 or (template.path_length or 0) > limit - 1):
-            raise _invalid(f"{template.name} exceeds the CA's path length constraint of {limit}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pca_batch.acmpca import certificate_arn
+
 SCHEMA_VERSION = 2
 
 SCHEMA = (
@@ -90,4 +92,4 @@ class CertificateRow:
 
     @property
     def arn(self) -> str:
-        return f"{self.ca_arn}/certificate/{self.serial}"
+        return certificate_arn(self.ca_arn, self.serial)

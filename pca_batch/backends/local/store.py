@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from pca_batch.acmpca import certificate_arn
 from pca_batch.backends.local.keys import KEYS_DIR
 from pca_batch.backends.local.records import MIGRATIONS, SCHEMA, SCHEMA_VERSION, AuthorityRow, CertificateRow
 from pca_batch.errors import BackendError
@@ -310,7 +311,7 @@ class Store:
         if row.token is not None:
             found = tx.execute(_TOKEN_HOLDER, (row.ca_arn, row.token, item.since)).fetchone()
             if found is not None:
-                item.arn = f"{row.ca_arn}/certificate/{found[0]}"
+                item.arn = certificate_arn(row.ca_arn, found[0])
                 return
         status = tx.execute("SELECT status FROM authorities WHERE arn = ?", (row.ca_arn,)).fetchone()
         code = "InvalidStateException" if status else "ResourceNotFoundException"

@@ -21,12 +21,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 
 from pca_batch.errors import BackendError
 
-DEFAULT_TEMPLATE_ARN = "arn:aws:acm-pca:::template/EndEntityCertificate/V1"
 _TEMPLATE_ARN = re.compile(r"^arn:aws(?:-[a-z]+)*:acm-pca:::template/([A-Za-z0-9_]+)/V1$")
 
 
 def template_arn(name: str) -> str:
     return f"arn:aws:acm-pca:::template/{name}/V1"
+
+
+DEFAULT_TEMPLATE_ARN = template_arn("EndEntityCertificate")
 
 
 def _ku(*names: str) -> x509.KeyUsage:

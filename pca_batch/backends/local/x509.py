@@ -10,19 +10,13 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes, PrivateKeyTypes
+from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKeyTypes
 
-from pca_batch.backends.base import KEY_ALGORITHMS
 from pca_batch.errors import BackendError
+from pca_batch.pki import algorithms
+from pca_batch.pki.algorithms import EC, KEY_ALGORITHMS, RSA, KeyFamily, family_of, key_algorithm_of, signing_family
 from pca_batch.pki.csr import was_verified
 
-_CURVES: dict[str, type[ec.EllipticCurve]] = {
-    "EC_prime256v1": ec.SECP256R1,
-    "EC_secp384r1": ec.SECP384R1,
-    "EC_secp521r1": ec.SECP521R1,
-}
-_CURVE_NAMES = {"secp256r1": "EC_prime256v1", "secp384r1": "EC_secp384r1", "secp521r1": "EC_secp521r1"}
-_RSA_SIZES = {2048: "RSA_2048", 3072: "RSA_3072", 4096: "RSA_4096"}
 CaKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey  # the key families the local CA creates
 SERIAL_BITS = 127  # 32 hex digits with the top bit clear: a positive 16-byte INTEGER
 
@@ -30,85 +24,53 @@ SERIAL_BITS = 127  # 32 hex digits with the top bit clear: a positive 16-byte IN
 @dataclass(frozen=True)
 class SigningAlgorithm:
     name: str
-    family: str  # RSA | EC
+    family: KeyFamily  # RSA | EC
     hash: hashes.HashAlgorithm
     pss: bool = False
 
     def padding(self) -> padding.AsymmetricPadding | None:
-        if self.family != "RSA":
+        if self.family != RSA:
             return None
         if self.pss:
             return padding.PSS(mgf=padding.MGF1(self.hash), salt_length=padding.PSS.DIGEST_LENGTH)
         return padding.PKCS1v15()
 
 
+_HASHES = {"SHA256": hashes.SHA256(), "SHA384": hashes.SHA384(), "SHA512": hashes.SHA512()}
+
+
 def _algorithms() -> dict[str, SigningAlgorithm]:
+    """The signing algorithms of the key families the local CA creates (RSA, EC)."""
     out: dict[str, SigningAlgorithm] = {}
-    for bits, h in ((256, hashes.SHA256()), (384, hashes.SHA384()), (512, hashes.SHA512())):
-        for name, family, pss in (
-            (f"SHA{bits}WITHECDSA", "EC", False),
-            (f"SHA{bits}WITHRSA", "RSA", False),
-            (f"SHA{bits}WITHRSA_PSS", "RSA", True),
-        ):
-            out[name] = SigningAlgorithm(name, family, h, pss)
+    for name in algorithms.SIGNING_ALGORITHMS:
+        family = signing_family(name)
+        if family in (RSA, EC):
+            assert family is not None
+            out[name] = SigningAlgorithm(name, family, _HASHES[name[:6]], pss=name.endswith("_PSS"))
     return out
 
 
 SIGNING_ALGORITHMS = _algorithms()
-# Algorithms AWS knows for CA key families the local CA does not create.
-OTHER_SIGNING_ALGORITHMS = {
-    "SM3WITHSM2": "SM2",
-    "ML_DSA_44": "ML-DSA",
-    "ML_DSA_65": "ML-DSA",
-    "ML_DSA_87": "ML-DSA",
-}
-
-
-def key_family(key: PrivateKeyTypes | CertificatePublicKeyTypes) -> str:
-    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
-        return "RSA"
-    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
-        return "EC"
-    return type(key).__name__
-
-
-def key_algorithm_of(key: PrivateKeyTypes | CertificatePublicKeyTypes) -> str | None:
-    """The AWS KeyAlgorithm name of a key, or None when AWS has none for it."""
-    if isinstance(key, rsa.RSAPrivateKey | rsa.RSAPublicKey):
-        return _RSA_SIZES.get(key.key_size)
-    if isinstance(key, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey):
-        return _CURVE_NAMES.get(key.curve.name)
-    return None
 
 
 def generate_key(key_algorithm: str) -> CaKey:
-    if key_algorithm in _CURVES:
-        return ec.generate_private_key(_CURVES[key_algorithm]())
-    if key_algorithm.startswith("RSA_") and key_algorithm in KEY_ALGORITHMS:
-        return rsa.generate_private_key(public_exponent=65537, key_size=int(key_algorithm[4:]))
-    raise BackendError(
-        "InvalidArgsException", f"KeyAlgorithm {key_algorithm!r} is not one of {', '.join(KEY_ALGORITHMS)}"
-    )
-
-
-def default_signing_algorithm(key_algorithm: str) -> str:
-    """The algorithm AWS pairs with a CA key when creating a CA."""
-    return {
-        "EC_prime256v1": "SHA256WITHECDSA",
-        "EC_secp384r1": "SHA384WITHECDSA",
-        "EC_secp521r1": "SHA512WITHECDSA",
-    }.get(key_algorithm, "SHA256WITHRSA")
+    try:
+        return algorithms.generate(key_algorithm)
+    except ValueError:
+        raise BackendError(
+            "InvalidArgsException", f"KeyAlgorithm {key_algorithm!r} is not one of {', '.join(KEY_ALGORITHMS)}"
+        ) from None
 
 
 def signing_algorithm(name: object, family: str) -> SigningAlgorithm:
     """The SigningAlgorithm of a request, checked against the CA key's family (RSA or EC)."""
     algorithm = SIGNING_ALGORITHMS.get(name) if isinstance(name, str) else None
     if algorithm is None:
-        if isinstance(name, str) and name in OTHER_SIGNING_ALGORITHMS:
+        other = signing_family(name) if isinstance(name, str) else None
+        if other is not None:  # a name AWS knows, for a key family the local CA does not create
             raise BackendError(
                 "InvalidArgsException",
-                f"SigningAlgorithm {name} needs an {OTHER_SIGNING_ALGORITHMS[name]} CA; "
-                f"this CA's key is {family}",
+                f"SigningAlgorithm {name} needs an {other} CA; this CA's key is {family}",
             )
         raise BackendError(
             "InvalidArgsException", f"SigningAlgorithm {name!r} is not a known signing algorithm"
@@ -143,11 +105,11 @@ def parse_csr(data: object) -> tuple[x509.CertificateSigningRequest, Certificate
     if isinstance(public_key, rsa.RSAPublicKey):
         acceptable = public_key.key_size >= 2048
     else:
-        acceptable = key_algorithm_of(public_key) is not None
+        acceptable = isinstance(public_key, ec.EllipticCurvePublicKey) and key_algorithm_of(public_key) is not None
     if not acceptable:
         raise BackendError(
             "MalformedCSRException",
-            f"the CSR's {key_family(public_key)} key is not one AWS Private CA accepts "
+            f"the CSR's {family_of(public_key)} key is not one AWS Private CA accepts "
             "(RSA of 2048 bits or more, EC P-256, P-384 or P-521)",
         )
     del extensions  # parsed above only so that a malformed extension is refused here
@@ -159,10 +121,6 @@ def new_serial() -> int:
     while serial == 0:
         serial = secrets.randbits(SERIAL_BITS)
     return serial
-
-
-def serial_hex(serial: int) -> str:
-    return format(serial, "032x")
 
 
 def sign_certificate(
