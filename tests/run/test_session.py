@@ -297,11 +297,14 @@ def test_after_fail_fast_no_entry_makes_a_key_a_file_or_a_call(tmp_path: Path) -
     report = json.loads((tmp_path / "r.json").read_text())
     results = {r["name"]: r for r in report["results"]}
     assert results["bad"]["status"] == "failed"
-    for name in names[1:]:
+    # With one call slot, an entry could only have run had it taken the slot before "bad" did.
+    ran = [name for name in names[1:] if results[name]["status"] == "issued"]
+    assert len(ran) <= 1
+    for name in set(names[1:]) - set(ran):
         assert results[name]["status"] == "skipped" and results[name]["error"]["code"] == "FailFast"
         assert not (tmp_path / "out" / f"{name}.key.pending").exists(), f"{name} made a key after the stop"
         assert not (tmp_path / "out" / f"{name}.key").exists() and not (tmp_path / "out" / f"{name}.pem").exists()
-    assert [operation for operation, _ in backend.calls] == ["DescribeCertificateAuthority", "IssueCertificate"]
+    assert [op for op, _ in backend.calls].count("IssueCertificate") == 1 + len(ran)
 
 
 def test_after_an_interrupt_no_entry_makes_a_key_a_file_or_a_call(tmp_path: Path) -> None:
@@ -325,9 +328,11 @@ def test_after_an_interrupt_no_entry_makes_a_key_a_file_or_a_call(tmp_path: Path
                        Console(file=out, width=100, color_system=None), backend=backend, env={})
     assert code == 130
     results = json.loads((tmp_path / "r.json").read_text())["results"]
-    assert results[0]["status"] == "failed" and results[0]["error"]["code"] == "Interrupted"
-    assert results[0]["certificate_arn"] in backend.issued
-    for r in results[1:]:
-        assert r["status"] == "skipped" and r["error"]["code"] == "Interrupted"
-        assert not (tmp_path / "out" / f"{r['name']}.key.pending").exists(), f"{r['name']} made a key"
+    # The entry whose call the stop came during: issued, its files not written.
+    cut = [r for r in results if r["status"] == "failed"]
+    assert len(cut) == 1 and cut[0]["error"]["code"] == "Interrupted" and cut[0]["certificate_arn"] in backend.issued
+    for r in results:
+        if r is not cut[0]:
+            assert r["status"] == "skipped" and r["error"]["code"] == "Interrupted"
+            assert not (tmp_path / "out" / f"{r['name']}.key.pending").exists(), f"{r['name']} made a key"
     assert sum(backend.issue_calls.values()) == 1
