@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import os
 import random
 import sys
@@ -37,15 +38,31 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
     _fsync_dir(path.parent)
 
 
+class DurabilityError(OSError):
+    """Files were written and renamed, but whether they would survive a crash is not known:
+    flushing them failed. ``paths`` are the files that waited on the failed flush."""
+
+    def __init__(self, err: int, strerror: str, paths: frozenset[Path]) -> None:
+        super().__init__(err, strerror)
+        self.paths = paths
+
+
+# A folder fsync that the file system does not offer (as PostgreSQL's fsync_fname judges it):
+# nothing more can be done there, so it is not an error. Any other failure is.
+_FOLDER_FSYNC_UNSUPPORTED = frozenset({errno.EINVAL, errno.EBADF, errno.ENOTSUP})
+
+
 def _fsync_dir(folder: Path) -> None:
+    """Make the renames in ``folder`` durable; OSError when that fails."""
     try:
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    except OSError:
+    except PermissionError:  # a folder we may write in but not read: it cannot be fsynced at all
         return
     try:
         os.fsync(fd)
-    except OSError:
-        pass
+    except OSError as exc:
+        if exc.errno not in _FOLDER_FSYNC_UNSUPPORTED:
+            raise
     finally:
         os.close(fd)
 
@@ -59,6 +76,10 @@ def _fsync_dir(folder: Path) -> None:
 # flushed once, at the end of the run (flush_renames). Sixteen workers finishing
 # together cost one syncfs, not forty-eight fsyncs. Where syncfs is missing, each
 # file and folder is fsynced.
+#
+# A failed flush is an error for every file that waited on it, never only for the
+# thread that happened to call syncfs: the kernel reports a write-back error once,
+# so a waiter that called syncfs again would be told all is well.
 
 
 def _load_syncfs() -> Callable[[int], int] | None:
@@ -85,19 +106,26 @@ class _Barrier:
         self._sync_lock = threading.Lock()
         self._requested = 0
         self._synced = 0
+        self._failed: list[tuple[int, int, int]] = []  # (after, up to, errno): requests a failed syncfs covered
 
     def wait(self, fd: int) -> None:
-        assert _SYNCFS is not None
+        """Return once this thread's writes are durable; OSError when the syncfs covering them failed."""
+        sync = _SYNCFS
+        assert sync is not None
         with self._lock:
             self._requested += 1
             mine = self._requested
         with self._sync_lock:
+            for after, upto, err in self._failed:
+                if after < mine <= upto:
+                    raise OSError(err, os.strerror(err))  # the syncfs we waited on failed
             if self._synced >= mine:
                 return  # a syncfs that began after our writes has covered them
             with self._lock:
                 target = self._requested
-            if _SYNCFS(fd) != 0:
+            if sync(fd) != 0:
                 err = ctypes.get_errno()
+                self._failed.append((self._synced, target, err))
                 raise OSError(err, os.strerror(err))
             self._synced = target
 
@@ -111,7 +139,7 @@ def _barrier(device: int) -> _Barrier:
         return _barriers.setdefault(device, _Barrier())
 
 
-_renamed: dict[int, str] = {}  # file system -> a folder on it, with renames not yet flushed
+_renamed: dict[int, list[Path]] = {}  # file system -> files renamed on it, the renames not flushed yet
 _renamed_lock = threading.Lock()
 
 
@@ -121,28 +149,50 @@ def flush_renames() -> None:
     Deferring this to the end of a run is safe: until then a crash can at worst
     lose a rename, leaving the previous file in place, and the journal still holds
     the certificate's ARN, so the next run fetches it again under the same token.
+    Every file system is flushed; when some flush fails, :class:`DurabilityError`
+    names the files that waited on it.
     """
     with _renamed_lock:
         pending = dict(_renamed)
         _renamed.clear()
-    if pending:
-        _flush(pending)
+    failed: list[OSError] = []
+    lost: set[Path] = set()
+    for device, paths in pending.items():
+        try:
+            _flush(device, *dict.fromkeys(str(p.parent) for p in paths))
+        except OSError as exc:
+            failed.append(exc)
+            lost.update(paths)
+    if failed:
+        first = failed[0]
+        raise DurabilityError(first.errno or errno.EIO, first.strerror or str(first), frozenset(lost))
+
+
+def note_renamed(path: Path) -> None:
+    """A rename into ``path`` made elsewhere (a key moved into place): made durable with the others
+    by flush_renames(), or at once where there is no syncfs."""
+    if _SYNCFS is None:
+        _fsync_dir(path.parent)
+        return
+    device = _folder_device(path.parent)
+    with _renamed_lock:
+        _renamed.setdefault(device, []).append(path)
 
 
 def atomic_write_many(items: Sequence[tuple[Path, bytes, int]]) -> None:
     """Replace several files atomically (each: temporary file, durable, rename), sharing flushes.
 
-    Safe from many threads at once; returns once every file and rename is durable.
-    A run writes thousands of files from many threads, so each costs as few system
-    calls as it can: folders are made and looked at once, the mode is given at
-    creation (and set again only when the umask would change it).
+    Safe from many threads at once; returns once every file is durable and renamed (the
+    renames are made durable by flush_renames). OSError when a file cannot be written or
+    made durable; then no file is renamed. A run writes thousands of files from many
+    threads, so each costs as few system calls as it can: folders are made and looked at
+    once, the mode is given at creation (and set again only when the umask would change it).
     """
     if _SYNCFS is None:
         for path, data, mode in items:
             atomic_write(path, data, mode=mode)
         return
-    temps: list[tuple[str, Path]] = []
-    by_device: dict[int, str] = {}
+    temps: list[tuple[str, Path, int]] = []  # temporary file, target, file system
     try:
         for path, data, mode in items:
             folder = str(path.parent)
@@ -153,7 +203,7 @@ def atomic_write_many(items: Sequence[tuple[Path, bytes, int]]) -> None:
                 _devices.pop(folder, None)
                 device = _folder_device(path.parent)
                 fd, tmp = _create_temp(folder, path.name, mode)
-            temps.append((tmp, path))
+            temps.append((tmp, path, device))
             try:
                 if _UMASK is None or mode & _UMASK:
                     os.fchmod(fd, mode)
@@ -162,16 +212,19 @@ def atomic_write_many(items: Sequence[tuple[Path, bytes, int]]) -> None:
                     view = view[os.write(fd, view) :]
             finally:
                 os.close(fd)
-            by_device.setdefault(device, tmp)
-        _flush(by_device)  # the contents, before any rename
-        for tmp, path in temps:
+        folders: dict[int, str] = {}
+        for _tmp, path, device in temps:
+            folders.setdefault(device, str(path.parent))
+        for device, folder in folders.items():
+            _flush(device, folder)  # the contents, before any rename
+        for tmp, path, _device in temps:
             os.replace(tmp, path)
-        temps = []
+        renamed, temps = temps, []
         with _renamed_lock:  # the renames are made durable together, by flush_renames()
-            for device, sample in by_device.items():
-                _renamed.setdefault(device, os.path.dirname(sample))
+            for _tmp, path, device in renamed:
+                _renamed.setdefault(device, []).append(path)
     finally:
-        for tmp, _path in temps:
+        for tmp, _path, _device in temps:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
 
@@ -214,10 +267,17 @@ def _create_temp(folder: str, name: str, mode: int) -> tuple[int, str]:
             continue
 
 
-def _flush(by_device: dict[int, str]) -> None:
-    for device, sample in by_device.items():
-        fd = os.open(os.path.dirname(sample) or ".", os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            _barrier(device).wait(fd)
-        finally:
-            os.close(fd)
+def _flush(device: int, *folders: str) -> None:
+    """Wait for a syncfs of ``device``, reached through the first of ``folders`` still there."""
+    fd = _open_folder(folders)
+    try:
+        _barrier(device).wait(fd)
+    finally:
+        os.close(fd)
+
+
+def _open_folder(folders: Sequence[str]) -> int:
+    for folder in folders[:-1]:
+        with contextlib.suppress(FileNotFoundError):
+            return os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    return os.open(folders[-1], os.O_RDONLY | os.O_DIRECTORY)

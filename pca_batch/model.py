@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,14 +15,28 @@ from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM, KeyAlgorithm
 
 OUTPUT_KINDS = ("certificate", "chain", "full_chain", "private_key")
 
-# Entry statuses, as the JSON report names them.
-PLANNED = "planned"
-ISSUED = "issued"
-UNCHANGED = "unchanged"
-FAILED = "failed"
-INVALID = "invalid"
-SKIPPED = "skipped"
-STATUSES = (PLANNED, ISSUED, UNCHANGED, FAILED, INVALID, SKIPPED)
+
+class Status(StrEnum):
+    """What happened to an entry; the values are the JSON report's strings."""
+
+    PLANNED = "planned"  # a plan's row: apply would issue or renew it
+    ISSUED = "issued"  # IssueCertificate was called (an idempotent answer too) and the certificate delivered
+    RECOVERED = "recovered"  # no IssueCertificate call: the journal had its ARN; fetched, its files written again
+    UNCHANGED = "unchanged"  # its files already held its certificate: nothing written
+    FAILED = "failed"
+    INVALID = "invalid"
+    SKIPPED = "skipped"  # nothing done: not started, or stopped before any certificate was issued
+
+
+PLANNED = Status.PLANNED
+ISSUED = Status.ISSUED
+RECOVERED = Status.RECOVERED
+UNCHANGED = Status.UNCHANGED
+FAILED = Status.FAILED
+INVALID = Status.INVALID
+SKIPPED = Status.SKIPPED
+STATUSES = tuple(Status)  # the report's order
+RECOVERED_NOTE = "issued by an earlier run (per the journal): fetched again, no IssueCertificate call"
 
 # What the plan does with an entry (decided by pca_batch.plan: issue, renew or leave it
 # unchanged; invalid: the manifest says what is wrong; refused: preflight found AWS would refuse it).
@@ -233,7 +248,7 @@ class Result:
     """What happened to one entry: the unit of every report."""
 
     name: str
-    status: str  # one of STATUSES
+    status: Status
     certificate_authority_arn: str | None = None
     certificate_arn: str | None = None
     serial: str | None = None  # lowercase hex, no colons

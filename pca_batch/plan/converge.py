@@ -17,6 +17,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pca_batch import files
 from pca_batch.errors import BackendError
 from pca_batch.manifest.entries import key_request
 from pca_batch.model import UNCHANGED, Entry, Result
@@ -188,10 +189,18 @@ def prepare(step: Step, env: Mapping[str, str] | None = None) -> Entry:
     return replace(entry, request=request, token=token)
 
 
-def deliver_key(entry: Entry) -> None:
-    """After the certificate is written: the pending key (if any) becomes the entry's key."""
-    if entry.key is not None and entry.outputs.private_key is not None:
-        keys.install_pending(entry.outputs.private_key)
+def deliver_key(entry: Entry) -> bool:
+    """After the certificate is written: the pending key (if any) becomes the entry's key.
+
+    Returns whether a key was moved; the move is made durable with the run's other renames
+    (:func:`pca_batch.files.flush_renames`). OSError when it cannot be moved.
+    """
+    private_key = entry.outputs.private_key
+    if entry.key is None or private_key is None or not keys.pending_path(private_key).exists():
+        return False
+    keys.install_pending(private_key)
+    files.note_renamed(private_key)
+    return True
 
 
 def unchanged_result(step: Step, base_dir: Path) -> Result:

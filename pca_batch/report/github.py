@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pca_batch.model import FAILED, INVALID, Result
+from pca_batch.model import FAILED, INVALID, ISSUED, RECOVERED, RECOVERED_NOTE, SKIPPED, UNCHANGED, Result
 from pca_batch.report.json_report import summary
 
 if TYPE_CHECKING:
@@ -66,7 +66,7 @@ def _cell(text: str | None) -> str:
 
 def summary_markdown(results: Sequence[Result], *, title: str) -> str:
     counts = summary(results)
-    parts = [f"{counts[k]} {k}" for k in ("issued", "unchanged", "failed", "skipped") if counts[k]]
+    parts = [f"{counts[k]} {k}" for k in (ISSUED, RECOVERED, UNCHANGED, FAILED, SKIPPED) if counts[k]]
     out = [
         f"### pca-batch apply: {_cell(title)}",
         "",
@@ -82,6 +82,8 @@ def summary_markdown(results: Sequence[Result], *, title: str) -> str:
             f"| {_cell(r.name)} | {_cell(r.status)} | {_cell(arn)} | {_cell(r.serial)} "
             f"| {_cell(r.not_after)} | {r.attempts} | {_cell(error)} |"
         )
+    if counts[RECOVERED]:
+        out += ["", f"recovered: {RECOVERED_NOTE}; its files written again."]
     return "\n".join(out) + "\n\n"
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from pca_batch import schema
 from pca_batch.errors import PcaBatchError
 from pca_batch.files import atomic_write
-from pca_batch.model import OUTPUT_KINDS, STATUSES, Result
+from pca_batch.model import OUTPUT_KINDS, STATUSES, Result, Status
 from pca_batch.pki.csr import InputError, read_limited
 from pca_batch.schema import fastcheck
 
@@ -22,7 +22,7 @@ def result_json(result: Result) -> dict[str, Any]:
         error = {"code": result.error_code or "Error", "message": result.error_message or ""}
     return {
         "name": result.name,
-        "status": result.status,
+        "status": result.status.value,
         "certificate_authority_arn": result.certificate_authority_arn,
         "certificate_arn": result.certificate_arn,
         "serial": result.serial,
@@ -37,7 +37,8 @@ def result_json(result: Result) -> dict[str, Any]:
 
 
 def summary(results: Sequence[Result]) -> dict[str, int]:
-    counts = {"total": len(results), **{status: 0 for status in STATUSES}}
+    """How many entries in all and of each status (every status named, 0 too)."""
+    counts: dict[str, int] = {"total": len(results), **{status.value: 0 for status in STATUSES}}
     for r in results:
         counts[r.status] += 1
     return counts
@@ -76,7 +77,7 @@ def result_from_json(data: Mapping[str, Any]) -> Result:
     error = data.get("error") or {}
     return Result(
         name=data["name"],
-        status=data["status"],
+        status=Status(data["status"]),
         certificate_authority_arn=data.get("certificate_authority_arn"),
         certificate_arn=data.get("certificate_arn"),
         serial=data.get("serial"),

@@ -3,7 +3,9 @@
 The shape is the common subset that Jenkins, GitLab, GitHub test reporters
 and Azure read: ``<testsuites><testsuite><testcase classname name time>`` with
 ``<failure type message>`` or ``<skipped message>`` inside. ``classname`` is
-the manifest's name, so several manifests in one CI job stay apart.
+the manifest's name, so several manifests in one CI job stay apart. Issued,
+recovered and unchanged entries pass; their ``system-out`` says which (and,
+for a recovered one, that no IssueCertificate call was made).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pca_batch.files import atomic_write
-from pca_batch.model import FAILED, INVALID, SKIPPED, Result
+from pca_batch.model import FAILED, INVALID, RECOVERED, RECOVERED_NOTE, SKIPPED, Result
 
 # Characters XML 1.0 cannot hold at all, not even escaped.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -25,7 +27,8 @@ def _clean(text: str | None) -> str:
 
 
 def _details(result: Result) -> str:
-    lines = [f"status: {result.status}", f"attempts: {result.attempts}"]
+    status = f"{result.status} ({RECOVERED_NOTE})" if result.status == RECOVERED else result.status
+    lines = [f"status: {status}", f"attempts: {result.attempts}"]
     if result.certificate_authority_arn:
         lines.append(f"certificate authority: {result.certificate_authority_arn}")
     if result.certificate_arn:

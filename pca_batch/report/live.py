@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from pca_batch.model import FAILED, ISSUED, SKIPPED, UNCHANGED, Result
+from pca_batch.model import FAILED, ISSUED, RECOVERED, RECOVERED_NOTE, SKIPPED, UNCHANGED, Result
 from pca_batch.report.json_report import summary_line
 from pca_batch.report.text import write_lines
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:  # rich is imported only for a terminal: logs do without it
     from rich.table import Table
 
 WIDE = 200  # terminal columns from which the table shows certificate ARNs whole
-STATUS_STYLES = {ISSUED: "green", UNCHANGED: "cyan", FAILED: "bold red", SKIPPED: "yellow"}
+STATUS_STYLES = {ISSUED: "green", RECOVERED: "blue", UNCHANGED: "cyan", FAILED: "bold red", SKIPPED: "yellow"}
 
 
 def _progress_bar(console: Console, get_time: Callable[[], float] | None) -> Progress:
@@ -69,11 +69,12 @@ def _error_text(result: Result) -> str:
 def plain_line(result: Result) -> str:
     """One line for a finished entry, for logs: status, name, then what matters for that status."""
     head = f"{result.status:<9} {result.name}"
-    if result.status in (ISSUED, UNCHANGED):
+    if result.status in (ISSUED, RECOVERED, UNCHANGED):
         plural = "" if result.attempts == 1 else "s"
+        how = RECOVERED_NOTE if result.status == RECOVERED else f"{result.attempts} attempt{plural}"
         return (
             f"{head}  {result.certificate_arn}  serial {result.serial}  expires {result.not_after}"
-            f"  {result.attempts} attempt{plural}  {result.duration_s:.2f}s"
+            f"  {how}  {result.duration_s:.2f}s"
         )
     detail = _error_text(result)
     if result.status == FAILED:

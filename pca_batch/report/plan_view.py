@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -14,6 +14,7 @@ from pca_batch.report.text import write_lines
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.table import Table
     from rich.text import Text
 
 ACTION_MARKS = {
@@ -72,58 +73,60 @@ def _short_arn(arn: str | None) -> str:
 
 
 def render_plan(manifest: Manifest, results: Sequence[Result], console: Console) -> None:
+    """A table on a terminal, a line per entry elsewhere."""
     entries = {e.name: e for e in manifest.entries}
     if console.is_terminal:
-        from rich.table import Table
-        from rich.text import Text
-
-        cas = {r.certificate_authority_arn for r in results if r.certificate_authority_arn}
-        one_ca = len(cas) == 1
-        title = f"Plan for {manifest.display}" + (f" (CA {next(iter(cas))})" if one_ca else "")
-        table = Table(title=title, title_justify="left", expand=False)
-        table.add_column("name", overflow="fold")
-        table.add_column("action", overflow="fold", max_width=18)
-        if not one_ca:
-            table.add_column("CA", no_wrap=True)
-        table.add_column("signing algorithm", no_wrap=True)
-        table.add_column("validity", overflow="fold")
-        table.add_column("subject / SANs", overflow="fold", min_width=30)
-        table.add_column("idempotency token", no_wrap=True)
-        for r in results:
-            e = entries.get(r.name)
-            style = {"invalid": "red", "refused": "red", "renew": "yellow", "unchanged": "dim"}.get(
-                r.action or "", "green"
-            )
-            cells: list[str | Text] = [r.name, Text(_action(r, table=True), style=style)]
-            if not one_ca:
-                cells.append(_short_arn(r.certificate_authority_arn))
-            table.add_row(
-                *cells,
-                _get(e, "SigningAlgorithm"),
-                validity.describe(e.request.get("Validity") if e and e.request else None),
-                _names(e, "\n"),
-                r.idempotency_token or _no_token(e),
-            )
-        console.print(table)
+        console.print(_plan_table(manifest, results, entries))
     else:
-        lines = []
-        for r in results:
-            e = entries.get(r.name)
-            if r.action == "unchanged":  # nothing to do: the line says so, and which certificate
-                fields = [_action(r), r.name, f"serial={r.serial or '-'}", f"token={r.idempotency_token or '-'}"]
-                lines.append(" ".join(fields))
-                continue
-            fields = [
-                _action(r),
-                r.name,
-                f"ca={r.certificate_authority_arn or '-'}",
-                f"alg={_get(e, 'SigningAlgorithm') or '-'}",
-                f"validity={validity.describe(e.request.get('Validity') if e and e.request else None) or '-'}",
-                f"names={_names(e) or '-'}",
-                f"token={r.idempotency_token or _no_token(e) or '-'}",
-            ]
-            lines.append(" ".join(fields))
-        write_lines(console, lines)
+        write_lines(console, [_plan_line(r, entries.get(r.name)) for r in results])
+
+
+def _plan_table(manifest: Manifest, results: Sequence[Result], entries: Mapping[str, Entry]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
+    cas = {r.certificate_authority_arn for r in results if r.certificate_authority_arn}
+    one_ca = len(cas) == 1
+    title = f"Plan for {manifest.display}" + (f" (CA {next(iter(cas))})" if one_ca else "")
+    table = Table(title=title, title_justify="left", expand=False)
+    table.add_column("name", overflow="fold")
+    table.add_column("action", overflow="fold", max_width=18)
+    if not one_ca:
+        table.add_column("CA", no_wrap=True)
+    table.add_column("signing algorithm", no_wrap=True)
+    table.add_column("validity", overflow="fold")
+    table.add_column("subject / SANs", overflow="fold", min_width=30)
+    table.add_column("idempotency token", no_wrap=True)
+    for r in results:
+        e = entries.get(r.name)
+        style = {"invalid": "red", "refused": "red", "renew": "yellow", "unchanged": "dim"}.get(
+            r.action or "", "green"
+        )
+        cells: list[str | Text] = [r.name, Text(_action(r, table=True), style=style)]
+        if not one_ca:
+            cells.append(_short_arn(r.certificate_authority_arn))
+        table.add_row(
+            *cells,
+            _get(e, "SigningAlgorithm"),
+            validity.describe(e.request.get("Validity") if e and e.request else None),
+            _names(e, "\n"),
+            r.idempotency_token or _no_token(e),
+        )
+    return table
+
+
+def _plan_line(r: Result, e: Entry | None) -> str:
+    if r.action == "unchanged":  # nothing to do: the line says so, and which certificate
+        return " ".join([_action(r), r.name, f"serial={r.serial or '-'}", f"token={r.idempotency_token or '-'}"])
+    return " ".join([
+        _action(r),
+        r.name,
+        f"ca={r.certificate_authority_arn or '-'}",
+        f"alg={_get(e, 'SigningAlgorithm') or '-'}",
+        f"validity={validity.describe(e.request.get('Validity') if e and e.request else None) or '-'}",
+        f"names={_names(e) or '-'}",
+        f"token={r.idempotency_token or _no_token(e) or '-'}",
+    ])
 
 
 def _action(r: Result, table: bool = False) -> str:

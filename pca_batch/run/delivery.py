@@ -6,13 +6,17 @@ the root). The files are ``certificate`` (the leaf), ``chain`` and
 (:func:`pca_batch.files.atomic_write`); a file that already holds exactly
 those bytes is left alone, so a run that changes nothing touches nothing.
 The private key, when an entry has one, is not the runner's to write.
+
+The files' contents are durable before they are renamed; the renames are made
+durable together once the run ends (:func:`make_durable`). Whenever either
+fails, the entries whose files it concerned fail with ``OutputWriteError``.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from cryptography import x509
@@ -20,8 +24,8 @@ from cryptography import x509
 from pca_batch.acmpca import serial_hex
 from pca_batch.backends.base import CertificateBundle
 from pca_batch.errors import BackendError
-from pca_batch.files import atomic_write_many
-from pca_batch.model import Outputs
+from pca_batch.files import DurabilityError, atomic_write_many, flush_renames
+from pca_batch.model import FAILED, Entry, Outputs, Result
 from pca_batch.times import rfc3339
 
 OUTPUT_ERROR = "OutputWriteError"
@@ -92,3 +96,25 @@ def write_outputs(
         reason = exc.strerror or str(exc)
         raise BackendError(OUTPUT_ERROR, f"cannot write {failed} to {where}: {reason}") from exc
     return facts, True
+
+
+def make_durable(results: list[Result], entries: list[Entry]) -> list[Result]:
+    """Flush the renames of this run's outputs; an entry whose files this fails for fails too.
+
+    ``results`` and ``entries`` may be in any order; an entry that wrote no file (unchanged,
+    skipped, failed already) keeps its result.
+    """
+    try:
+        flush_renames()
+    except DurabilityError as exc:
+        lost = exc.paths
+        files = {e.name: {path for _kind, path in e.outputs.items()} for e in entries}
+        reason = exc.strerror or str(exc)
+        return [
+            replace(r, status=FAILED, error_code=OUTPUT_ERROR,
+                    error_message=f"its files were written but could not be made durable: {reason}; "
+                                  "run again to write them (its certificate ARN is in the journal)")
+            if r.status != FAILED and files.get(r.name, set()) & lost else r
+            for r in results
+        ]
+    return results

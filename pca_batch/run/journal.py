@@ -99,6 +99,8 @@ class Journal:
         self._sync_lock = threading.Lock()  # one fsync at a time
         self._written = 0  # lines written so far
         self._synced = 0  # lines known to be on disk
+        self._failed: list[tuple[int, int, OSError]] = []  # (after, up to, error): lines a failed fsync covered
+        self._here: set[tuple[str, str]] = set()  # (CA ARN, token) recorded through this object
         self._fd: int | None = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         self._end_torn_line()
 
@@ -128,12 +130,19 @@ class Journal:
     def _sync(self, line: int) -> None:
         """Return once line number ``line`` is on disk, sharing an fsync with other threads."""
         with self._sync_lock:
+            for after, upto, error in self._failed:
+                if after < line <= upto:  # the fsync we waited on failed; a second one would not say so
+                    raise OSError(error.errno, error.strerror)
             if self._synced >= line:
                 return  # another thread's fsync, begun after our write, covered it
             with self._lock:
                 target = self._written
                 fd = self._require_fd()
-            os.fsync(fd)
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                self._failed.append((self._synced, target, exc))
+                raise
             self._synced = target
 
     def __len__(self) -> int:
@@ -144,6 +153,11 @@ class Journal:
         """The certificate ARN recorded for this CA and idempotency token, if any."""
         with self._lock:
             return self._arns.get((ca_arn, token))
+
+    def recorded_here(self, ca_arn: str, token: str) -> bool:
+        """True when this object recorded a certificate for this CA and token (during this run)."""
+        with self._lock:
+            return (ca_arn, token) in self._here
 
     def record_issued(self, *, name: str, token: str, ca_arn: str, certificate_arn: str) -> JournalRecord:
         """Append an ``issued`` line and fsync it; returns only once it is on disk."""
@@ -156,6 +170,7 @@ class Journal:
             self._written += 1
             mine = self._written
             self._arns[(ca_arn, token)] = certificate_arn
+            self._here.add((ca_arn, token))
         self._sync(mine)
         return record
 

@@ -18,7 +18,13 @@ write files, so local disk work never holds a slot. The main thread alone
 collects results and hands them to ``on_result``.
 ``--fail-fast`` stops new entries from starting after a failure; an interrupt
 (:meth:`Runner.request_stop`) also stops retries and polls: calls in flight
-end, nothing new starts, the rest end ``skipped``.
+end, nothing new starts. Once a stop was asked for, an entry that had not
+started does nothing at all (no key, no file, no call) and ends ``skipped``;
+one whose certificate was issued during the run but whose files were not
+written ends ``failed`` (``Interrupted``) with its certificate ARN, for the
+next run to fetch. An entry whose certificate the journal already had is
+fetched without IssueCertificate and ends ``recovered`` once its files are
+written (``unchanged`` when they already held it).
 """
 
 from __future__ import annotations
@@ -29,13 +35,13 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from pca_batch.backends.base import Backend, CertificateBundle
 from pca_batch.errors import BackendError
-from pca_batch.model import FAILED, ISSUED, SKIPPED, UNCHANGED, Entry, Result
-from pca_batch.run.delivery import write_outputs
+from pca_batch.model import FAILED, ISSUED, RECOVERED, SKIPPED, UNCHANGED, Entry, Result
+from pca_batch.run.delivery import OUTPUT_ERROR, write_outputs
 from pca_batch.run.journal import Journal
 from pca_batch.run.ratelimit import GET, ISSUE, RateLimits
 from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS, Retrier, RetryAborted, RetryPolicy
@@ -45,11 +51,15 @@ INTERRUPTED = "Interrupted"
 FAIL_FAST = "FailFast"
 _TICK = 0.1  # how often the main thread looks up from waiting for results (seconds)
 DEFAULT_CONCURRENCY = 16
+_UNWRITTEN = (
+    "its certificate was issued, but its files were not written: {why}; run again to fetch it "
+    "(its ARN is in the journal) without a new IssueCertificate call"
+)
 
 
 @dataclass(frozen=True)
 class RunConfig:
-    concurrency: int = DEFAULT_CONCURRENCY  # entries between their first call and their certificate, at once
+    concurrency: int = DEFAULT_CONCURRENCY  # entries between their first work and their certificate, at once
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     max_rate: float | None = None  # IssueCertificate calls a second per region; None or 0: unlimited
     fail_fast: bool = False
@@ -57,6 +67,26 @@ class RunConfig:
     max_polls: int = 60
     max_poll_wait: float = 120.0
     grace_s: float = 30.0  # how long an interrupted run waits for calls in flight
+
+
+@dataclass(frozen=True)
+class EntrySteps:
+    """What the session adds around an entry's calls."""
+
+    preflight_errors: Mapping[str, BackendError] = field(default_factory=dict)  # refused without a call
+    # prepare: an entry's first work, before its first call (keys and CSRs made by pca-batch);
+    # deliver: after its outputs are written (a new private key moved into place; True when moved)
+    prepare: Callable[[Entry], Entry] | None = None
+    deliver: Callable[[Entry], bool] | None = None
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Time as the runner sees it; tests and the bench give fake clocks."""
+
+    clock: Callable[[], float] = time.monotonic
+    sleep: Callable[[float], object] | None = None  # None: real waits, which an interrupt cuts short
+    rand: Callable[[], float] = random.random  # jitter of retry back-off
 
 
 class _Interrupted(Exception):
@@ -67,6 +97,60 @@ class _Interrupted(Exception):
 class _Progress:
     attempts: int = 0  # IssueCertificate calls made, retries included
     arn: str | None = None
+    issued: bool = False  # the ARN was issued during this run (not found in the journal)
+
+
+class _Pool:
+    """The worker threads of one run: entries handed over a few ahead, results taken as they end."""
+
+    def __init__(self, work: Callable[[Entry], Result], todo: list[Entry], slots: int) -> None:
+        # A few threads more than call slots, so that writing files never holds a slot.
+        workers = min(len(todo), slots + max(1, slots // 4))
+        self.window = 2 * workers  # entries handed to the pool ahead of time: few, so stopping is prompt
+        self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pca-batch")
+        self.todo = todo
+        self.work = work
+        self.futures: dict[Future[Result], int] = {}  # handed over, not collected yet -> entry index
+        self.finished: queue.SimpleQueue[Future[Result]] = queue.SimpleQueue()  # O(1) a result, unlike wait()
+        self.submitted = 0
+        self.deadline: float | None = None  # once interrupted: when to stop waiting for calls in flight
+
+    def fill(self, stop: threading.Event) -> None:
+        while self.submitted < len(self.todo) and len(self.futures) < self.window and not stop.is_set():
+            future = self.executor.submit(self.work, self.todo[self.submitted])
+            self.futures[future] = self.submitted
+            future.add_done_callback(self.finished.put)
+            self.submitted += 1
+
+    def ended(self, timeout: float) -> list[Future[Result]]:
+        """What ended within ``timeout`` seconds: at least one, if any did, and all that did meanwhile."""
+        try:
+            done = [self.finished.get(timeout=timeout)]
+        except queue.Empty:
+            return []
+        while not self.finished.empty():
+            done.append(self.finished.get_nowait())
+        return done
+
+    def take(self, future: Future[Result]) -> tuple[int, Result] | None:
+        """An ended entry's index and result; None when it was cancelled while shutting down."""
+        index = self.futures.get(future)
+        if index is None:
+            return None
+        result = future.result()  # a bug in a worker ends the run here
+        del self.futures[future]
+        return index, result
+
+    def shut_down(self, *, wait: bool) -> tuple[dict[int, Result], bool]:
+        """Stop the pool; the results of entries that ended meanwhile, and whether calls are left running."""
+        self.executor.shutdown(wait=wait, cancel_futures=True)
+        left_running = any(not f.done() for f in self.futures)
+        ended = {
+            index: future.result()
+            for future, index in self.futures.items()
+            if future.done() and not future.cancelled() and future.exception() is None
+        }
+        return ended, left_running
 
 
 class Runner:
@@ -77,30 +161,23 @@ class Runner:
         *,
         base_dir: Path,
         config: RunConfig | None = None,
-        preflight_errors: Mapping[str, BackendError] | None = None,
-        prepare: Callable[[Entry], Entry] | None = None,
-        deliver: Callable[[Entry], None] | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], object] | None = None,
-        rand: Callable[[], float] = random.random,
+        steps: EntrySteps | None = None,
+        timing: Timing | None = None,
     ) -> None:
         self._backend = backend
         self._journal = journal
         self._base_dir = base_dir
         self.config = config or RunConfig()
-        self._preflight = dict(preflight_errors or {})
-        # prepare: in the worker, before the first call (keys and CSRs made by pca-batch);
-        # deliver: after the outputs are written (a new private key moved into place)
-        self._prepare = prepare
-        self._deliver = deliver
-        self._clock = clock
-        self._sleep = sleep
+        self._steps = steps or EntrySteps()
+        timing = timing or Timing()
+        self._clock = timing.clock
+        self._sleep = timing.sleep
         self._interrupt = threading.Event()
         self._stop_new = threading.Event()
         self._abandon = threading.Event()
-        self._limits = RateLimits(self.config.max_rate, clock=clock, sleep=self._wait)
+        self._limits = RateLimits(self.config.max_rate, clock=timing.clock, sleep=self._wait)
         self._retrier = Retrier(RetryPolicy(max_attempts=max(1, self.config.max_attempts)),
-                                sleep=self._wait, rand=rand)
+                                sleep=self._wait, rand=timing.rand)
         self._results: dict[int, Result] = {}
         self._slots = threading.BoundedSemaphore(max(1, self.config.concurrency))
         self.calls_left_running = False  # True when run() returned before calls in flight ended
@@ -145,60 +222,50 @@ class Runner:
             return []
         slots = max(1, min(self.config.concurrency, len(todo)))
         self._slots = threading.BoundedSemaphore(slots)
-        # A few threads more than call slots, so that writing files never holds a slot.
-        workers = min(len(todo), slots + max(1, slots // 4))
-        window = 2 * workers  # entries handed to the pool ahead of time: few, so stopping is prompt
-        pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pca-batch")
-        futures: dict[Future[Result], int] = {}
-        finished: queue.SimpleQueue[Future[Result]] = queue.SimpleQueue()  # O(1) a result, unlike wait()
-        submitted = 0
-        deadline: float | None = None
+        pool = _Pool(self._work, todo, slots)
         clean = False
         try:
-            while not self._abandon.is_set():
-                while submitted < len(todo) and len(futures) < window and not self._stop_new.is_set():
-                    future = pool.submit(self._work, todo[submitted])
-                    futures[future] = submitted
-                    future.add_done_callback(finished.put)
-                    submitted += 1
-                if not futures:
-                    break
-                try:
-                    done = [finished.get(timeout=_TICK)]
-                except queue.Empty:
-                    done = []
-                except KeyboardInterrupt:  # no signal handler installed: same meaning
-                    self.request_stop()
-                    continue
-                while not finished.empty():  # all that ended meanwhile, in one go
-                    done.append(finished.get_nowait())
-                for future in done:
-                    if future not in futures:  # cancelled while shutting down: nothing to record
-                        continue
-                    result = future.result()  # a bug in a worker ends the run here
-                    self._record(futures.pop(future), result, on_result)
-                if on_tick is not None:
-                    on_tick()
-                if self._interrupt.is_set():
-                    deadline = deadline or time.monotonic() + self.config.grace_s
-                    if time.monotonic() >= deadline:
-                        break
+            self._drive(pool, on_result, on_tick)
             clean = True
         finally:
-            if not clean or futures:  # a bug, the grace period or a second interrupt ended the wait
-                self._stop_new.set()
-                self._interrupt.set()
-            # After the grace period or a second interrupt, calls in flight are left to
-            # end on their own; otherwise wait for them (they start nothing new).
-            gave_up = self._abandon.is_set() or deadline is not None
-            pool.shutdown(wait=not gave_up, cancel_futures=True)
-            self.calls_left_running = any(not f.done() for f in futures)
-            for future, index in futures.items():
-                if future.done() and not future.cancelled() and future.exception() is None:
-                    self._results[index] = future.result()
-        for index in range(submitted, len(todo)):
+            self._shut_down(pool, clean)
+        for index in range(pool.submitted, len(todo)):
             self._record(index, self._not_started(todo[index]), on_result)
         return self.results_for(todo)
+
+    def _drive(
+        self, pool: _Pool, on_result: Callable[[Result], None] | None, on_tick: Callable[[], None] | None
+    ) -> None:
+        """Hand entries to the pool and record their results, until none is left or the wait ends."""
+        while not self._abandon.is_set():
+            pool.fill(self._stop_new)
+            if not pool.futures:
+                return
+            try:
+                ended = pool.ended(_TICK)
+            except KeyboardInterrupt:  # no signal handler installed: same meaning
+                self.request_stop()
+                continue
+            for future in ended:
+                taken = pool.take(future)
+                if taken is not None:
+                    self._record(*taken, on_result)
+            if on_tick is not None:
+                on_tick()
+            if self._interrupt.is_set():
+                pool.deadline = pool.deadline or time.monotonic() + self.config.grace_s
+                if time.monotonic() >= pool.deadline:
+                    return
+
+    def _shut_down(self, pool: _Pool, clean: bool) -> None:
+        if not clean or pool.futures:  # a bug, the grace period or a second interrupt ended the wait
+            self._stop_new.set()
+            self._interrupt.set()
+        # After the grace period or a second interrupt, calls in flight are left to
+        # end on their own; otherwise wait for them (they start nothing new).
+        gave_up = self._abandon.is_set() or pool.deadline is not None
+        ended, self.calls_left_running = pool.shut_down(wait=not gave_up)
+        self._results.update(ended)
 
     def _record(self, index: int, result: Result, on_result: Callable[[Result], None] | None) -> None:
         self._results[index] = result
@@ -208,16 +275,23 @@ class Runner:
             on_result(result)
 
     def results_for(self, entries: list[Entry]) -> list[Result]:
-        """The results so far in the entries' order; an entry without one ends ``skipped``."""
+        """The results so far in the entries' order. An entry without one ends ``skipped``, or
+        ``failed`` (Interrupted) with its ARN when its certificate was issued during the run."""
         out: list[Result] = []
         for index, entry in enumerate(entries):
             found = self._results.get(index)
             if found is None:
-                found = self._skipped(entry, "the run ended before this entry finished", None)
-                if entry.ca_arn and entry.token:  # an ARN it got is in the journal: say so
-                    found = replace(found, certificate_arn=self._journal.lookup(entry.ca_arn, entry.token))
+                found = self._unfinished(entry)
             out.append(found)
         return out
+
+    def _unfinished(self, entry: Entry) -> Result:
+        why = "the run ended before this entry finished"
+        state = _Progress()
+        if entry.ca_arn and entry.token:  # an ARN it got is in the journal: say so
+            state.arn = self._journal.lookup(entry.ca_arn, entry.token)
+            state.issued = self._journal.recorded_here(entry.ca_arn, entry.token)
+        return self._stopped(entry, why, state)
 
     # -- the workers ---------------------------------------------------------------------------
 
@@ -228,30 +302,31 @@ class Runner:
                              code=FAIL_FAST)
 
     def _work(self, entry: Entry) -> Result:
-        pre = self._preflight.get(entry.name)
-        if pre is not None and not self._stop_new.is_set():
-            return self._failed(entry, pre, _Progress(), self._clock())
+        if self._stop_new.is_set():  # asked to stop while it waited in the queue: it does nothing at all
+            return self._not_started(entry)
+        refused = self._steps.preflight_errors.get(entry.name)
+        if refused is not None:
+            return self._failed(entry, refused, _Progress(), self._clock())
         state = _Progress()
-        started = self._clock()
-        if self._prepare is not None:
+        # The slot is held from the entry's first work (its key) to its certificate; files are
+        # written outside. A failure is recorded before the slot is given back, so that with
+        # --fail-fast the entry that takes the slot next sees the stop.
+        with self._slots:
+            if self._stop_new.is_set():
+                return self._not_started(entry)
+            started = self._clock()
             try:
-                entry = self._prepare(entry)
+                if self._steps.prepare is not None:
+                    entry = self._steps.prepare(entry)
+                bundle = self._issue_and_fetch(entry, state)
             except BackendError as err:
                 return self._failed(entry, err, state, started)
-        try:
-            with self._slots:  # held from the first call to the certificate; files are written outside
-                if self._stop_new.is_set():
-                    return self._not_started(entry)
-                started = self._clock()
-                bundle = self._issue_and_fetch(entry, state)
-            return self._finish(entry, bundle, state, started)
-        except BackendError as err:
-            return self._failed(entry, err, state, started)
-        except RetryAborted as aborted:
-            return self._skipped(entry, f"interrupted while waiting to retry after {aborted.last_error.code}"
-                                 + _rerun_hint(state), state, started)
-        except _Interrupted:
-            return self._skipped(entry, "interrupted" + _rerun_hint(state), state, started)
+            except RetryAborted as aborted:
+                return self._stopped(entry, f"interrupted while waiting to retry after {aborted.last_error.code}",
+                                     state, started)
+            except _Interrupted:
+                return self._stopped(entry, "interrupted", state, started)
+        return self._finish(entry, bundle, state, started)
 
     def _issue_and_fetch(self, entry: Entry, state: _Progress) -> CertificateBundle:
         ca_arn, token = entry.ca_arn, entry.token
@@ -268,7 +343,7 @@ class Runner:
 
             arn = self._retrier.call(issue)
             self._journal.record_issued(name=entry.name, token=token, ca_arn=ca_arn, certificate_arn=arn)
-            state.arn = arn
+            state.arn, state.issued = arn, True
         return self._fetch(ca_arn, state.arn)
 
     def _before_call(self, ca_arn: str, kind: str) -> None:
@@ -304,14 +379,29 @@ class Runner:
 
     def _finish(self, entry: Entry, bundle: CertificateBundle, state: _Progress, started: float) -> Result:
         base = self._base(entry)
-        facts, changed = write_outputs(bundle, entry.outputs, dict(base.outputs))
-        if self._deliver is not None:
-            self._deliver(entry)
+        try:
+            facts, changed = write_outputs(bundle, entry.outputs, dict(base.outputs))
+            changed = self._deliver(entry) or changed
+        except BackendError as err:
+            return self._failed(entry, err, state, started)
+        # Issued when IssueCertificate was called; recovered when the journal's certificate was
+        # fetched and written again; unchanged when the files already held it.
+        status = ISSUED if state.attempts else RECOVERED if changed else UNCHANGED
         return replace(
-            base, status=ISSUED if state.attempts or changed else UNCHANGED,
+            base, status=status,
             certificate_arn=state.arn, serial=facts.serial, not_before=facts.not_before,
             not_after=facts.not_after, attempts=state.attempts, duration_s=self._elapsed(started),
         )
+
+    def _deliver(self, entry: Entry) -> bool:
+        if self._steps.deliver is None:
+            return False
+        try:
+            return self._steps.deliver(entry)
+        except OSError as exc:
+            where = self._base(entry).outputs.get("private_key") or "its place"
+            raise BackendError(OUTPUT_ERROR, f"cannot move the new private key to {where}: "
+                                             f"{exc.strerror or exc}") from exc
 
     # -- results -----------------------------------------------------------------------------------
 
@@ -328,6 +418,15 @@ class Runner:
             self._base(entry), status=FAILED, certificate_arn=state.arn, attempts=state.attempts,
             duration_s=self._elapsed(started), error_code=err.code, error_message=err.message,
         )
+
+    def _stopped(self, entry: Entry, why: str, state: _Progress, started: float | None = None) -> Result:
+        """An entry the stop caught: ``failed`` (Interrupted) when its certificate was issued during
+        the run (never ``skipped``: a certificate exists without its files), else ``skipped``."""
+        if state.issued:
+            unwritten = BackendError(INTERRUPTED, _UNWRITTEN.format(why=why))
+            return self._failed(entry, unwritten, state, self._clock() if started is None else started)
+        hint = "; its certificate ARN is in the journal: run again to fetch it" if state.arn else ""
+        return self._skipped(entry, why + hint, state, started)
 
     def _skipped(
         self, entry: Entry, message: str, state: _Progress | None, started: float | None = None,
@@ -347,7 +446,3 @@ def base_result(entry: Entry, base_dir: Path) -> Result:
         idempotency_token=entry.token, line=entry.line,
         outputs=entry.outputs.relative_to(base_dir),
     )
-
-
-def _rerun_hint(state: _Progress) -> str:
-    return "; its certificate ARN is in the journal: run again to fetch it" if state.arn else ""

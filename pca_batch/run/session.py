@@ -12,19 +12,19 @@ or an interrupt.
 from __future__ import annotations
 
 import contextlib
-import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import replace
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
 from pca_batch.backends import Backend, Opening, open_backend
-from pca_batch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from pca_batch.files import flush_renames
+from pca_batch.backends.base import CaDescription
+from pca_batch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BackendError
 from pca_batch.model import FAILED, ApplyOptions, BackendConfig, Entry, Manifest, Result, RunSettings
 from pca_batch.plan import converge
 from pca_batch.plan.preflight import preflight
@@ -33,14 +33,16 @@ from pca_batch.report.json_report import write_report
 from pca_batch.report.junit import write_junit
 from pca_batch.report.live import LiveReport, plain_line, print_final
 from pca_batch.report.text import write_lines
+from pca_batch.run.delivery import make_durable
 from pca_batch.run.journal import Journal, default_journal_path
 from pca_batch.run.ratelimit import DEFAULT_AWS_RATE
 from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS
-from pca_batch.run.runner import DEFAULT_CONCURRENCY, RunConfig, Runner, base_result
+from pca_batch.run.runner import DEFAULT_CONCURRENCY, EntrySteps, RunConfig, Runner, base_result
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+Described = Mapping[str, CaDescription | BackendError]  # CAs the background opening described already
 NOT_STARTED = "NotStarted"
 
 
@@ -112,86 +114,147 @@ def exit_code(results: list[Result], interrupted: bool) -> int:
     return EXIT_FAILED if any(r.status == FAILED for r in results) else EXIT_OK
 
 
+@dataclass(frozen=True)
+class _Decided:
+    """What is on disk decided for the manifest's valid entries."""
+
+    valid: list[Entry]
+    settled: dict[str, Result]  # unchanged: no call at all
+    steps: dict[str, converge.Step]  # by entry name
+    todo: list[Entry]  # the entries to run
+    journal_path: Path
+
+
+def _decide(manifest: Manifest, options: ApplyOptions, console: Console,
+            env: Mapping[str, str] | None) -> _Decided:
+    valid: list[Entry] = [e for e in manifest.entries if e.valid]
+    journal_path = options.journal or default_journal_path(manifest.path)
+    steps = converge.decide_all(valid, journal_path, now=datetime.now(UTC), force=options.force, env=env)
+    base_dir = manifest.path.parent
+    settled = {s.entry.name: converge.unchanged_result(s, base_dir) for s in steps if s.decision.action == "unchanged"}
+    if settled and not console.is_terminal:  # logs get a line for every entry, unchanged ones too
+        write_lines(console, [plain_line(r) for r in settled.values()])
+    todo = [s.entry for s in steps if s.entry.name not in settled]
+    return _Decided(valid, settled, {s.entry.name: s for s in steps}, todo, journal_path)
+
+
+class _Session:
+    """One ``apply``: its steps, and what they share (the backend, the runner, the results)."""
+
+    def __init__(self, manifest: Manifest, options: ApplyOptions, console: Console,
+                 env: Mapping[str, str] | None) -> None:
+        self.manifest = manifest
+        self.options = options
+        self.console = console
+        self.env = env
+        self.started = time.monotonic()
+        self.base_dir = manifest.path.parent
+        self.backend: Backend | None = None
+        self.own_backend = False  # opened here, so closed here
+        self.runner: Runner | None = None
+        self.results: list[Result] | None = None
+
+    def open_backend(self, given: Backend | None, opening: Opening | None) -> Described | None:
+        """The backend to run with; returns the CAs the opening described already, if any."""
+        if given is not None:
+            self.backend = given
+            return None
+        self.own_backend = True
+        if opening is not None:
+            self.backend = opening.take()
+            return opening.described()
+        self.backend = open_for_run(self.manifest.backend, self.manifest.settings, self.options)
+        return None
+
+    def run(self, decided: _Decided, described: Described | None) -> None:
+        """Preflight, then every entry to run, with a live report and graceful signals."""
+        assert self.backend is not None
+        refused = preflight(decided.todo, self.backend, described=described)
+        journal = Journal(decided.journal_path)
+        if journal.damaged_lines:
+            write_lines(self.console, [f"journal {journal.path}: skipped {journal.damaged_lines} damaged line(s), "
+                                       "as a crash in mid-write leaves"])
+        env = self.env
+        steps = EntrySteps(preflight_errors=refused, prepare=lambda e: converge.prepare(decided.steps[e.name], env),
+                           deliver=converge.deliver_key)
+        try:
+            self.runner = Runner(self.backend, journal, base_dir=self.base_dir,
+                                 config=resolve_config(self.manifest.backend, self.manifest.settings, self.options),
+                                 steps=steps)
+            with _graceful_signals(self.runner), LiveReport(self.console, len(decided.todo)) as live:
+                self.results = self.runner.run(decided.todo, on_result=live.advance, on_tick=live.tick)
+        finally:
+            # A call still in flight after we stopped waiting may yet return an ARN: its
+            # thread must still find the journal open (the process's exit closes it).
+            if not self.calls_left_running:
+                journal.close()
+
+    def _make_durable(self, ran: list[Result], entries: list[Entry]) -> list[Result]:
+        """The outputs' renames, durable before the report says so. An entry whose files could
+        not be made durable fails; logs, which had its line already, get one that says so."""
+        durable = make_durable(ran, entries)
+        if not self.console.is_terminal:  # a terminal gets the table, with the final statuses
+            write_lines(self.console, [plain_line(new) for old, new in zip(ran, durable, strict=True) if new != old])
+        return durable
+
+    def _write_reports(self, results: list[Result]) -> None:
+        options, manifest = self.options, self.manifest
+        if options.report is not None:
+            write_report(options.report, results)
+        if options.junit is not None:
+            write_junit(options.junit, results, suite=manifest.display, elapsed_s=time.monotonic() - self.started)
+        github.report_to_github(results, manifest_path=manifest.path, display=manifest.display,
+                                console=self.console, env=self.env)
+
+    @property
+    def calls_left_running(self) -> bool:
+        return self.runner is not None and self.runner.calls_left_running
+
+    def finish(self, decided: _Decided) -> int:
+        """Whatever happened: results for every entry, the outputs durable, reports; the exit status."""
+        ran = self.results
+        if ran is None:  # something went wrong before or while running: report what we have
+            ran = self.runner.results_for(decided.todo) if self.runner is not None else [
+                replace(base_result(e, self.base_dir), error_code=NOT_STARTED, error_message="the run did not start")
+                for e in decided.todo
+            ]
+        ran = self._make_durable(ran, decided.todo)
+        results = _in_order(decided.valid, decided.settled, ran)
+        interrupted = self.runner is not None and self.runner.interrupted
+        self._write_reports(results)
+        print_final(self.console, results, time.monotonic() - self.started, interrupted=interrupted)
+        if self.own_backend and self.backend is not None and not self.calls_left_running:
+            self.backend.close()
+        return exit_code(results, interrupted)
+
+
 def execute(
     manifest: Manifest,
     options: ApplyOptions,
     console: Console,
     *,
     backend: Backend | None = None,
-    sleep: Callable[[float], object] | None = None,
-    clock: Callable[[], float] = time.monotonic,
-    rand: Callable[[], float] = random.random,
     env: Mapping[str, str] | None = None,
     opening: Opening | None = None,
 ) -> int:
     """Issue every valid entry of ``manifest``; returns the exit status (0, 1 or 130).
 
-    ``backend``, ``sleep``, ``clock``, ``rand`` and ``env`` are for tests and the bench:
-    by default the manifest's backend, real time and the process environment.
-    ``opening`` is the backend being opened in the background (see start_opening).
+    What is on disk decides first: unchanged entries make no call, and when no entry
+    is left no backend is opened. The reports are written whatever happens.
+    ``backend`` and ``env`` are for tests and the bench: by default the manifest's
+    backend and the process environment. ``opening`` is the backend being opened in
+    the background (see start_opening).
     """
-    valid: list[Entry] = [e for e in manifest.entries if e.valid]
-    config = resolve_config(manifest.backend, manifest.settings, options)
-    base_dir = manifest.path.parent
-    started = time.monotonic()
-    journal_path = options.journal or default_journal_path(manifest.path)
-    # What is on disk decides: unchanged entries make no call at all.
-    steps = converge.decide_all(valid, journal_path, now=datetime.now(UTC), force=options.force, env=env)
-    settled = {s.entry.name: converge.unchanged_result(s, base_dir) for s in steps if s.decision.action == "unchanged"}
-    by_name = {s.entry.name: s for s in steps}
-    if settled and not console.is_terminal:  # logs get a line for every entry, unchanged ones too
-        write_lines(console, [plain_line(r) for r in settled.values()])
-    entries = [s.entry for s in steps if s.entry.name not in settled]
-    runner: Runner | None = None
-    results: list[Result] | None = None
-    own_backend = backend is None
+    session = _Session(manifest, options, console, env)
+    decided = _decide(manifest, options, console, env)
     try:
-        if not entries:  # nothing to issue: no backend, no call
-            results = []
-            return exit_code(_in_order(valid, settled, []), False)
-        described = None
-        if backend is None:
-            if opening is not None:
-                backend, described, opening = opening.take(), opening.described(), None
-            else:
-                backend = open_for_run(manifest.backend, manifest.settings, options)
-        refused = preflight(entries, backend, described=described)
-        journal = Journal(journal_path)
-        if journal.damaged_lines:
-            write_lines(console, [f"journal {journal.path}: skipped {journal.damaged_lines} damaged line(s), "
-                                  "as a crash in mid-write leaves"])
-        try:
-            runner = Runner(backend, journal, base_dir=base_dir, config=config, preflight_errors=refused,
-                            prepare=lambda e: converge.prepare(by_name[e.name], env),
-                            deliver=converge.deliver_key, clock=clock, sleep=sleep, rand=rand)
-            with _graceful_signals(runner), LiveReport(console, len(entries)) as live:
-                results = runner.run(entries, on_result=live.advance, on_tick=live.tick)
-        finally:
-            # A call still in flight after we stopped waiting may yet return an ARN: its
-            # thread must still find the journal open (the process's exit closes it).
-            if runner is None or not runner.calls_left_running:
-                journal.close()
+        if decided.todo:
+            session.run(decided, session.open_backend(backend, opening))
     finally:
-        if opening is not None:  # not needed after all
+        if opening is not None:  # not needed after all (after take(), this changes nothing)
             opening.discard()
-        if results is None:  # something went wrong before or while running: report what we have
-            if runner is not None:
-                results = runner.results_for(entries)
-            else:
-                results = [
-                    replace(base_result(e, base_dir), error_code=NOT_STARTED,
-                            error_message="the run did not start")
-                    for e in entries
-                ]
-        interrupted = runner is not None and runner.interrupted
-        with contextlib.suppress(OSError):
-            flush_renames()  # the outputs' renames, durable before the report says so
-        results = _in_order(valid, settled, results)
-        _write_reports(manifest, options, console, results, time.monotonic() - started, env)
-        print_final(console, results, time.monotonic() - started, interrupted=interrupted)
-        if own_backend and backend is not None and not (runner and runner.calls_left_running):
-            backend.close()
-    return exit_code(results, interrupted)
+        code = session.finish(decided)
+    return code
 
 
 def _in_order(valid: list[Entry], settled: Mapping[str, Result], ran: list[Result]) -> list[Result]:
@@ -199,19 +262,3 @@ def _in_order(valid: list[Entry], settled: Mapping[str, Result], ran: list[Resul
     by_name = {r.name: r for r in ran}
     by_name.update(settled)
     return [by_name[e.name] for e in valid if e.name in by_name]
-
-
-def _write_reports(
-    manifest: Manifest,
-    options: ApplyOptions,
-    console: Console,
-    results: list[Result],
-    elapsed_s: float,
-    env: Mapping[str, str] | None,
-) -> None:
-    if options.report is not None:
-        write_report(options.report, results)
-    if options.junit is not None:
-        write_junit(options.junit, results, suite=manifest.display, elapsed_s=elapsed_s)
-    github.report_to_github(results, manifest_path=manifest.path, display=manifest.display,
-                            console=console, env=env)

@@ -65,6 +65,7 @@ def test_plan_table_summary_and_report(good: Path, tmp_path: Path, cli: Cli) -> 
         "total": 2,
         "planned": 2,
         "issued": 0,
+        "recovered": 0,
         "unchanged": 0,
         "failed": 0,
         "invalid": 0,

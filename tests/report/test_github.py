@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from pca_batch.model import FAILED, ISSUED, SKIPPED, Result
+from pca_batch.model import FAILED, ISSUED, RECOVERED, SKIPPED, Result
 from pca_batch.report.github import (
     error_annotations,
     escape_data,
@@ -73,3 +73,13 @@ def test_outside_github_nothing_happens(tmp_path: Path) -> None:
     assert not report_to_github(RESULTS, manifest_path=tmp_path / "m.yaml", display="m.yaml", console=console,
                                 env={})
     assert out.getvalue() == ""
+
+
+def test_recovered_entries_are_counted_and_explained() -> None:
+    recovered = Result(name="db", status=RECOVERED, certificate_arn=ARN, serial="ab" * 16, attempts=0, line=20)
+    md = summary_markdown([*RESULTS, recovered], title="m.yaml")
+    assert "4 entries: 1 issued, 1 recovered, 1 failed, 1 skipped" in md
+    assert f"| db | recovered | `{ARN}` |" in md
+    assert "recovered: issued by an earlier run (per the journal)" in md
+    assert "recovered:" not in summary_markdown(RESULTS, title="m.yaml")
+    assert len(error_annotations([recovered], "m.yaml")) == 0  # not an error

@@ -7,13 +7,13 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from pca_batch import schema
-from pca_batch.model import Result
+from pca_batch.model import Result, Status
 from pca_batch.report.json_report import ReportError, build_report, merge_reports, read_report, write_report
 from tests.support.common import Cli
 
 
 def _r(name: str, status: str = "issued", **kw: object) -> Result:
-    return Result(name=name, status=status, **kw)  # type: ignore[arg-type]
+    return Result(name=name, status=Status(status), **kw)  # type: ignore[arg-type]
 
 
 def test_report_has_every_key_even_when_null(tmp_path: Path) -> None:
@@ -88,3 +88,15 @@ def test_fast_report_check_agrees_with_jsonschema() -> None:
     bad = json.loads(json.dumps(good))
     bad["results"][1]["status"] = "done"
     assert not _report_ok()(bad) and not schema.validator(schema.REPORT).is_valid(bad)
+
+
+def test_every_status_round_trips_as_its_plain_string(tmp_path: Path) -> None:
+    assert [s.value for s in Status] == [
+        "planned", "issued", "recovered", "unchanged", "failed", "invalid", "skipped"
+    ]
+    write_report(tmp_path / "r.json", [_r(s.value, s.value) for s in Status])
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert [r["status"] for r in data["results"]] == [s.value for s in Status]
+    assert data["summary"] == {"total": len(Status), **{s.value: 1 for s in Status}}
+    back = read_report(tmp_path / "r.json")
+    assert [r.status for r in back] == list(Status) and all(type(r.status) is Status for r in back)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from pca_batch.model import FAILED, ISSUED, SKIPPED, UNCHANGED, Result
+from pca_batch.model import FAILED, ISSUED, RECOVERED, SKIPPED, UNCHANGED, Result
 from pca_batch.report.junit import junit_xml, write_junit
 
 ARN = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/ca/certificate/" + "ab" * 16
@@ -63,3 +63,13 @@ def test_written_atomically_as_utf8_xml(tmp_path: Path) -> None:
 def test_an_empty_run_is_an_empty_suite() -> None:
     suite = parse([]).find("testsuite")
     assert suite is not None and suite.attrib["tests"] == "0" and suite.findall("testcase") == []
+
+
+def test_a_recovered_entry_passes_with_a_note() -> None:
+    recovered = Result(name="db", status=RECOVERED, certificate_arn=ARN, attempts=0)
+    suite = parse([recovered]).find("testsuite")
+    assert suite is not None and (suite.attrib["failures"], suite.attrib["skipped"]) == ("0", "0")
+    case = suite.find("testcase")
+    assert case is not None and case.find("failure") is None and case.find("skipped") is None
+    out = case.findtext("system-out") or ""
+    assert out.startswith("status: recovered (") and "no IssueCertificate call" in out and ARN in out

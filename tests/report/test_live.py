@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from pca_batch.model import FAILED, ISSUED, SKIPPED, UNCHANGED, Result
+from pca_batch.model import FAILED, ISSUED, RECOVERED, SKIPPED, UNCHANGED, Result
 from pca_batch.report.live import LiveReport, final_summary, plain_line, print_final
 
 ARN = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/ca/certificate/" + "ab" * 16
@@ -191,3 +191,21 @@ def test_a_terminal_run_still_gets_rich_tables() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "Plan for" in done.stdout and "━" in done.stdout  # the table, drawn by rich
+
+
+def test_a_recovered_entry_says_no_issue_call_was_made() -> None:
+    recovered = Result(name="db", status=RECOVERED, certificate_arn=ARN, serial="ef" * 16,
+                       not_after="2027-03-01T00:00:00Z", attempts=0, duration_s=0.02)
+    line = plain_line(recovered)
+    assert line.startswith("recovered db  " + ARN)
+    assert "no IssueCertificate call" in line and "attempt" not in line
+    assert final_summary([*RESULTS, recovered], 1.0) == (
+        "5 entries, 1 issued, 1 recovered, 1 unchanged, 1 failed, 1 skipped in 1.0s"
+    )
+
+
+def test_an_entry_issued_but_not_written_shows_its_arn() -> None:
+    unwritten = Result(name="cut", status=FAILED, certificate_arn=ARN, attempts=1, error_code="Interrupted",
+                       error_message="its certificate was issued, but its files were not written")
+    assert plain_line(unwritten) == (f"failed    cut  Interrupted: its certificate was issued, but its files were "
+                                     f"not written  (1 attempt)  {ARN}")

@@ -9,9 +9,9 @@ import pytest
 from cryptography import x509
 
 from pca_batch.errors import BackendError
-from pca_batch.model import FAILED, ISSUED, SKIPPED, UNCHANGED, Entry, Result
+from pca_batch.model import FAILED, ISSUED, RECOVERED, SKIPPED, UNCHANGED, Entry, Result
 from pca_batch.run.journal import Journal, read_journal
-from pca_batch.run.runner import RunConfig, Runner
+from pca_batch.run.runner import EntrySteps, RunConfig, Runner, Timing
 from tests.support.fault_backend import (
     CA_ARN,
     FakeClock,
@@ -37,8 +37,9 @@ def run(
     clock = clock or FakeClock()
     settings = RunConfig(**{"concurrency": 4, **config})  # type: ignore[arg-type]
     with Journal(tmp_path / ".pca-batch" / "journal.jsonl") as journal:
-        runner = Runner(backend, journal, base_dir=tmp_path, config=settings, preflight_errors=preflight,
-                        clock=clock, sleep=clock.sleep, rand=lambda: 1.0)
+        runner = Runner(backend, journal, base_dir=tmp_path, config=settings,
+                        steps=EntrySteps(preflight_errors=preflight or {}),
+                        timing=Timing(clock=clock, sleep=clock.sleep, rand=lambda: 1.0))
         return runner.run(entries), runner
 
 
@@ -138,7 +139,7 @@ def test_a_certificate_never_ready_fails_but_its_arn_is_kept_and_fetched_next_ru
     assert journal_arns(tmp_path) == {"tok-a": first.certificate_arn}
     backend.script["tok-a"].get.clear()
     again, _ = run(tmp_path, backend, [make_entry(tmp_path, "a")])
-    assert again[0].status == ISSUED and again[0].attempts == 0
+    assert again[0].status == RECOVERED and again[0].attempts == 0
     assert again[0].certificate_arn == first.certificate_arn
     assert backend.issue_calls["tok-a"] == 1
     assert (tmp_path / "out" / "a.pem").read_text() == backend.issued[first.certificate_arn].pem
@@ -172,7 +173,7 @@ def test_deleted_outputs_are_fetched_again_without_issuing(tmp_path: Path) -> No
     first, _ = run(tmp_path, backend, entries)
     (tmp_path / "out" / "e0000.full.pem").unlink()
     again, _ = run(tmp_path, backend, entries)
-    assert [r.status for r in again] == [ISSUED, UNCHANGED]
+    assert [r.status for r in again] == [RECOVERED, UNCHANGED]  # fetched again, not issued
     assert again[0].certificate_arn == first[0].certificate_arn and again[0].attempts == 0
     assert (tmp_path / "out" / "e0000.full.pem").exists()
     assert sum(backend.issue_calls.values()) == 2
@@ -190,7 +191,7 @@ def test_a_crash_before_the_journal_write_is_mended_by_the_token(tmp_path: Path)
     assert b.status == ISSUED and b.certificate_arn == lost_arn
     assert backend.certificates_for("tok-b") == [lost_arn]  # the same certificate, not a second one
     assert journal_arns(tmp_path)["tok-b"] == lost_arn
-    assert {r.status for r in results} <= {ISSUED, UNCHANGED}
+    assert {r.status for r in results} <= {ISSUED, RECOVERED, UNCHANGED}
 
 
 def test_an_existing_file_is_replaced_only_by_a_successful_certificate(tmp_path: Path) -> None:
@@ -242,18 +243,22 @@ def test_an_interrupt_lets_the_call_in_flight_end_and_starts_nothing_new(tmp_pat
     clock = FakeClock()
     with Journal(tmp_path / ".pca-batch" / "journal.jsonl") as journal:
         runner = Runner(backend, journal, base_dir=tmp_path, config=RunConfig(concurrency=1),
-                        clock=clock, sleep=clock.sleep)
+                        timing=Timing(clock=clock, sleep=clock.sleep))
         holder["runner"] = runner
         results = runner.run(entries)
     assert runner.interrupted
-    assert [r.status for r in results] == [ISSUED, SKIPPED, SKIPPED, SKIPPED, SKIPPED]
+    assert [r.status for r in results] == [ISSUED, FAILED, SKIPPED, SKIPPED, SKIPPED]
+    # The second was issued as the stop came: not skipped, but failed with its ARN, files not written.
     second = results[1]
+    assert second.error_code == "Interrupted" and second.attempts == 1
     assert second.certificate_arn and "journal" in (second.error_message or "")
+    assert not (tmp_path / "out" / f"{entries[1].name}.pem").exists()
     assert journal_arns(tmp_path)[entries[1].token or ""] == second.certificate_arn
+    assert {r.error_code for r in results[2:]} == {"Interrupted"} and {r.attempts for r in results[2:]} == {0}
     assert sum(backend.issue_calls.values()) == 2
     # Run again: the interrupted entry is fetched, not issued again.
     again, _ = run(tmp_path, backend, entries)
-    assert [r.status for r in again] == [UNCHANGED, ISSUED, ISSUED, ISSUED, ISSUED]
+    assert [r.status for r in again] == [UNCHANGED, RECOVERED, ISSUED, ISSUED, ISSUED]
     assert again[1].attempts == 0 and again[1].certificate_arn == second.certificate_arn
     assert all(len(backend.certificates_for(e.token or "")) == 1 for e in entries)
 
@@ -263,7 +268,7 @@ def test_an_interrupt_during_backoff_abandons_the_retry(tmp_path: Path) -> None:
     with Journal(tmp_path / "j.jsonl") as journal:
         holder: list[Runner] = []
         runner = Runner(backend, journal, base_dir=tmp_path, config=RunConfig(),
-                        sleep=lambda s: holder[0].request_stop())
+                        timing=Timing(sleep=lambda s: holder[0].request_stop()))
         holder.append(runner)
         results = runner.run([make_entry(tmp_path, "a")])
     assert results[0].status == SKIPPED and results[0].attempts == 1

@@ -13,10 +13,12 @@ import xml.etree.ElementTree as ET
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
 from pca_batch import schema
-from tests.support.common import REPO, make_csr_pem
+from pca_batch.run.journal import read_journal
+from tests.support.common import REPO, Cli, make_csr_pem
 
 CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/0a0b0c0d-1111-2222-3333-444455556666"
 MISSING_CA = CA.replace("0a0b0c0d", "deadbeef")
@@ -148,7 +150,7 @@ def test_sigkill_mid_run_then_run_again_gives_one_certificate_per_entry(tmp_path
     )
     assert done.returncode == 0, done.stdout + done.stderr
     report = read_report(tmp_path / "r.json")
-    assert {r["status"] for r in report["results"]} <= {"issued", "unchanged"}
+    assert {r["status"] for r in report["results"]} <= {"issued", "recovered", "unchanged"}
     issued = audit(tmp_path)
     subjects = Counter(item["subject"] for item in issued)
     assert len(issued) == len(names)
@@ -168,9 +170,16 @@ def test_sigterm_stops_a_real_run_with_exit_130_and_a_report(tmp_path: Path) -> 
     assert proc.returncode == 130, out + err
     report = read_report(report_path)
     counts = report["summary"]
-    assert counts["skipped"] > 0 and counts["issued"] + counts["skipped"] == len(names)
+    assert counts["skipped"] > 0 and counts["issued"] + counts["failed"] + counts["skipped"] == len(names)
     assert out.rstrip().endswith("(interrupted)")
     assert "\x1b[" not in out  # not a terminal: no control codes
+    # Every certificate issued is in the report with its ARN; none of those entries is "skipped".
+    journaled = {r.certificate_arn for r in read_journal(tmp_path / ".pca-batch" / "journal.jsonl")[0]}
+    by_arn = {r["certificate_arn"]: r for r in report["results"] if r["certificate_arn"]}
+    assert journaled == set(by_arn)
+    for entry in by_arn.values():
+        assert entry["status"] == "issued" or (entry["status"], entry["error"]["code"]) == ("failed", "Interrupted")
+    unwritten = {r["name"] for r in by_arn.values() if r["status"] == "failed"}
 
     done = subprocess.run(
         [sys.executable, "-m", "pca_batch", "apply", str(manifest), "--report", str(report_path)],
@@ -178,6 +187,8 @@ def test_sigterm_stops_a_real_run_with_exit_130_and_a_report(tmp_path: Path) -> 
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert len(audit(tmp_path)) == len(names)
+    again = {r["name"]: r for r in read_report(report_path)["results"]}
+    assert all(again[name]["status"] == "recovered" for name in unwritten)
 
 
 def test_the_command_ends_the_process_with_everything_written(tmp_path: Path) -> None:
@@ -207,3 +218,81 @@ def test_the_command_ends_the_process_with_everything_written(tmp_path: Path) ->
         cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=60,
     )
     assert failing.returncode == 2 and "missing.yaml" in failing.stderr
+
+
+def write_key_manifest(folder: Path, names: list[str], *, ca_for: dict[str, str]) -> Path:
+    """Entries whose keys and CSRs pca-batch makes (``key:`` blocks)."""
+    lines = [
+        "version: 1",
+        "backend: {type: local, store: store, authorities: [{arn: " + CA + ", common_name: Acceptance Root}]}",
+        "defaults:",
+        f"  CertificateAuthorityArn: {CA}",
+        "  SigningAlgorithm: SHA256WITHECDSA",
+        "  Validity: {Value: 30, Type: DAYS}",
+        "certificates:",
+    ]
+    for name in names:
+        lines += [
+            f"  - name: {name}",
+            f"    key: {{subject: {{CommonName: {name}.example}}, dns_names: [{name}.example]}}",
+            f"    output: {{certificate: out/{name}.pem, private_key: out/{name}.key}}",
+        ]
+        if name in ca_for:
+            lines.append(f"    CertificateAuthorityArn: {ca_for[name]}")
+    path = folder / "m.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_after_fail_fast_no_entry_makes_a_key_or_a_file(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    names = ["bad", *(f"k{i:02d}" for i in range(15))]
+    manifest = write_key_manifest(tmp_path, names, ca_for={"bad": MISSING_CA})
+    result = cli("apply", manifest, "--fail-fast", "--concurrency", "1", "--report", tmp_path / "r.json")
+    assert result.code == 1, result.err
+    report = read_report(tmp_path / "r.json")
+    statuses = {r["name"]: r["status"] for r in report["results"]}
+    assert statuses["bad"] == "failed"
+    skipped = [name for name, status in statuses.items() if status == "skipped"]
+    assert len(skipped) >= len(names) - 3  # the failure was first: at most the one started beside it ran
+    for name in skipped:
+        entry = next(r for r in report["results"] if r["name"] == name)
+        assert entry["error"]["code"] == "FailFast" and entry["attempts"] == 0
+        out = tmp_path / "out"
+        assert not (out / f"{name}.key.pending").exists(), f"{name} made a key after the stop"
+        assert not (out / f"{name}.key").exists() and not (out / f"{name}.pem").exists()
+    started = [name for name, status in statuses.items() if status not in ("skipped", "failed")]
+    assert len(audit(tmp_path)) == len(started)  # no call for a skipped entry
+
+
+def test_files_fetched_from_the_journal_are_reported_recovered_not_issued(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import shutil
+
+    manifest = write_manifest(tmp_path, ["web", "api", "db"])
+    first = cli("apply", manifest, "--report", tmp_path / "r1.json")
+    assert first.code == 0, first.err
+    arns = {r["name"]: r["certificate_arn"] for r in read_report(tmp_path / "r1.json")["results"]}
+    shutil.rmtree(tmp_path / "out")
+    summary = tmp_path / "summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+
+    again = cli("apply", manifest, "--report", tmp_path / "r2.json", "--junit", tmp_path / "j.xml")
+
+    assert again.code == 0, again.err
+    report = read_report(tmp_path / "r2.json")
+    assert report["summary"]["recovered"] == 3 and report["summary"]["issued"] == 0
+    for entry in report["results"]:
+        assert entry["status"] == "recovered" and entry["attempts"] == 0
+        assert entry["certificate_arn"] == arns[entry["name"]]  # the same certificate, fetched again
+        assert (tmp_path / entry["outputs"]["certificate"]).exists()
+    lines = again.out.splitlines()
+    assert [line.split()[0] for line in lines[:3]] == ["recovered"] * 3
+    assert "attempt" not in lines[0] and "no IssueCertificate call" in lines[0]
+    assert lines[-1].startswith("3 entries, 3 recovered in ")
+    suite = ET.parse(tmp_path / "j.xml").getroot().find("testsuite")
+    assert suite is not None and (suite.attrib["failures"], suite.attrib["skipped"]) == ("0", "0")
+    assert all("recovered" in (case.findtext("system-out") or "") for case in suite.iter("testcase"))
+    text = summary.read_text()
+    assert "3 entries: 3 recovered" in text and "| web | recovered |" in text
+    assert len(audit(tmp_path)) == 3  # nothing issued a second time

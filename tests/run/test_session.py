@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import io
 import json
 import os
 import signal
 import threading
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from rich.console import Console
 
 from pca_batch import schema
-from pca_batch.model import ApplyOptions, BackendConfig, BackendType, Entry, Manifest, RunSettings
+from pca_batch.errors import BackendError
+from pca_batch.model import ApplyOptions, BackendConfig, BackendType, Entry, Manifest, Result, RunSettings
 from pca_batch.run.journal import read_journal
 from pca_batch.run.runner import Runner
 from pca_batch.run.session import execute, resolve_config
-from tests.support.fault_backend import CA_ARN, FakeClock, FaultBackend, Script, make_entries, make_entry
+from tests.support.fault_backend import CA_ARN, FaultBackend, Script, make_entries, make_entry
 
 OTHER_CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/99999999-2222-3333-4444-555555555555"
 
@@ -42,9 +48,7 @@ def run(root: Path, backend: FaultBackend, entries: list[Entry], options: ApplyO
     options = options or ApplyOptions()
     if options.report is None:
         options = ApplyOptions(**{**options.__dict__, "report": report})
-    clock = FakeClock()
-    code = execute(manifest(root, entries), options, console, backend=backend, sleep=clock.sleep, clock=clock,
-                   env=env or {})
+    code = execute(manifest(root, entries), options, console, backend=backend, env=env or {})
     data = json.loads(options.report.read_text()) if options.report and options.report.exists() else {}
     if data:
         schema.validator(schema.REPORT).validate(data)
@@ -113,16 +117,24 @@ def test_sigterm_stops_the_run_writes_the_report_and_exits_130(
     assert code == 130
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is put back
     statuses = [r["status"] for r in report["results"]]
-    assert statuses[:2] == ["issued", "issued"] and set(statuses[2:]) == {"skipped"}
+    assert statuses[:3] == ["issued", "issued", "failed"] and set(statuses[3:]) == {"skipped"}
     assert sum(backend.issue_calls.values()) == 3  # the call in flight ended; nothing new started
+    # The third was issued while the run stopped: never "skipped", its ARN given, its files not written.
     third = report["results"][2]
     records, _ = read_journal(tmp_path / ".pca-batch" / "journal.jsonl")
     assert third["certificate_arn"] in {r.certificate_arn for r in records}
+    assert third["error"]["code"] == "Interrupted" and "not written" in third["error"]["message"]
+    assert not (tmp_path / third["outputs"]["certificate"]).exists()
+    assert f"failed    {third['name']}  Interrupted: " in out and third["certificate_arn"] in out
     assert out.rstrip().endswith("(interrupted)")
-    # Run again: everything ends issued or unchanged, each entry with exactly one certificate.
+    # Run again: the third's files are recovered without a second IssueCertificate call.
     backend.before_issue = None
     code, _, report = run(tmp_path, backend, entries)
     assert code == 0 and report["summary"]["skipped"] == 0
+    again = report["results"][2]
+    assert again["status"] == "recovered" and again["attempts"] == 0
+    assert again["certificate_arn"] == third["certificate_arn"]
+    assert backend.issue_calls[entries[2].token or ""] == 1
     assert all(len(backend.certificates_for(e.token or "")) == 1 for e in entries)
 
 
@@ -148,13 +160,17 @@ def test_the_report_is_written_even_when_the_run_breaks(tmp_path: Path) -> None:
         run(tmp_path, Broken(), make_entries(tmp_path, 3), ApplyOptions(report=report, concurrency=1))
     data = json.loads(report.read_text())
     schema.validator(schema.REPORT).validate(data)
-    assert data["summary"]["total"] == 3 and data["summary"]["skipped"] == 3
+    assert data["summary"]["total"] == 3
     records, _ = read_journal(tmp_path / ".pca-batch" / "journal.jsonl")
-    # Every ARN that reached the journal is in the report, though the entries did not finish.
+    # Every ARN that reached the journal is in the report, though the entries did not finish:
+    # those entries failed (their files were not written); the others were skipped.
     assert {r.certificate_arn for r in records} == {
         r["certificate_arn"] for r in data["results"] if r["certificate_arn"]
     }
     assert records
+    for r in data["results"]:
+        expected = ("failed", "Interrupted") if r["certificate_arn"] else ("skipped", "Interrupted")
+        assert (r["status"], r["error"]["code"]) == expected
 
 
 def test_settings_resolve_command_line_over_manifest_over_defaults(tmp_path: Path) -> None:
@@ -182,3 +198,141 @@ def test_only_valid_entries_run(tmp_path: Path) -> None:
     code, _, report = run(tmp_path, FaultBackend(), [make_entry(tmp_path, "ok"), broken])
     assert code == 0 and [r["name"] for r in report["results"]] == ["ok"]
     assert CA_ARN in report["results"][0]["certificate_arn"]
+
+
+def _fail_durability(monkeypatch: pytest.MonkeyPatch, where: str, folder: Path) -> None:
+    """Make pca-batch's flushes of ``folder``'s files fail with EIO, at one point of the run."""
+    from pca_batch import files
+
+    if where == "fsync of the folder (no syncfs)":
+        real_fsync = os.fsync
+
+        def fsync(fd: int) -> None:
+            if os.readlink(f"/proc/self/fd/{fd}") == str(folder):
+                raise OSError(errno.EIO, os.strerror(errno.EIO))
+            real_fsync(fd)
+
+        monkeypatch.setattr(files, "_SYNCFS", None)
+        monkeypatch.setattr(os, "fsync", fsync)
+        return
+    in_worker = where == "syncfs of the contents"
+
+    def syncfs(fd: int) -> int:
+        if (threading.current_thread() is not threading.main_thread()) == in_worker:
+            ctypes.set_errno(errno.EIO)
+            return -1
+        return 0
+
+    monkeypatch.setattr(files, "_SYNCFS", syncfs)
+
+
+@pytest.mark.parametrize("where", ["syncfs of the contents", "syncfs of the renames, at the end of the run",
+                                   "fsync of the folder (no syncfs)"])
+def test_outputs_that_cannot_be_made_durable_fail_their_entry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    from pca_batch import files
+
+    if files._SYNCFS is None and "syncfs" in where.split(" (")[0]:
+        pytest.skip("no syncfs here")
+    backend = FaultBackend()
+    entries = [make_entry(tmp_path, "kept"), make_entry(tmp_path, "lost", index=1)]
+    code, _, report = run(tmp_path, backend, entries)
+    assert code == 0
+    for path in (tmp_path / "out").glob("lost*"):
+        path.unlink()
+    _fail_durability(monkeypatch, where, tmp_path / "out")
+
+    code, out, report = run(tmp_path, backend, entries)
+
+    assert code == 1
+    kept, lost = report["results"]
+    assert kept["status"] == "unchanged" and kept["error"] is None  # it wrote nothing: nothing to fail
+    assert lost["status"] == "failed" and lost["error"]["code"] == "OutputWriteError"
+    assert "Input/output error" in lost["error"]["message"]
+    assert lost["certificate_arn"] in backend.issued  # the ARN, for the next run to fetch
+    assert report["summary"]["failed"] == 1 and report["summary"]["unchanged"] == 1
+    assert "failed    lost  OutputWriteError: " in out
+    assert out.splitlines()[-1].startswith("2 entries, 1 unchanged, 1 failed in ")
+    assert sum(backend.issue_calls.values()) == 2  # nothing issued again
+
+
+def key_manifest(root: Path, names: list[str]) -> Manifest:
+    """Entries whose keys and CSRs pca-batch makes (``key:`` blocks), loaded as apply loads them."""
+    from pca_batch.manifest.load import load_manifest
+
+    lines = ["version: 1", "backend: {type: local, store: store}", "defaults:",
+             f"  CertificateAuthorityArn: {CA_ARN}", "  SigningAlgorithm: SHA256WITHECDSA",
+             "  Validity: {Value: 30, Type: DAYS}", "certificates:"]
+    for name in names:
+        lines += [f"  - name: {name}",
+                  f"    key: {{subject: {{CommonName: {name}.example}}, dns_names: [{name}.example]}}",
+                  f"    output: {{certificate: out/{name}.pem, private_key: out/{name}.key}}"]
+    (root / "m.yaml").write_text("\n".join(lines) + "\n")
+    return load_manifest(str(root / "m.yaml"))
+
+
+def refuse(name: str, *, after: Callable[[], object] = lambda: None) -> Callable[[Mapping[str, Any]], None]:
+    """A before_issue hook: the CA refuses ``name``'s request (after ``after()``)."""
+    from cryptography import x509
+
+    def hook(request: Mapping[str, Any]) -> None:
+        csr = x509.load_pem_x509_csr(bytes(request["Csr"]))
+        if csr.subject.rfc4514_string() == f"CN={name}.example":
+            after()
+            raise BackendError("InvalidArgsException", "injected refusal", status=400)
+
+    return hook
+
+
+def test_after_fail_fast_no_entry_makes_a_key_a_file_or_a_call(tmp_path: Path) -> None:
+    names = ["bad", *(f"k{i:02d}" for i in range(12))]
+    # The refusal comes after a moment, so that the entries behind it are queued by then.
+    backend = FaultBackend(before_issue=refuse("bad", after=lambda: time.sleep(0.2)))
+    out = io.StringIO()
+    options = ApplyOptions(fail_fast=True, concurrency=1, report=tmp_path / "r.json")
+    code = execute(key_manifest(tmp_path, names), options, Console(file=out, width=100, color_system=None),
+                   backend=backend, env={})
+    assert code == 1
+    report = json.loads((tmp_path / "r.json").read_text())
+    results = {r["name"]: r for r in report["results"]}
+    assert results["bad"]["status"] == "failed"
+    # With one call slot, an entry could only have run had it taken the slot before "bad" did.
+    ran = [name for name in names[1:] if results[name]["status"] == "issued"]
+    assert len(ran) <= 1
+    for name in set(names[1:]) - set(ran):
+        assert results[name]["status"] == "skipped" and results[name]["error"]["code"] == "FailFast"
+        assert not (tmp_path / "out" / f"{name}.key.pending").exists(), f"{name} made a key after the stop"
+        assert not (tmp_path / "out" / f"{name}.key").exists() and not (tmp_path / "out" / f"{name}.pem").exists()
+    assert [op for op, _ in backend.calls].count("IssueCertificate") == 1 + len(ran)
+
+
+def test_after_an_interrupt_no_entry_makes_a_key_a_file_or_a_call(tmp_path: Path) -> None:
+    names = [f"k{i:02d}" for i in range(12)]
+    holder: list[Runner] = []
+    original = Runner.run
+
+    def keep(self: Runner, *args: Any, **kwargs: Any) -> list[Result]:
+        holder.append(self)
+        return original(self, *args, **kwargs)
+
+    def interrupt(request: Mapping[str, Any]) -> None:
+        holder[0].request_stop()
+        time.sleep(0.2)  # the entries behind it are queued by now
+
+    backend = FaultBackend(before_issue=interrupt)
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Runner, "run", keep)
+        code = execute(key_manifest(tmp_path, names), ApplyOptions(concurrency=1, report=tmp_path / "r.json"),
+                       Console(file=out, width=100, color_system=None), backend=backend, env={})
+    assert code == 130
+    results = json.loads((tmp_path / "r.json").read_text())["results"]
+    # The entry whose call the stop came during: issued, its files not written.
+    cut = [r for r in results if r["status"] == "failed"]
+    assert len(cut) == 1 and cut[0]["error"]["code"] == "Interrupted" and cut[0]["certificate_arn"] in backend.issued
+    for r in results:
+        if r is not cut[0]:
+            assert r["status"] == "skipped" and r["error"]["code"] == "Interrupted"
+            assert not (tmp_path / "out" / f"{r['name']}.key.pending").exists(), f"{r['name']} made a key"
+    assert sum(backend.issue_calls.values()) == 1
