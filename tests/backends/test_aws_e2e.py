@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from pca_batch.acmpca import region_of
 from pca_batch.backends.aws import NO_CREDENTIALS, AwsBackend
 from pca_batch.model import Shard
 from pca_batch.plan.shards import in_shard
-from tests.support.common import CliResult
+from tests.support.common import Cli
 from tests.support.fault_proxy import FaultProxy, Faults
 from tests.support.moto_server import (
     AwsEntry,
@@ -27,8 +27,6 @@ from tests.support.moto_server import (
     patch_env,
     write_aws_manifest,
 )
-
-Cli = Callable[..., CliResult]
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,9 +16,8 @@ from cryptography.x509.oid import NameOID
 
 from pca_batch.pki import keys
 from pca_batch.pki.keys import KeySpec
-from tests.support.common import CliResult, CsrFile
+from tests.support.common import Cli, CsrFile
 
-Cli = Callable[..., CliResult]
 CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/0a0b0c0d-1111-2222-3333-444455556666"
 PASS_VAR = "PB_TEST_KEY_PASSPHRASE"
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pca_batch import schema
 from pca_batch.pki import keys
-from tests.support.common import CliResult, make_csr_pem
+from tests.support.common import Cli, CliResult, make_csr_pem
 from tests.support.fault_proxy import FaultProxy
 from tests.support.moto_server import (
     SIGNING_ALGORITHM,
@@ -34,7 +34,6 @@ from tests.support.moto_server import (
     write_aws_manifest,
 )
 
-Cli = Callable[..., CliResult]
 PASS_VAR = "PB_E2E_KEY_PASSPHRASE"
 
 

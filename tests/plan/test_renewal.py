@@ -8,7 +8,6 @@ import io
 import json
 import re
 import stat
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,10 @@ from pca_batch.plan import converge, renewal, tokens
 from pca_batch.plan.renewal import IssuedIndex, decide, parse_renew_before
 from pca_batch.run.journal import JournalRecord
 from pca_batch.run.session import execute
-from tests.support.common import CliResult, make_csr_pem
+from tests.support.common import Cli, CliResult, make_csr_pem
 from tests.support.fault_backend import CA_ARN as FAULT_CA
 from tests.support.fault_backend import FaultBackend, Script, SimulatedCrash
 
-Cli = Callable[..., CliResult]
 CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/0a0b0c0d-1111-2222-3333-444455556666"
 OTHER_CA = CA.replace("0a0b0c0d", "0e0e0e0e")
 DAY = timedelta(days=1)

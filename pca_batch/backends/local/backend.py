@@ -1,7 +1,7 @@
 """The embedded local private CA: AWS Private CA's IssueCertificate, GetCertificate and
 DescribeCertificateAuthority on a store folder (SQLite and key files).
 
-It follows AWS's documented behaviour (``shared/reference/api-facts.md``): ARNs and
+It follows AWS's documented behaviour (the AWS Private CA API reference): ARNs and
 serials, NotBefore backdating, the five Validity types, the CA's NotAfter and
 SHORT_LIVED_CERTIFICATE limits, signing algorithm families and PSS, templates and
 passthrough, five-minute idempotency tokens, and AWS's error codes.

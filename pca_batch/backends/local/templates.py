@@ -1,7 +1,7 @@
 """AWS Private CA certificate templates: which extensions each one puts in a certificate.
 
-Source: ``shared/reference/templates.md`` (the AWS Private CA user guide's template
-list). For each extension the first source that gives it wins: the template's own
+Source: the AWS Private CA user guide's template list ("Understanding certificate
+templates"). For each extension the first source that gives it wins: the template's own
 definition, then the request's ApiPassthrough (``_APIPassthrough`` and
 ``_APICSRPassthrough`` variants), then the CSR's extensions (``_CSRPassthrough``
 and ``_APICSRPassthrough``). Subject alternative names come from the CSR under

@@ -1,6 +1,6 @@
 """Certificates from the local CA are ones people can trust: they verify with openssl
 against their chain, pass pkilint's RFC 5280 lint, and carry exactly the extensions of
-their template (shared/reference/templates.md)."""
+their template (the AWS Private CA user guide's template list)."""
 
 from __future__ import annotations
 
