@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,31 +72,32 @@ def _validity_days(text: str) -> int:
     return value
 
 
-def cmd_create(
-    store: Path,
-    common_name: str,
-    key_algorithm: str,
-    validity_days: int,
-    parent: str | None,
-    usage_mode: str,
-    region: str | None,
-    account: str | None,
-    pem: bool,
-    output: Path | None,
-    out: Console,
-) -> int:
-    if not common_name.strip():
+@dataclass(frozen=True)
+class NewCa:
+    """What `ca create` was asked for."""
+
+    common_name: str
+    key_algorithm: str
+    validity_days: int
+    parent: str | None
+    usage_mode: str
+    region: str | None
+    account: str | None
+
+
+def cmd_create(store: Path, ca: NewCa, pem: bool, output: Path | None, out: Console) -> int:
+    if not ca.common_name.strip():
         raise UsageError("ca create: --common-name must not be empty")
     admin = _admin()
     arn = admin.create_authority(
         store,
-        common_name=common_name,
-        key_algorithm=key_algorithm,
-        validity_days=validity_days,
-        parent_arn=parent,
-        usage_mode=usage_mode,
-        region=region,
-        account=account,
+        common_name=ca.common_name,
+        key_algorithm=ca.key_algorithm,
+        validity_days=ca.validity_days,
+        parent_arn=ca.parent,
+        usage_mode=ca.usage_mode,
+        region=ca.region,
+        account=ca.account,
     )
     certificate = admin.authority_certificate(store, arn) if pem or output else ""
     _answer(out, {"CertificateAuthorityArn": arn}, certificate, pem, output)
@@ -233,19 +235,16 @@ def _arn(args: argparse.Namespace) -> str:
 
 
 def _handle_create(args: argparse.Namespace, out: Console, err: Console) -> int:
-    return cmd_create(
-        args.store,
-        args.common_name,
-        args.key_algorithm,
-        args.validity_days,
-        args.parent,
-        args.usage_mode,
-        args.region,
-        args.account,
-        args.pem,
-        args.output,
-        out,
+    ca = NewCa(
+        common_name=args.common_name,
+        key_algorithm=args.key_algorithm,
+        validity_days=args.validity_days,
+        parent=args.parent,
+        usage_mode=args.usage_mode,
+        region=args.region,
+        account=args.account,
     )
+    return cmd_create(args.store, ca, args.pem, args.output, out)
 
 
 def _missing_subcommand(args: argparse.Namespace, out: Console, err: Console) -> int:
