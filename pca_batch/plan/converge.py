@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from pca_batch.errors import BackendError
-from pca_batch.manifest.entries import key_request
 from pca_batch.model import UNCHANGED, Entry, Result
 from pca_batch.pki import keys
 from pca_batch.plan import renewal as lifecycle
 from pca_batch.plan import tokens
 from pca_batch.plan.renewal import Decision, IssuedIndex
+from pca_batch.plan.tokens import key_request
 
 KEY_ERROR = "PrivateKeyError"
 _API_TEMPLATES = ("APIPassthrough", "APICSRPassthrough")
