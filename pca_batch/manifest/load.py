@@ -137,27 +137,34 @@ def _parse(data: bytes, ctx: LoadContext) -> tuple[str, yamlload.LineDict]:
 
 
 def _top_problems(doc: yamlload.LineDict, ctx: LoadContext) -> tuple[list[Problem], set[tuple[str, int]]]:
-    """Problems outside the entries, and the (path, line) of defaults whose ${VAR} could not be filled."""
-    problems: list[Problem] = []
-    if not _top_ok()(doc):
-        problems += problems_from_errors(
-            _top_validator().iter_errors(doc),
-            file=ctx.display,
-            entry="-",
-            sources=[Source(doc, doc.line, True)],
-            fallback_line=doc.line,
-        )
-    unfilled: set[tuple[str, int]] = set()
+    """Problems outside the entries, and the (path, line) of defaults whose ${VAR} could not be filled.
+
+    The blocks are checked as they will be used, their ${VAR}s filled in; a value whose
+    variable is not set is reported as that, not again as the empty value it became.
+    """
+    filled: list[Problem] = []
+    unfilled: set[tuple[str, int]] = set()  # as the entries see the defaults' paths
     for key in ("backend", "settings", "defaults"):
         if isinstance(doc.get(key), dict):
 
             def note(p: list[Any], line: int, message: str) -> None:
                 # a defaults value: entries see it at the same line, without the "defaults" step
                 unfilled.add(("$" + json_path(p[1:])[1:], line))
-                problems.append(Problem(ctx.display, line, "-", json_path(p), message))
+                filled.append(Problem(ctx.display, line, "-", json_path(p), message))
 
             interpolate.walk(doc[key], ctx.env, [key], doc.value_lines[key], note)
-    return problems + sections.undeclared_parents(doc, ctx.display), unfilled
+    problems: list[Problem] = []
+    if not _top_ok()(doc):
+        echoes = {(p.path, p.line) for p in filled}
+        found = problems_from_errors(
+            _top_validator().iter_errors(doc),
+            file=ctx.display,
+            entry="-",
+            sources=[Source(doc, doc.line, True)],
+            fallback_line=doc.line,
+        )
+        problems += [p for p in found if (p.path, p.line) not in echoes]
+    return problems + filled + sections.undeclared_parents(doc, ctx.display), unfilled
 
 
 def _build_entries(
