@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pca_batch.acmpca import GENERAL_PURPOSE, UsageMode
 from pca_batch.errors import Problem
@@ -46,69 +46,37 @@ BackendType = Literal["local", "aws"]
 DEFAULT_STORE = ".pca-batch"  # beside the manifest: the local CA's store, and the journal
 
 
+@dataclass(frozen=True)
 class CsrInfo:
-    """What pca-batch read out of a CSR (never its bytes in a message).
+    """What a CSR holds (never its bytes in a message), filled in by whoever reads the CSR.
 
     - subject: RFC 4514 string, "" when empty
     - sans: ("DNS:a.example", "IP:10.0.0.1", "URI:...", "email:...")
     - key_algorithm: RSA_2048 ... EC_secp521r1, ML_DSA_*
-    - public_key_sha256: hex SHA-256 of the SubjectPublicKeyInfo DER
-
-    Validation needs only the key algorithm; the rest is read from the CSR's PEM
-    on first use (by the plan and the renewal checks), so that checking a large
-    manifest does not pay for it.
+    - public_key_sha256: hex SHA-256 of the SubjectPublicKeyInfo DER ("" while the key is not made yet)
     """
 
-    __slots__ = ("key_algorithm", "_pem", "_subject", "_sans", "_spki")
+    subject: str
+    sans: tuple[str, ...]
+    key_algorithm: str
+    public_key_sha256: str
 
-    def __init__(
-        self,
-        subject: str | None,
-        sans: tuple[str, ...] | None,
-        key_algorithm: str,
-        public_key_sha256: str | None,
-        *,
-        pem: str | None = None,
-    ) -> None:
-        self.key_algorithm = key_algorithm
-        self._pem = pem
-        self._subject = subject
-        self._sans = sans
-        self._spki = public_key_sha256
 
-    def _details(self) -> tuple[str, tuple[str, ...], str]:
-        """Subject, SANs and key digest: as given, or read from the PEM once."""
-        if self._subject is None or self._sans is None or self._spki is None:
-            from pca_batch.pki.csr import describe_csr
-
-            if self._pem is None:
-                raise ValueError("this CsrInfo has no CSR to read")
-            self._subject, self._sans, self._spki = describe_csr(self._pem.encode("ascii"))
-        return self._subject, self._sans, self._spki
+class CsrFacts(Protocol):
+    """What an entry tells of its CSR: a :class:`CsrInfo`, or a checked CSR that
+    reads the same facts from its PEM on first use (``pca_batch.pki.csr.CheckedCsr``)."""
 
     @property
-    def subject(self) -> str:
-        return self._details()[0]
+    def subject(self) -> str: ...
 
     @property
-    def sans(self) -> tuple[str, ...]:
-        return self._details()[1]
+    def sans(self) -> tuple[str, ...]: ...
 
     @property
-    def public_key_sha256(self) -> str:
-        return self._details()[2]
+    def key_algorithm(self) -> str: ...
 
-    # What the CSR holds decides equality, whether or not it has been read yet.
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, CsrInfo):
-            return NotImplemented
-        return (self.key_algorithm, *self._details()) == (other.key_algorithm, *other._details())
-
-    def __hash__(self) -> int:
-        return hash((self.key_algorithm, *self._details()))
-
-    def __repr__(self) -> str:
-        return f"CsrInfo(key_algorithm={self.key_algorithm!r}, subject={self._subject!r}, sans={self._sans!r})"
+    @property
+    def public_key_sha256(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -149,7 +117,7 @@ class Entry:
     line: int  # line of the entry in the manifest
     request: Mapping[str, Any] | None  # merged IssueCertificate request, Csr as PEM text
     token: str | None  # the IdempotencyToken sent with every attempt
-    csr: CsrInfo | None
+    csr: CsrFacts | None
     outputs: Outputs
     problems: tuple[Problem, ...] = ()
     key: Any = None  # pca_batch.pki.keys.KeySpec when pca-batch makes the key and CSR
@@ -167,7 +135,7 @@ class Entry:
         arn = self.request.get("CertificateAuthorityArn")
         return arn if isinstance(arn, str) else None
 
-    def checked(self, csr: CsrInfo, token: str | None) -> Entry:
+    def checked(self, csr: CsrFacts, token: str | None) -> Entry:
         """This entry once its CSR has been read and checked (``dataclasses.replace``, without its cost)."""
         return Entry(
             name=self.name,

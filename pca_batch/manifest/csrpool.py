@@ -32,8 +32,7 @@ from multiprocessing.process import BaseProcess
 from typing import NamedTuple
 
 from pca_batch.acmpca import CSR_MAX_BYTES
-from pca_batch.model import CsrInfo
-from pca_batch.pki.csr import InputError, Source, inspect_csr, read_limited, resolve
+from pca_batch.pki.csr import CheckedCsr, InputError, Source, inspect_csr, read_limited, resolve
 from pca_batch.plan import tokens
 
 POOL_THRESHOLD = 500  # CSRs; below this a worker does not pay for its start-up
@@ -53,7 +52,7 @@ class Job(NamedTuple):
 
 class Checked(NamedTuple):
     pem: str  # the text to send as Csr
-    info: CsrInfo
+    info: CheckedCsr
     token: str | None
 
 
@@ -68,12 +67,12 @@ def _check(source: Source) -> tuple[str, str] | str:
     """Read (when given a path) and check one CSR as AWS Private CA would: (PEM, key algorithm) or why not."""
     try:
         data = read_limited(source, CSR_MAX_BYTES, "the CSR file") if isinstance(source, str) else source
-        pem, info = inspect_csr(data)
+        checked = inspect_csr(data)
     except InputError as exc:
         return str(exc)
-    if len(pem) > CSR_MAX_BYTES:
+    if len(checked.pem) > CSR_MAX_BYTES:
         return f"the CSR is larger than {CSR_MAX_BYTES} bytes"
-    return pem, info.key_algorithm
+    return checked.pem, checked.key_algorithm
 
 
 def _finish(job: Job, checked: tuple[str, str] | str) -> _Wire:
@@ -88,7 +87,7 @@ def _from_wire(item: _Wire) -> Outcome:
     if isinstance(item, str):
         return item
     pem, algorithm, token = item
-    return Checked(pem, CsrInfo(None, None, algorithm, None, pem=pem), token)
+    return Checked(pem, CheckedCsr(pem, algorithm), token)
 
 
 def check_one(job: Job) -> Outcome:

@@ -9,6 +9,7 @@ from the source the value came from.
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -102,6 +103,12 @@ def key_line(node: Any, key: str, default: int) -> int:
     return default
 
 
+def _type_of(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"  # as YAML writes them
+    return _JSON_TYPES.get(type(value), type(value).__name__)
+
+
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
@@ -143,7 +150,7 @@ def describe(error: ValidationError, echo: bool) -> list[tuple[list[Any], str]]:
         want = error.validator_value
         wants = [want] if isinstance(want, str) else list(want)
         words = " or ".join(_TYPE_WORDS.get(w, w) for w in wants)
-        return [(path, f"must be {words}, not {_JSON_TYPES.get(type(value), type(value).__name__)}")]
+        return [(path, f"must be {words}, not {_type_of(value)}")]
     if kind == "pattern":
         return [(path, f"{shown} does not match the pattern {error.validator_value}")]
     if kind in ("minLength", "maxLength"):

@@ -26,18 +26,31 @@ JSON_MAX_BYTES = 1_048_576
 _PEM_MARKERS = (b"-----BEGIN CERTIFICATE REQUEST-----", b"-----BEGIN NEW CERTIFICATE REQUEST-----")
 
 
-# CSR texts whose signature this process has already verified (while validating the
-# manifest), so that the embedded CA does not verify them twice. The entries hold
-# these strings anyway: the set costs its table only.
-_verified: set[str] = set()
+class VerifiedCsrs:
+    """CSR texts whose signature this process has verified already.
+
+    The loader notes each CSR it checked; the embedded CA (``backends/local/x509.py``)
+    then skips verifying the same text again. The entries hold these strings anyway:
+    the set costs its table only.
+    """
+
+    def __init__(self) -> None:
+        self._pems: set[str] = set()
+
+    def note(self, pem: str) -> None:
+        self._pems.add(pem)
+
+    def holds(self, pem: bytes | str) -> bool:
+        return (pem if isinstance(pem, str) else pem.decode("ascii", "replace")) in self._pems
 
 
-def note_verified(pem: str) -> None:
-    _verified.add(pem)
+# The one instance of this process: filled by the manifest loader, read by the local CA.
+VERIFIED = VerifiedCsrs()
 
 
 def was_verified(pem: bytes) -> bool:
-    return pem.decode("ascii", "replace") in _verified
+    """Has this process verified ``pem``'s signature already? (``VERIFIED.holds``, as the local CA asks it)"""
+    return VERIFIED.holds(pem)
 
 
 class InputError(ValueError):
@@ -176,11 +189,57 @@ def plain_pem(data: bytes) -> str | None:
     return None
 
 
-def inspect_csr(data: bytes) -> tuple[str, CsrInfo]:
-    """Check a CSR as AWS Private CA would; return its PEM text and what it holds.
+class CheckedCsr:
+    """A CSR that passed :func:`inspect_csr`: its PEM text and key algorithm.
 
-    Only what validation needs is read here (the signature, the key, that there is
-    a subject or a SAN); the subject and SAN texts are read on first use.
+    The rest of what it holds (subject, SANs, key digest) is read from the PEM on
+    first use, by the plan and the renewal checks: validation needs none of it, and
+    reading it costs some 15 us a CSR that a 10,000-entry manifest would pay for nothing.
+    Equal, and hashed, by what the CSR holds.
+    """
+
+    __slots__ = ("pem", "key_algorithm", "_info")
+
+    def __init__(self, pem: str, key_algorithm: str) -> None:
+        self.pem = pem
+        self.key_algorithm = key_algorithm
+        self._info: CsrInfo | None = None
+
+    @property
+    def info(self) -> CsrInfo:
+        if self._info is None:
+            self._info = describe_csr(self.pem.encode("ascii"))
+        return self._info
+
+    @property
+    def subject(self) -> str:
+        return self.info.subject
+
+    @property
+    def sans(self) -> tuple[str, ...]:
+        return self.info.sans
+
+    @property
+    def public_key_sha256(self) -> str:
+        return self.info.public_key_sha256
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, CheckedCsr):
+            return NotImplemented
+        return self.info == other.info
+
+    def __hash__(self) -> int:
+        return hash(self.info)
+
+    def __repr__(self) -> str:
+        return f"CheckedCsr(key_algorithm={self.key_algorithm!r})"
+
+
+def inspect_csr(data: bytes) -> CheckedCsr:
+    """Check a CSR as AWS Private CA would; its PEM text and key algorithm (the rest is read on first use).
+
+    Only what validation needs is read here: the signature, the key, that there is
+    a subject or a SAN.
     """
     csr = parse_csr(data)
     if not csr.is_signature_valid:
@@ -194,11 +253,12 @@ def inspect_csr(data: bytes) -> tuple[str, CsrInfo]:
     if not has_subject and not any(isinstance(e.value, x509.SubjectAlternativeName) for e in extensions):
         raise InputError("the CSR has neither a subject nor a subject alternative name")
     pem = plain_pem(data) or csr.public_bytes(serialization.Encoding.PEM).decode("ascii")
-    return pem, CsrInfo(None, None, algorithm, None, pem=pem)
+    return CheckedCsr(pem, algorithm)
 
 
-def describe_csr(pem: bytes) -> tuple[str, tuple[str, ...], str]:
-    """Subject (RFC 4514), SANs and SHA-256 of the public key of a CSR already checked."""
+def describe_csr(pem: bytes) -> CsrInfo:
+    """What a CSR already checked holds: subject (RFC 4514), SANs, key algorithm, SHA-256 of the public key."""
     csr = x509.load_pem_x509_csr(pem)
-    spki = csr.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
-    return csr.subject.rfc4514_string(), sans(csr), hashlib.sha256(spki).hexdigest()
+    key = csr.public_key()
+    spki = key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return CsrInfo(csr.subject.rfc4514_string(), sans(csr), key_algorithm(key), hashlib.sha256(spki).hexdigest())

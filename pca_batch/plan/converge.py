@@ -19,11 +19,11 @@ from typing import Any
 
 from pca_batch import files
 from pca_batch.errors import BackendError
-from pca_batch.manifest.entries import key_request
 from pca_batch.model import UNCHANGED, Entry, Result
 from pca_batch.pki import keys
 from pca_batch.plan import renewal, tokens
 from pca_batch.plan.renewal import Decision, IssuedIndex
+from pca_batch.plan.tokens import key_request
 from pca_batch.times import rfc3339
 
 KEY_ERROR = "PrivateKeyError"

@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pca_batch.pki.keys import KeySpec
 
 PREFIX = "pb1-"  # the derivation's version: a new scheme gets a new prefix
 
@@ -57,6 +60,16 @@ _SHIFTS = range(150, -1, -10)
 
 def canonical_without_csr(request: Mapping[str, Any]) -> str:
     return canonical({k: v for k, v in request.items() if k != "Csr"})
+
+
+def key_request(request: Mapping[str, Any], spec: KeySpec, public_key: str = "") -> dict[str, Any]:
+    """What the idempotency token of a key entry covers: the request without its CSR
+    (made from each new key), the key block, and the public key once it is known."""
+    body = {k: v for k, v in request.items() if k != "Csr"}
+    body["Key"] = spec.canonical()
+    if public_key:
+        body["PublicKey"] = public_key
+    return body
 
 
 def token_for(name: str, request: Mapping[str, Any], *, salt: str = "") -> str:

@@ -10,6 +10,7 @@ grows a new keyword cannot be checked wrongly in silence.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -23,7 +24,9 @@ _SUPPORTED = {
 }
 
 
-def _is_type(value: Any, kind: str) -> bool:
+def is_type(value: Any, kind: str) -> bool:
+    """JSON Schema's types, for JSON data: a float is a number only when finite
+    (YAML's ``.inf`` and ``.nan`` have no JSON form), an integer also when whole (``30.0``)."""
     if kind == "string":
         return isinstance(value, str)
     if kind == "object":
@@ -35,7 +38,9 @@ def _is_type(value: Any, kind: str) -> bool:
             isinstance(value, float) and value.is_integer()
         )
     if kind == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and math.isfinite(value)
+        )
     if kind == "boolean":
         return isinstance(value, bool)
     if kind == "null":
@@ -45,43 +50,95 @@ def _is_type(value: Any, kind: str) -> bool:
 
 def compile_schema(schema: dict[str, Any], root: dict[str, Any] | None = None) -> Check:
     root = root if root is not None else schema
-    cache: dict[str, Check] = {}
-    return _compile(schema, root, cache)
+    return _Compiler(root).compile(schema)
 
 
-def _compile(node: Any, root: dict[str, Any], cache: dict[str, Check]) -> Check:
-    if node is True or node == {}:
-        return lambda value: True
-    if node is False:
-        return lambda value: False
-    unknown = set(node) - _SUPPORTED
-    if unknown:
-        raise ValueError(f"fastcheck does not know the keywords {sorted(unknown)}")
-    checks: list[Check] = []
-    if "$ref" in node:
-        ref = node["$ref"]
+class _Compiler:
+    """Compiles the nodes of one schema; ``$defs`` members are compiled once and shared."""
+
+    def __init__(self, root: dict[str, Any]) -> None:
+        self.root = root
+        self.defs: dict[str, Check] = {}
+
+    def compile(self, node: Any) -> Check:
+        if node is True or node == {}:
+            return lambda value: True
+        if node is False:
+            return lambda value: False
+        unknown = set(node) - _SUPPORTED
+        if unknown:
+            raise ValueError(f"fastcheck does not know the keywords {sorted(unknown)}")
+        checks: list[Check] = []
+        if "$ref" in node:
+            checks.append(self._ref(node["$ref"]))
+        if "type" in node:
+            checks.append(_type(node["type"]))
+        checks += _value_checks(node)
+        checks += self._container_checks(node)
+        if "oneOf" in node:
+            options = [self.compile(o) for o in node["oneOf"]]
+            checks.append(lambda value: sum(1 for o in options if o(value)) == 1)
+        return _all_of(checks)
+
+    def _ref(self, ref: str) -> Check:
         if not ref.startswith("#/$defs/"):
             raise ValueError(f"unsupported $ref {ref}")
         name = ref[len("#/$defs/") :]
-        if name not in cache:
+        if name not in self.defs:
+            self.defs[name] = lambda value: True  # stands in while a recursive definition compiles
+            self.defs[name] = self.compile(self.root["$defs"][name])
+        defs = self.defs
 
-            def placeholder(value: Any) -> bool:  # stands in while a recursive definition compiles
+        def by_ref(value: Any) -> bool:  # looked up late: the definition may recurse
+            return defs[name](value)
+
+        return by_ref
+
+    def _container_checks(self, node: dict[str, Any]) -> list[Check]:
+        checks: list[Check] = []
+        if "items" in node:
+            item = self.compile(node["items"])
+            checks.append(lambda value: not isinstance(value, list) or all(item(v) for v in value))
+        if "required" in node:
+            required = tuple(node["required"])
+            checks.append(lambda value: not isinstance(value, dict) or all(k in value for k in required))
+        if "properties" in node or "additionalProperties" in node:
+            checks.append(self._properties(node))
+        return checks
+
+    def _properties(self, node: dict[str, Any]) -> Check:
+        props = {k: self.compile(v) for k, v in node.get("properties", {}).items()}
+        extra = node.get("additionalProperties", True)
+        extra_check = self.compile(extra) if isinstance(extra, dict) else None
+
+        def check_props(value: Any) -> bool:
+            if not isinstance(value, dict):
                 return True
+            for key, item in value.items():
+                check = props.get(key)
+                if check is not None:
+                    if not check(item):
+                        return False
+                elif extra is False:
+                    return False
+                elif extra_check is not None and not extra_check(item):
+                    return False
+            return True
 
-            cache[name] = placeholder
-            real = _compile(root["$defs"][name], root, cache)
-            cache[name] = real
-        def by_ref(value: Any, name: str = name) -> bool:  # looked up late: the definition may recurse
-            return cache[name](value)
+        return check_props
 
-        checks.append(by_ref)
-    if "type" in node:
-        kinds = [node["type"]] if isinstance(node["type"], str) else list(node["type"])
-        if len(kinds) == 1:
-            kind = kinds[0]
-            checks.append(lambda value: _is_type(value, kind))
-        else:
-            checks.append(lambda value: any(_is_type(value, k) for k in kinds))
+
+def _type(wanted: str | list[str]) -> Check:
+    kinds = [wanted] if isinstance(wanted, str) else list(wanted)
+    if len(kinds) == 1:
+        kind = kinds[0]
+        return lambda value: is_type(value, kind)
+    return lambda value: any(is_type(value, k) for k in kinds)
+
+
+def _value_checks(node: dict[str, Any]) -> list[Check]:
+    """enum, const, pattern and the bounds of strings, numbers and lists; each passes values of other types."""
+    checks: list[Check] = []
     if "enum" in node:
         options = node["enum"]
         checks.append(lambda value: any(value == o and type(value) is type(o) for o in options))
@@ -102,35 +159,11 @@ def _compile(node: Any, root: dict[str, Any], cache: dict[str, Check]) -> Check:
     if "minItems" in node or "maxItems" in node:
         lo_i, hi_i = node.get("minItems", 0), node.get("maxItems", float("inf"))
         checks.append(lambda value: not isinstance(value, list) or lo_i <= len(value) <= hi_i)
-    if "items" in node:
-        item = _compile(node["items"], root, cache)
-        checks.append(lambda value: not isinstance(value, list) or all(item(v) for v in value))
-    if "required" in node:
-        required = tuple(node["required"])
-        checks.append(lambda value: not isinstance(value, dict) or all(k in value for k in required))
-    if "properties" in node or "additionalProperties" in node:
-        props = {k: _compile(v, root, cache) for k, v in node.get("properties", {}).items()}
-        extra = node.get("additionalProperties", True)
-        extra_check = _compile(extra, root, cache) if isinstance(extra, dict) else None
+    return checks
 
-        def check_props(value: Any) -> bool:
-            if not isinstance(value, dict):
-                return True
-            for key, item in value.items():
-                check = props.get(key)
-                if check is not None:
-                    if not check(item):
-                        return False
-                elif extra is False:
-                    return False
-                elif extra_check is not None and not extra_check(item):
-                    return False
-            return True
 
-        checks.append(check_props)
-    if "oneOf" in node:
-        options = [_compile(o, root, cache) for o in node["oneOf"]]
-        checks.append(lambda value: sum(1 for o in options if o(value)) == 1)
+def _all_of(checks: list[Check]) -> Check:
+    """One check for all of ``checks``; the common short lists without a loop."""
     if len(checks) == 1:
         return checks[0]
     if len(checks) == 2:

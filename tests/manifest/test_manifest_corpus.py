@@ -13,6 +13,8 @@ VALID = sorted((CORPUS / "valid").glob("*.yaml"))
 INVALID = sorted((CORPUS / "invalid").glob("*.yaml"))
 EXAMPLES = sorted((REPO / "manifests").glob("*.yaml"))
 EXPECT = re.compile(r"^# expect: (\d+) (\S+) (\S+) :: (.+)$")
+# "# problems: N": the file has exactly N problems, so that no follow-on noise repeats one
+COUNT = re.compile(r"^# problems: (\d+)$", re.M)
 
 
 @pytest.mark.parametrize("path", VALID + EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
@@ -47,6 +49,10 @@ def test_invalid_manifests_name_file_line_entry_and_path(path: Path, cli: Cli) -
             if ln.startswith(prefix) and f" {entry}: {json_path}: " in ln and needle in ln
         ]
         assert wanted, f"expected {prefix} {entry}: {json_path}: ...{needle}... in:\n{result.err}"
+    count = COUNT.search(path.read_text(encoding="utf-8", errors="replace"))
+    if count:
+        total = int(count.group(1))
+        assert re.search(rf"^{total} problems?\b", result.err, re.M), f"expected {total} problems in:\n{result.err}"
 
 
 def test_corpus_is_broad() -> None:

@@ -1,0 +1,112 @@
+"""The manifest's ``backend:`` and ``settings:`` blocks as records.
+
+A record is built only from a block the manifest schema accepted: a value of the
+wrong type, null or out of bounds never reaches ``int()``, ``Path()`` or a
+record's constructor. A refused block gives None here; the top-level schema
+check has already reported why, at the value's line.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from pca_batch import schema
+from pca_batch.acmpca import GENERAL_PURPOSE
+from pca_batch.errors import Problem
+from pca_batch.manifest.yamlload import LineList
+from pca_batch.model import DEFAULT_STORE, AuthoritySpec, BackendConfig, BackendType, RunSettings
+from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM
+from pca_batch.schema import fastcheck
+
+
+@cache
+def accepts(definition: str) -> fastcheck.Check:
+    """The compiled check of one ``$defs`` member of the manifest schema."""
+    return fastcheck.compile_schema(schema.subschema(schema.MANIFEST, definition))
+
+
+def default_backend(root: Path) -> BackendConfig:
+    return BackendConfig(type="local", store=root / DEFAULT_STORE)
+
+
+def backend_config(doc: Mapping[str, Any], root: Path) -> BackendConfig | None:
+    """The backend a manifest names (the local one when it names none); None when its block is refused."""
+    if "backend" not in doc:
+        return default_backend(root)
+    raw = doc["backend"]
+    if not accepts("backend")(raw):
+        return None
+    kind: BackendType = "aws" if raw.get("type") == "aws" else "local"  # the schema allows these two
+    store = None
+    if kind == "local":
+        store = Path(os.path.expanduser(raw.get("store", DEFAULT_STORE)))
+        if not store.is_absolute():
+            store = root / store
+    items = raw.get("authorities", [])
+    lines = _item_lines(items)
+    return BackendConfig(
+        type=kind,
+        store=store,
+        region=raw.get("region"),
+        profile=raw.get("profile"),
+        endpoint_url=raw.get("endpoint_url"),
+        authorities=tuple(_authority(item, lines[i]) for i, item in enumerate(items)),
+    )
+
+
+def _authority(item: Mapping[str, Any], line: int) -> AuthoritySpec:
+    return AuthoritySpec(
+        arn=item["arn"],
+        common_name=item["common_name"],
+        key_algorithm=item.get("key_algorithm", DEFAULT_KEY_ALGORITHM),
+        parent=item.get("parent"),
+        validity_days=int(item.get("validity_days", 3650)),  # an integral number: 30.0 is 30
+        usage_mode=item.get("usage_mode", GENERAL_PURPOSE),
+        line=line,
+    )
+
+
+def undeclared_parents(doc: Mapping[str, Any], display: str) -> list[Problem]:
+    """Authorities whose parent the manifest does not declare (read from the block as written,
+    so that this is reported beside the block's other problems, not after they are fixed)."""
+    raw = doc.get("backend")
+    items = raw.get("authorities") if isinstance(raw, dict) else None
+    if not isinstance(items, list):
+        return []
+    lines = _item_lines(items)
+    declared = [(item, lines[i]) for i, item in enumerate(items) if isinstance(item, dict)]
+    known = {item["arn"] for item, _ in declared if isinstance(item.get("arn"), str)}
+    return [
+        Problem(display, line, "-", "$.backend.authorities", f"the parent {item['parent']} is not declared")
+        for item, line in declared
+        if isinstance(item.get("arn"), str) and isinstance(item.get("parent"), str) and item["parent"]
+        and item["parent"] not in known
+    ]
+
+
+def run_settings(doc: Mapping[str, Any]) -> RunSettings | None:
+    """The runner knobs a manifest sets (none when it has no block); None when its block is refused."""
+    if "settings" not in doc:
+        return RunSettings()
+    raw = doc["settings"]
+    if not accepts("settings")(raw):
+        return None
+    rate = raw.get("max_rate")
+    return RunSettings(
+        concurrency=_whole(raw.get("concurrency")),
+        max_rate=float(rate) if rate is not None else None,
+        max_attempts=_whole(raw.get("max_attempts")),
+    )
+
+
+def _whole(value: int | float | None) -> int | None:
+    return int(value) if value is not None else None
+
+
+def _item_lines(items: list[Any]) -> list[int]:
+    lines = items.item_lines if isinstance(items, LineList) else []
+    return lines + [0] * (len(items) - len(lines))
