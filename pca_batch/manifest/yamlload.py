@@ -110,20 +110,26 @@ def _resolve_plain(value: str, line: int) -> Any:
             return False
         return value
     if first.isdigit() or first in "+-.":
-        if _INT.match(value):
-            return int(value)
-        if _OCT.match(value):
-            return int(value[2:], 8)
-        if _HEX.match(value):
-            return int(value[2:], 16)
-        if _FLOAT.match(value):
-            return float(value)
-        if value in _INF:
-            return _INF[value]
-        if value in ("-.inf", "-.Inf", "-.INF"):
-            return float("-inf")
-        if value in (".nan", ".NaN", ".NAN"):
-            return float("nan")
+        return _resolve_number(value)
+    return value
+
+
+def _resolve_number(value: str) -> Any:
+    """A plain scalar that starts like a number: YAML 1.2's core schema int, float, inf or nan, else the text."""
+    if _INT.match(value):
+        return int(value)
+    if _OCT.match(value):
+        return int(value[2:], 8)
+    if _HEX.match(value):
+        return int(value[2:], 16)
+    if _FLOAT.match(value):
+        return float(value)
+    if value in _INF:
+        return _INF[value]
+    if value in ("-.inf", "-.Inf", "-.INF"):
+        return float("-inf")
+    if value in (".nan", ".NaN", ".NAN"):
+        return float("nan")
     return value
 
 
@@ -167,78 +173,106 @@ class _Frame:
 _NO_KEY = object()
 
 
+class _Composer:
+    """What composing one document keeps: the open collections, the anchors, the root.
+
+    :func:`load` handles scalars itself (most events are scalars); the rarer events
+    come here."""
+
+    __slots__ = ("anchors", "stack", "root", "documents", "expanded")
+
+    def __init__(self) -> None:
+        self.anchors: dict[str, tuple[Any, int]] = {}
+        self.stack: list[_Frame] = []
+        self.root: Any = _NO_KEY
+        self.documents = 0
+        self.expanded = 0
+
+    def place(self, value: Any, line: int, size: int) -> None:
+        if self.stack:
+            _add(self.stack[-1], value, line, size)
+        else:
+            self.root = value
+
+    def alias(self, event: Any) -> None:
+        line = event.start_mark.line + 1
+        if event.anchor not in self.anchors:
+            raise YamlError(line, f"unknown alias *{event.anchor}")
+        value, size = self.anchors[event.anchor]
+        self.expanded += size
+        if self.expanded > MAX_ALIAS_EXPANSION:
+            raise YamlError(
+                line,
+                "YAML aliases expand to too many nodes (an alias bomb?); write the values out or use `defaults`",
+            )
+        self.place(value, line, size)
+
+    def open(self, event: Any, is_map: bool) -> None:
+        line = event.start_mark.line + 1
+        if event.tag not in _ALLOWED_TAGS:
+            raise YamlError(line, f"the YAML tag {event.tag} is not allowed (manifests hold plain data only)")
+        if len(self.stack) >= MAX_DEPTH:
+            raise YamlError(line, f"the YAML nests deeper than {MAX_DEPTH} levels")
+        node: Any = LineDict(line) if is_map else LineList(line)
+        if self.stack and self.stack[-1].is_map and self.stack[-1].key is _NO_KEY:
+            raise YamlError(line, "a mapping key must be a plain value, not a mapping or a list")
+        self.stack.append(_Frame(node, is_map, event.anchor))
+
+    def close(self) -> None:
+        frame = self.stack.pop()
+        if frame.merges:
+            _apply_merges(frame)
+        if frame.anchor is not None:
+            self.anchors[frame.anchor] = (frame.node, frame.size)
+        self.place(frame.node, frame.node.line, frame.size)
+
+    def document(self, event: Any) -> None:
+        self.documents += 1
+        if self.documents > 1:
+            raise YamlError(event.start_mark.line + 1, "a manifest holds one YAML document, not several")
+
+
 def load(text: str) -> Any:
     """Compose one YAML document into LineDict/LineList/scalars; YamlError on anything refused."""
     if len(text) > MAX_BYTES:
         raise YamlError(0, f"the manifest is larger than {MAX_BYTES // (1024 * 1024)} MiB")
-    anchors: dict[str, tuple[Any, int]] = {}
-    stack: list[_Frame] = []
-    root: Any = _NO_KEY
-    documents = 0
-    expanded = 0
+    composer = _Composer()
+    anchors, stack = composer.anchors, composer.stack
     try:
         for event in yaml.parse(text, Loader=_EventLoader):
             cls = type(event)
-            if cls is yaml.ScalarEvent or cls is yaml.AliasEvent:
-                line = event.start_mark.line + 1
-                if cls is yaml.ScalarEvent:
-                    value = _scalar(event)
-                    size = 1
-                    if event.anchor is not None:
-                        anchors[event.anchor] = (value, 1)
-                else:
-                    if event.anchor not in anchors:
-                        raise YamlError(line, f"unknown alias *{event.anchor}")
-                    value, size = anchors[event.anchor]
-                    expanded += size
-                    if expanded > MAX_ALIAS_EXPANSION:
-                        raise YamlError(
-                            line,
-                            "YAML aliases expand to too many nodes (an alias bomb?); "
-                            "write the values out or use `defaults`",
-                        )
-                if not stack:
-                    root = value
-                    continue
-                _add(stack[-1], value, line, size, is_alias=cls is yaml.AliasEvent)
-            elif cls is yaml.MappingStartEvent or cls is yaml.SequenceStartEvent:
-                line = event.start_mark.line + 1
-                if event.tag not in _ALLOWED_TAGS:
-                    raise YamlError(line, f"the YAML tag {event.tag} is not allowed (manifests hold plain data only)")
-                if len(stack) >= MAX_DEPTH:
-                    raise YamlError(line, f"the YAML nests deeper than {MAX_DEPTH} levels")
-                is_map = cls is yaml.MappingStartEvent
-                node: Any = LineDict(line) if is_map else LineList(line)
-                if stack and stack[-1].is_map and stack[-1].key is _NO_KEY:
-                    raise YamlError(line, "a mapping key must be a plain value, not a mapping or a list")
-                stack.append(_Frame(node, is_map, event.anchor))
-            elif cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
-                frame = stack.pop()
-                if frame.merges:
-                    _apply_merges(frame)
-                if frame.anchor is not None:
-                    anchors[frame.anchor] = (frame.node, frame.size)
+            if cls is yaml.ScalarEvent:  # the common case, inline
+                value = _scalar(event)
+                if event.anchor is not None:
+                    anchors[event.anchor] = (value, 1)
                 if stack:
-                    _add(stack[-1], frame.node, frame.node.line, frame.size, is_alias=False)
+                    _add(stack[-1], value, event.start_mark.line + 1, 1)
                 else:
-                    root = frame.node
+                    composer.root = value
+            elif cls is yaml.MappingStartEvent or cls is yaml.SequenceStartEvent:
+                composer.open(event, cls is yaml.MappingStartEvent)
+            elif cls is yaml.MappingEndEvent or cls is yaml.SequenceEndEvent:
+                composer.close()
+            elif cls is yaml.AliasEvent:
+                composer.alias(event)
             elif cls is yaml.DocumentStartEvent:
-                documents += 1
-                if documents > 1:
-                    raise YamlError(event.start_mark.line + 1, "a manifest holds one YAML document, not several")
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 0
-        problem = exc.problem or exc.context or "invalid YAML"
-        raise YamlError(line, f"YAML syntax error: {problem}") from None
+                composer.document(event)
     except yaml.YAMLError as exc:
-        raise YamlError(0, f"YAML error: {exc}") from None
+        raise _syntax_error(exc) from None
     except RecursionError:
         raise YamlError(0, f"the YAML nests deeper than {MAX_DEPTH} levels") from None
-    return None if root is _NO_KEY else root
+    return None if composer.root is _NO_KEY else composer.root
 
 
-def _add(frame: _Frame, value: Any, line: int, size: int, *, is_alias: bool) -> None:
+def _syntax_error(exc: yaml.YAMLError) -> YamlError:
+    if isinstance(exc, yaml.MarkedYAMLError):
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else 0
+        return YamlError(line, f"YAML syntax error: {exc.problem or exc.context or 'invalid YAML'}")
+    return YamlError(0, f"YAML error: {exc}")
+
+
+def _add(frame: _Frame, value: Any, line: int, size: int) -> None:
     frame.size += size
     node = frame.node
     if not frame.is_map:
