@@ -162,6 +162,20 @@ class Entry:
 
 
 @dataclass(frozen=True)
+class NewAuthority:
+    """A local CA to create (``pca-batch ca create``): its ARN is made from the region and
+    account given, else the parent's, else the defaults."""
+
+    common_name: str
+    key_algorithm: KeyAlgorithm = DEFAULT_KEY_ALGORITHM
+    validity_days: int = 3650
+    parent_arn: str | None = None
+    usage_mode: UsageMode = GENERAL_PURPOSE
+    region: str | None = None
+    account: str | None = None
+
+
+@dataclass(frozen=True)
 class AuthoritySpec:
     """A local CA that a manifest declares under ``backend.authorities``."""
 

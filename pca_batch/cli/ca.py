@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pca_batch.acmpca import GENERAL_PURPOSE, USAGE_MODES
 from pca_batch.errors import EXIT_OK, UsageError
-from pca_batch.model import DEFAULT_STORE
+from pca_batch.model import DEFAULT_STORE, NewAuthority
 from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM, KEY_ALGORITHMS
 
 if TYPE_CHECKING:
@@ -72,33 +71,11 @@ def _validity_days(text: str) -> int:
     return value
 
 
-@dataclass(frozen=True)
-class NewCa:
-    """What `ca create` was asked for."""
-
-    common_name: str
-    key_algorithm: str
-    validity_days: int
-    parent: str | None
-    usage_mode: str
-    region: str | None
-    account: str | None
-
-
-def cmd_create(store: Path, ca: NewCa, pem: bool, output: Path | None, out: Console) -> int:
+def cmd_create(store: Path, ca: NewAuthority, pem: bool, output: Path | None, out: Console) -> int:
     if not ca.common_name.strip():
         raise UsageError("ca create: --common-name must not be empty")
     admin = _admin()
-    arn = admin.create_authority(
-        store,
-        common_name=ca.common_name,
-        key_algorithm=ca.key_algorithm,
-        validity_days=ca.validity_days,
-        parent_arn=ca.parent,
-        usage_mode=ca.usage_mode,
-        region=ca.region,
-        account=ca.account,
-    )
+    arn = admin.create_authority(store, ca)
     certificate = admin.authority_certificate(store, arn) if pem or output else ""
     _answer(out, {"CertificateAuthorityArn": arn}, certificate, pem, output)
     return EXIT_OK
@@ -235,11 +212,11 @@ def _arn(args: argparse.Namespace) -> str:
 
 
 def _handle_create(args: argparse.Namespace, out: Console, err: Console) -> int:
-    ca = NewCa(
+    ca = NewAuthority(
         common_name=args.common_name,
         key_algorithm=args.key_algorithm,
         validity_days=args.validity_days,
-        parent=args.parent,
+        parent_arn=args.parent,
         usage_mode=args.usage_mode,
         region=args.region,
         account=args.account,

@@ -14,12 +14,12 @@ from typing import Any
 
 from cryptography import x509
 
-from pca_batch.acmpca import GENERAL_PURPOSE, UsageMode, account_of
+from pca_batch.acmpca import account_of
 from pca_batch.backends.local.authorities import authority_row, chain_of, check_ca_arn, create, new_arn, status_at, utc
 from pca_batch.backends.local.store import DB_NAME, AuthorityRow, Store
 from pca_batch.errors import BackendError
-from pca_batch.model import AuthoritySpec
-from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM, KeyAlgorithm, default_signing_algorithm
+from pca_batch.model import AuthoritySpec, NewAuthority
+from pca_batch.pki.algorithms import default_signing_algorithm
 from pca_batch.times import audit_time
 
 CA_STATUSES = ("ACTIVE", "DISABLED")
@@ -38,27 +38,16 @@ def _known(store: Store, ca_arn: str) -> AuthorityRow:
     return authority_row(store, check_ca_arn(ca_arn))
 
 
-def create_authority(
-    folder: Path,
-    *,
-    common_name: str,
-    key_algorithm: KeyAlgorithm = DEFAULT_KEY_ALGORITHM,
-    validity_days: int = 3650,
-    parent_arn: str | None = None,
-    usage_mode: UsageMode = GENERAL_PURPOSE,
-    region: str | None = None,
-    account: str | None = None,
-    now: datetime | None = None,
-) -> str:
-    """Create a local CA (a root, or a subordinate of ``parent_arn``); returns its new ARN."""
-    arn = new_arn(parent_arn=parent_arn, region=region, account=account)
+def create_authority(folder: Path, new: NewAuthority, *, now: datetime | None = None) -> str:
+    """Create a local CA (a root, or a subordinate of ``new.parent_arn``); returns its new ARN."""
+    arn = new_arn(parent_arn=new.parent_arn, region=new.region, account=new.account)
     spec = AuthoritySpec(
         arn=arn,
-        common_name=common_name,
-        key_algorithm=key_algorithm,
-        parent=parent_arn,
-        validity_days=validity_days,
-        usage_mode=usage_mode,
+        common_name=new.common_name,
+        key_algorithm=new.key_algorithm,
+        parent=new.parent_arn,
+        validity_days=new.validity_days,
+        usage_mode=new.usage_mode,
     )
     with _opened(folder, create=True) as store:
         create(store, spec, now or datetime.now(UTC))

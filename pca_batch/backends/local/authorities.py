@@ -8,7 +8,6 @@ certificate is recorded in its issuer's audit report, as AWS does.
 
 from __future__ import annotations
 
-import functools
 import re
 import uuid
 from collections.abc import Callable, Sequence
@@ -23,7 +22,7 @@ from pca_batch.acmpca import CA_ARN, SHORT_LIVED, USAGE_MODES, serial_hex
 from pca_batch.backends.local.keys import load_key, remove_key, write_key
 from pca_batch.backends.local.store import AuthorityRow, CertificateRow, SerialTaken, Store
 from pca_batch.backends.local.templates import Template, certificate_extensions, resolve_template, template_arn
-from pca_batch.backends.local.x509 import SIGNING_ALGORITHMS, CaKey, generate_key, new_serial, sign_certificate
+from pca_batch.backends.local.x509 import SIGNING_ALGORITHMS, CaKey, ToBeSigned, generate_key, new_serial
 from pca_batch.errors import BackendError, UsageError
 from pca_batch.model import AuthoritySpec
 from pca_batch.pki.algorithms import KEY_ALGORITHMS, default_signing_algorithm, family_of
@@ -155,7 +154,7 @@ class _CaCertificate:
     template: Template
     not_before: datetime
     not_after: datetime
-    sign: Callable[..., x509.Certificate]  # sign(serial=N)
+    sign: Callable[[int], x509.Certificate]  # the certificate under a serial: ToBeSigned.sign
 
 
 def _ca_certificate(
@@ -167,8 +166,7 @@ def _ca_certificate(
         # A CA of our own making is clamped to its parent's life rather than refused.
         not_after = min(not_after, parent.not_after)
     signer_algorithm = parent.row.key_algorithm if parent else spec.key_algorithm
-    sign = functools.partial(
-        sign_certificate,
+    sign = ToBeSigned(
         subject=subject,
         issuer=parent.certificate.subject if parent else subject,
         public_key=key.public_key(),
@@ -179,7 +177,7 @@ def _ca_certificate(
         ),
         signing_key=parent.key if parent else key,
         algorithm=SIGNING_ALGORITHMS[default_signing_algorithm(signer_algorithm)],
-    )
+    ).sign
     return _CaCertificate(parent.arn if parent else spec.arn, template, not_before, not_after, sign)
 
 
@@ -190,7 +188,7 @@ def _add_authority(
     not_before, not_after = int(certificate.not_before.timestamp()), int(certificate.not_after.timestamp())
     while True:
         serial = new_serial()
-        cert_pem = pem(certificate.sign(serial=serial))
+        cert_pem = pem(certificate.sign(serial))
         record = CertificateRow(
             serial=serial_hex(serial),
             ca_arn=certificate.issuer_arn,

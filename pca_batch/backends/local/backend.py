@@ -9,7 +9,6 @@ passthrough, five-minute idempotency tokens, and AWS's error codes.
 
 from __future__ import annotations
 
-import functools
 import re
 import threading
 import time
@@ -38,7 +37,7 @@ from pca_batch.backends.local.authorities import (
 from pca_batch.backends.local.passthrough import api_extensions, api_name
 from pca_batch.backends.local.store import CertificateRow, SerialTaken, Store
 from pca_batch.backends.local.templates import Template, certificate_extensions, resolve_template
-from pca_batch.backends.local.x509 import new_serial, parse_csr, sign_certificate, signing_algorithm
+from pca_batch.backends.local.x509 import ToBeSigned, new_serial, parse_csr, signing_algorithm
 from pca_batch.errors import BackendError
 from pca_batch.model import AuthoritySpec
 from pca_batch.pki.validity import ValidityError, not_after, not_before
@@ -169,8 +168,7 @@ class LocalBackend:
         start, end = self._validity(request, authority, now)
         csr, public_key = parse_csr(request["Csr"])
         subject, extensions = _contents(request, template, authority, csr, public_key)
-        sign = functools.partial(
-            sign_certificate,
+        sign = ToBeSigned(
             subject=subject,
             issuer=subject if template.self_signed else authority.certificate.subject,
             public_key=public_key,
@@ -179,7 +177,7 @@ class LocalBackend:
             extensions=extensions,
             signing_key=authority.key,
             algorithm=algorithm,
-        )
+        ).sign
 
         def row(serial: int, certificate_pem: str) -> CertificateRow:
             return CertificateRow(
@@ -249,7 +247,7 @@ class LocalBackend:
         (another certificate's, when the token was used since ``since``) and the row."""
         while True:
             serial = new_serial()
-            issued = row(serial, pem(sign(serial=serial)))
+            issued = row(serial, pem(sign(serial)))
             try:
                 return self._store.add_certificate(issued, since=since), issued
             except SerialTaken:

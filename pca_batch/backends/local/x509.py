@@ -123,28 +123,33 @@ def new_serial() -> int:
     return serial
 
 
-def sign_certificate(
-    *,
-    subject: x509.Name,
-    issuer: x509.Name,
-    public_key: CertificatePublicKeyTypes,
-    serial: int,
-    not_before: datetime,
-    not_after: datetime,
-    extensions: list[x509.Extension[x509.ExtensionType]],
-    signing_key: CaKey,
-    algorithm: SigningAlgorithm,
-) -> x509.Certificate:
-    builder = x509.CertificateBuilder(
-        issuer_name=issuer,
-        subject_name=subject,
-        public_key=public_key,
-        serial_number=serial,
-        not_valid_before=not_before,
-        not_valid_after=not_after,
-        extensions=extensions,
-    )
-    rsa_padding = algorithm.padding()
-    if rsa_padding is not None:
-        return builder.sign(signing_key, algorithm.hash, rsa_padding=rsa_padding)  # type: ignore[arg-type]
-    return builder.sign(signing_key, algorithm.hash)  # type: ignore[arg-type]
+@dataclass(frozen=True)
+class ToBeSigned:
+    """A certificate but its serial (RFC 5280's TBSCertificate), and how it is signed.
+
+    The serial is left out because the store decides it: :meth:`sign` is called again
+    with a new serial when one is already taken."""
+
+    subject: x509.Name
+    issuer: x509.Name
+    public_key: CertificatePublicKeyTypes
+    not_before: datetime
+    not_after: datetime
+    extensions: list[x509.Extension[x509.ExtensionType]]
+    signing_key: CaKey
+    algorithm: SigningAlgorithm
+
+    def sign(self, serial: int) -> x509.Certificate:
+        builder = x509.CertificateBuilder(
+            issuer_name=self.issuer,
+            subject_name=self.subject,
+            public_key=self.public_key,
+            serial_number=serial,
+            not_valid_before=self.not_before,
+            not_valid_after=self.not_after,
+            extensions=self.extensions,
+        )
+        rsa_padding = self.algorithm.padding()
+        if rsa_padding is not None:
+            return builder.sign(self.signing_key, self.algorithm.hash, rsa_padding=rsa_padding)  # type: ignore[arg-type]
+        return builder.sign(self.signing_key, self.algorithm.hash)  # type: ignore[arg-type]

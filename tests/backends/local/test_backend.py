@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding
 from pca_batch.backends.base import Backend
 from pca_batch.backends.local.admin import audit_report, create_authority, set_authority_status
 from pca_batch.backends.local.backend import LocalBackend
+from pca_batch.model import NewAuthority
 from tests.support.local_ca import SettableClock, error_code, load, make_csr, request, rsa_key
 
 
@@ -32,14 +33,14 @@ class Pki:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     store = tmp_path_factory.mktemp("local-backend") / "store"
-    root = create_authority(store, common_name="Backend Root")
+    root = create_authority(store, NewAuthority(common_name="Backend Root"))
     return Pki(
         store=store,
         root=root,
-        sub=create_authority(store, common_name="Backend Sub", parent_arn=root),
-        rsa=create_authority(store, common_name="Backend RSA Root", key_algorithm="RSA_2048"),
+        sub=create_authority(store, NewAuthority(common_name="Backend Sub", parent_arn=root)),
+        rsa=create_authority(store, NewAuthority(common_name="Backend RSA Root", key_algorithm="RSA_2048")),
         short=create_authority(
-            store, common_name="Short", parent_arn=root, usage_mode="SHORT_LIVED_CERTIFICATE"
+            store, NewAuthority(common_name="Short", parent_arn=root, usage_mode="SHORT_LIVED_CERTIFICATE")
         ),
     )
 
@@ -205,7 +206,7 @@ def test_missing_members_and_bad_tokens_are_invalid_args(backend: LocalBackend, 
 
 
 def test_disabled_ca_is_invalid_state_until_enabled(pki: Pki, clock: SettableClock) -> None:
-    ca = create_authority(pki.store, common_name="Disable me", parent_arn=pki.root)
+    ca = create_authority(pki.store, NewAuthority(common_name="Disable me", parent_arn=pki.root))
     backend = LocalBackend(pki.store, clock=clock)
     try:
         issue(backend, ca)  # loaded and cached before the change
@@ -244,7 +245,7 @@ def test_describe_reports_status_key_mode_and_not_after(
 def test_same_token_within_five_minutes_returns_the_same_certificate(
     backend: LocalBackend, pki: Pki, clock: SettableClock
 ) -> None:
-    ca = create_authority(pki.store, common_name="Idempotency", parent_arn=pki.root)
+    ca = create_authority(pki.store, NewAuthority(common_name="Idempotency", parent_arn=pki.root))
     first = backend.issue_certificate(request(ca, IdempotencyToken="tok-1"))
     clock.advance(minutes=4, seconds=59)
     again = backend.issue_certificate(request(ca, make_csr("other.example"), IdempotencyToken="tok-1"))

@@ -15,6 +15,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID
 from pca_batch.backends.local.admin import authority_certificate, create_authority
 from pca_batch.backends.local.backend import LocalBackend
 from pca_batch.backends.local.templates import TEMPLATES
+from pca_batch.model import NewAuthority
 from tests.support.local_ca import (
     EC_KEY_ENCIPHERMENT,
     ext,
@@ -43,14 +44,14 @@ class Pki:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     store = tmp_path_factory.mktemp("local-certs") / "store"
-    root = create_authority(store, common_name="Trust Root")
-    sub = create_authority(store, common_name="Trust Issuing", parent_arn=root)
+    root = create_authority(store, NewAuthority(common_name="Trust Root"))
+    sub = create_authority(store, NewAuthority(common_name="Trust Issuing", parent_arn=root))
     return Pki(
         store=store,
         root=root,
         sub=sub,
-        subsub=create_authority(store, common_name="Trust Leaf Issuing", parent_arn=sub),
-        rsa=create_authority(store, common_name="Trust RSA Root", key_algorithm="RSA_2048"),
+        subsub=create_authority(store, NewAuthority(common_name="Trust Leaf Issuing", parent_arn=sub)),
+        rsa=create_authority(store, NewAuthority(common_name="Trust RSA Root", key_algorithm="RSA_2048")),
     )
 
 

@@ -14,6 +14,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from pca_batch.backends.local.admin import create_authority
 from pca_batch.backends.local.backend import LocalBackend
+from pca_batch.model import NewAuthority
 from tests.support.local_ca import (
     EC_KEY_ENCIPHERMENT,
     error_code,
@@ -43,10 +44,9 @@ class Pki:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     store = tmp_path_factory.mktemp("local-passthrough") / "store"
-    root = create_authority(store, common_name="Passthrough Root")
-    return Pki(
-        store=store, root=root, sub=create_authority(store, common_name="Passthrough Sub", parent_arn=root)
-    )
+    root = create_authority(store, NewAuthority(common_name="Passthrough Root"))
+    sub = create_authority(store, NewAuthority(common_name="Passthrough Sub", parent_arn=root))
+    return Pki(store=store, root=root, sub=sub)
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,7 @@ from pca_batch.backends.local.backend import LocalBackend, ensure_authorities
 from pca_batch.backends.local.keys import KEYS_DIR, PASSPHRASE_ENV
 from pca_batch.backends.local.store import DB_NAME, Store
 from pca_batch.errors import BackendError, UsageError
-from pca_batch.model import AuthoritySpec
+from pca_batch.model import AuthoritySpec, NewAuthority
 from tests.support.common import REPO
 from tests.support.local_ca import load, make_csr, request, split_pems
 
@@ -59,7 +59,7 @@ _WAIT = "import sys, time\ntime.sleep(max(0.0, float(sys.argv[1]) - time.time())
 
 
 def test_store_uses_wal_a_busy_timeout_and_private_folders(tmp_path: Path) -> None:
-    create_authority(tmp_path / "s", common_name="Files")
+    create_authority(tmp_path / "s", NewAuthority(common_name="Files"))
     store = Store(tmp_path / "s")
     try:
         conn = store.connection()
@@ -86,7 +86,7 @@ def test_read_only_commands_create_no_store(tmp_path: Path) -> None:
 def test_passphrase_encrypts_ca_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "correct horse battery staple"
     monkeypatch.setenv(PASSPHRASE_ENV, secret)
-    ca = create_authority(tmp_path / "s", common_name="Encrypted")
+    ca = create_authority(tmp_path / "s", NewAuthority(common_name="Encrypted"))
     (key_file,) = (tmp_path / "s" / KEYS_DIR).iterdir()
     assert key_file.read_text().startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -111,7 +111,7 @@ def test_passphrase_encrypts_ca_keys(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_a_key_saved_without_passphrase_stays_usable(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    ca = create_authority(tmp_path / "s", common_name="Plain")
+    ca = create_authority(tmp_path / "s", NewAuthority(common_name="Plain"))
     monkeypatch.setenv(PASSPHRASE_ENV, "set later")
     backend = LocalBackend(tmp_path / "s")
     try:
@@ -176,7 +176,7 @@ def test_processes_declaring_the_same_authorities_make_each_once(tmp_path: Path)
 
 def test_concurrent_processes_lose_nothing_and_never_reuse_a_serial(tmp_path: Path) -> None:
     store = tmp_path / "s"
-    ca = create_authority(store, common_name="Busy")
+    ca = create_authority(store, NewAuthority(common_name="Busy"))
     code = _WAIT + (
         "import json\n"
         "from pathlib import Path\n"
@@ -206,7 +206,7 @@ def test_concurrent_processes_lose_nothing_and_never_reuse_a_serial(tmp_path: Pa
 
 def test_many_threads_on_one_backend(tmp_path: Path) -> None:
     store = tmp_path / "s"
-    ca = create_authority(store, common_name="Threads")
+    ca = create_authority(store, NewAuthority(common_name="Threads"))
     backend = LocalBackend(store)
     csrs = [make_csr(f"t{i}.example", (f"t{i}.example",)) for i in range(8)]
     try:
@@ -238,7 +238,7 @@ def test_many_threads_on_one_backend(tmp_path: Path) -> None:
 
 def test_a_serial_collision_draws_another_serial(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     store = tmp_path / "s"
-    ca = create_authority(store, common_name="Collide")
+    ca = create_authority(store, NewAuthority(common_name="Collide"))
     serials = iter([0x1234, 0x1234, 0x5678])
     monkeypatch.setattr(local_module, "new_serial", lambda: next(serials))
     backend = LocalBackend(store)
@@ -253,14 +253,14 @@ def test_a_serial_collision_draws_another_serial(tmp_path: Path, monkeypatch: py
 
 
 def test_database_file_is_where_the_store_says(tmp_path: Path) -> None:
-    create_authority(tmp_path / "s", common_name="Where")
+    create_authority(tmp_path / "s", NewAuthority(common_name="Where"))
     assert (tmp_path / "s" / DB_NAME).is_file()
 
 
 def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     """Stores made before tokens moved into the certificates table keep their tokens."""
     folder = tmp_path / "s"
-    ca = create_authority(folder, common_name="Old")
+    ca = create_authority(folder, NewAuthority(common_name="Old"))
     backend = LocalBackend(folder)
     try:
         arn = backend.issue_certificate(request(ca, IdempotencyToken="old-token"))
@@ -302,7 +302,7 @@ def test_a_read_only_store_creates_and_changes_nothing(tmp_path: Path) -> None:
     assert list(empty.iterdir()) == []
 
     folder = tmp_path / "store"
-    arn = create_authority(folder, common_name="Read Only")
+    arn = create_authority(folder, NewAuthority(common_name="Read Only"))
     files = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
     backend = LocalBackend(folder, read_only=True)
     try:

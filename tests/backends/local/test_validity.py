@@ -13,6 +13,7 @@ from cryptography import x509
 
 from pca_batch.backends.local.admin import create_authority
 from pca_batch.backends.local.backend import LocalBackend
+from pca_batch.model import NewAuthority
 from tests.support.local_ca import SettableClock, error_code, issue_pem, load, request
 
 
@@ -26,9 +27,9 @@ class Pki:
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     store = tmp_path_factory.mktemp("local-validity") / "store"
-    root = create_authority(store, common_name="Validity Root")
+    root = create_authority(store, NewAuthority(common_name="Validity Root"))
     short = create_authority(
-        store, common_name="Short", parent_arn=root, usage_mode="SHORT_LIVED_CERTIFICATE"
+        store, NewAuthority(common_name="Short", parent_arn=root, usage_mode="SHORT_LIVED_CERTIFICATE")
     )
     return Pki(store=store, root=root, short=short)
 
