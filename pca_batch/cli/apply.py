@@ -7,7 +7,6 @@ that other commands start without it.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -72,98 +71,114 @@ def _handle(args: argparse.Namespace, out: Console, err: Console) -> int:
 
 
 def run_apply(manifest_path: str, options: ApplyOptions, console: Console, err: Console) -> int:
-    from pca_batch.plan import converge
-    from pca_batch.plan.shards import in_shard
+    from pca_batch.manifest.load import load_manifest
+    from pca_batch.manifest.problems import print_problems
+    from pca_batch.plan.shards import select_shard
 
-    openings: list[Opening] = []
+    background = _Background(options)
+    try:
+        try:
+            manifest = load_manifest(
+                manifest_path,
+                allow_outside_paths=options.allow_outside_paths,
+                on_backend=background.on_backend,
+                on_entry=background.on_entry,
+            )
+        except ManifestError as exc:
+            if options.plan and options.detailed_exitcode:  # as Terraform: 1 is an error, 2 changes pending
+                print_problems(exc.problems, err)
+                return EXIT_FAILED
+            raise
+        manifest = select_shard(manifest, options.shard)
+        if options.plan:
+            return _plan(manifest, options, console, err, background)
+        return _apply(manifest, options, console, err, background)
+    finally:
+        background.discard()  # what execute() did not take
 
-    def on_backend(config: BackendConfig, settings: RunSettings) -> None:
+
+class _Background:
+    """The backend got ready while the manifest is still read, and the CAs it describes ahead."""
+
+    def __init__(self, options: ApplyOptions) -> None:
+        self.options = options
+        self.openings: list[Opening] = []
+        self.foreseen: set[str] = set()
+
+    def on_backend(self, config: BackendConfig, settings: RunSettings) -> None:
         """Known before the entries are read: get the backend ready meanwhile."""
-        if options.plan and options.offline:
+        if self.options.plan and self.options.offline:
             return
         from pca_batch.run.session import start_opening
 
-        opening = start_opening(config, settings, options)
+        opening = start_opening(config, settings, self.options)
         if opening is not None:
-            openings.append(opening)
+            self.openings.append(opening)
 
-    foreseen: set[str] = set()
-
-    def on_entry(entry: Entry) -> None:
+    def on_entry(self, entry: Entry) -> None:
         """Read, valid: if it is sure to be issued, have its CA described for the preflight as
         soon as the backend is open. Only then: an unchanged re-run makes no call at all."""
+        from pca_batch.plan import converge
+        from pca_batch.plan.shards import in_shard
+
         arn = entry.ca_arn
-        if not openings or arn is None or arn in foreseen:
+        if not self.openings or arn is None or arn in self.foreseen:
             return
-        if options.shard is not None and not in_shard(entry.name, options.shard):
+        if self.options.shard is not None and not in_shard(entry.name, self.options.shard):
             return
         if converge.certainly_issued(entry):
-            foreseen.add(arn)
-            openings[-1].foresee(arn)
+            self.foreseen.add(arn)
+            self.openings[-1].foresee(arn)
 
-    try:
-        return _run_apply(manifest_path, options, console, err, on_backend, on_entry, openings)
-    finally:
-        for opening in openings:  # what execute() did not take
+    def take(self) -> Opening | None:
+        """The opening, for the one that uses it (and closes it); the others are discarded."""
+        return self.openings.pop() if self.openings else None
+
+    def discard(self) -> None:
+        for opening in self.openings:
             opening.discard()
 
 
-def _run_apply(
-    manifest_path: str,
-    options: ApplyOptions,
-    console: Console,
-    err: Console,
-    on_backend: Callable[[BackendConfig, RunSettings], None],
-    on_entry: Callable[[Entry], None],
-    openings: list[Opening],
-) -> int:
-    from pca_batch.manifest.load import load_manifest
+def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Console, background: _Background) -> int:
     from pca_batch.manifest.problems import print_problems
     from pca_batch.plan import converge
-    from pca_batch.plan.shards import select_shard
     from pca_batch.report.json_report import summary_line, write_report
     from pca_batch.report.plan_view import build_plan, render_plan
     from pca_batch.run.journal import default_journal_path
 
-    try:
-        manifest = load_manifest(
-            manifest_path, allow_outside_paths=options.allow_outside_paths, on_backend=on_backend, on_entry=on_entry
-        )
-    except ManifestError as exc:
-        if options.plan and options.detailed_exitcode:  # as Terraform: 1 is an error, 2 changes pending
-            print_problems(exc.problems, err)
-            return EXIT_FAILED
-        raise
-    manifest = select_shard(manifest, options.shard)
     problems = manifest.all_problems()
-    if options.plan:
-        journal = options.journal or default_journal_path(manifest.path)
-        steps = converge.decide_all(
-            [e for e in manifest.entries if e.valid], journal, now=datetime.now(UTC), force=options.force
-        )
-        pending = [s.entry for s in steps if s.decision.action != "unchanged"]
-        findings = {}
-        if pending and not options.offline:
-            findings = plan_preflight(manifest, options, pending, openings.pop() if openings else None)
-        results = [
-            replace(r, error_code=findings[r.name].code, error_message=findings[r.name].message, action="refused")
-            if r.name in findings else r
-            for r in build_plan(manifest, steps)
-        ]
-        render_plan(manifest, results, console)
-        if problems:
-            print_problems(problems, err)
-        console.print(f"Plan: {summary_line(results)}", markup=False, highlight=False)
-        if options.report is not None:
-            write_report(options.report, results)
-        if problems:
-            return EXIT_FAILED if options.detailed_exitcode else EXIT_INVALID
-        if findings:  # apply would fail these entries: the plan says so with a failing status
-            return EXIT_FAILED
-        changes = any(r.action in ("issue", "renew") for r in results)
-        if options.detailed_exitcode:
-            return 2 if changes else EXIT_OK
-        return EXIT_OK
+    journal = options.journal or default_journal_path(manifest.path)
+    steps = converge.decide_all(
+        [e for e in manifest.entries if e.valid], journal, now=datetime.now(UTC), force=options.force
+    )
+    pending = [s.entry for s in steps if s.decision.action != "unchanged"]
+    findings = {}
+    if pending and not options.offline:
+        findings = plan_preflight(manifest, options, pending, background.take())
+    results = [
+        replace(r, error_code=findings[r.name].code, error_message=findings[r.name].message, action="refused")
+        if r.name in findings else r
+        for r in build_plan(manifest, steps)
+    ]
+    render_plan(manifest, results, console)
+    if problems:
+        print_problems(problems, err)
+    console.print(f"Plan: {summary_line(results)}", markup=False, highlight=False)
+    if options.report is not None:
+        write_report(options.report, results)
+    if problems:
+        return EXIT_FAILED if options.detailed_exitcode else EXIT_INVALID
+    if findings:  # apply would fail these entries: the plan says so with a failing status
+        return EXIT_FAILED
+    changes = any(r.action in ("issue", "renew") for r in results)
+    return 2 if options.detailed_exitcode and changes else EXIT_OK
+
+
+def _apply(manifest: Manifest, options: ApplyOptions, console: Console, err: Console, background: _Background) -> int:
+    from pca_batch.manifest.problems import print_problems
+    from pca_batch.report.json_report import write_report
+
+    problems = manifest.all_problems()
     if problems:
         print_problems(problems, err)
         err.print("Nothing was issued: fix the manifest first.", markup=False, highlight=False)
@@ -172,7 +187,7 @@ def _run_apply(
         return EXIT_INVALID
     from pca_batch.run.session import execute
 
-    return execute(manifest, options, console, opening=openings.pop() if openings else None)
+    return execute(manifest, options, console, opening=background.take())
 
 
 def plan_preflight(

@@ -8,6 +8,7 @@ import io
 import json
 import re
 import stat
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -73,13 +74,16 @@ def record(serial: int = 0x1234ABCD, *, token: str = TOKEN, ca: str = CA, name: 
                          time="2030-01-01T00:00:00Z")
 
 
-def judge(cert: Path | None, records: list[JournalRecord], *, now: datetime, renew_before: str | None = None,
-          force: bool = False, token: str = TOKEN, ca: str = CA, subject: str | None = "CN=svc.example",
-          sans: tuple[str, ...] | None = ("DNS:svc.example",), key: Any = _LEAF_KEY) -> renewal.Decision:
-    wanted = renewal.Wanted(
-        name="svc", ca_arn=ca, request=REQUEST, token=token, explicit_token=False,
-        spki=keys.spki_sha256(key), subject=subject, sans=sans, renew_before=renew_before,
-    )
+WANTED = renewal.Wanted(
+    name="svc", ca_arn=CA, request=REQUEST, token=TOKEN, explicit_token=False,
+    spki=keys.spki_sha256(_LEAF_KEY), subject="CN=svc.example", sans=("DNS:svc.example",),
+)
+
+
+def judge(cert: Path | None, records: list[JournalRecord], *, now: datetime, force: bool = False,
+          key: Any = _LEAF_KEY, ca: str = CA, **changes: Any) -> renewal.Decision:
+    """``decide`` for WANTED with ``changes`` (Wanted's fields), the key ``key`` and the CA ``ca``."""
+    wanted = replace(WANTED, spki=keys.spki_sha256(key), ca_arn=ca, **changes)
     return decide(wanted, cert, IssuedIndex(records), now=now, force=force)
 
 

@@ -275,7 +275,6 @@ def make_entry(
     index: int = 0,
     ca_arn: str = CA_ARN,
     csr: str | None = None,
-    token: str | None = None,
     outputs: bool = True,
 ) -> Entry:
     """A valid Entry as the manifest loader would build it, writing under ``root/out``."""
@@ -292,7 +291,7 @@ def make_entry(
         if outputs
         else Outputs()
     )
-    return Entry(name=name, index=index, line=10 + 4 * index, request=request, token=token or f"tok-{name}",
+    return Entry(name=name, index=index, line=10 + 4 * index, request=request, token=f"tok-{name}",
                  csr=None, outputs=files)
 
 
