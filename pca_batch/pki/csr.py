@@ -48,11 +48,6 @@ class VerifiedCsrs:
 VERIFIED = VerifiedCsrs()
 
 
-def was_verified(pem: bytes) -> bool:
-    """Has this process verified ``pem``'s signature already? (``VERIFIED.holds``, as the local CA asks it)"""
-    return VERIFIED.holds(pem)
-
-
 class InputError(ValueError):
     """A file or value that cannot be used; the message is safe to show."""
 

@@ -75,12 +75,12 @@ class KeySpec:
 
     @classmethod
     def from_manifest(cls, raw: Mapping[str, Any]) -> KeySpec:
-        """The spec of a ``key:`` block; it is built for invalid blocks too (the loader
-        reports their problems), so values of the wrong type are left out, never raised on."""
+        """The spec of a ``key:`` block that the manifest schema accepted (the loader builds
+        none for a refused block); it still reads defensively: a value of the wrong type is
+        left out, never raised on."""
         subject = raw.get("subject")
         subject = subject if isinstance(subject, Mapping) else {}
         passphrase_env = raw.get("passphrase_env")
-        # a value the schema refuses (the loader reports it) stands as the default here
         algorithm = next((a for a in KEY_ALGORITHMS if a == raw.get("algorithm")), DEFAULT_KEY_ALGORITHM)
         return cls(
             algorithm=algorithm,

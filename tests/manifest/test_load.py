@@ -69,7 +69,7 @@ def test_the_csrs_checked_while_loading_are_noted_for_the_local_ca(tmp_path: Pat
     request = manifest.entries[0].request
     assert request is not None
     pem = request["Csr"]
-    assert csrmod.VERIFIED.holds(pem) and csrmod.was_verified(pem.encode())
+    assert csrmod.VERIFIED.holds(pem) and csrmod.VERIFIED.holds(pem.encode())
     assert not csrmod.VERIFIED.holds((CORPUS / "csr" / "altered.csr").read_bytes())
 
 

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.types import CertificatePublicKey
 from pca_batch.errors import BackendError
 from pca_batch.pki import algorithms
 from pca_batch.pki.algorithms import EC, KEY_ALGORITHMS, RSA, KeyFamily, family_of, key_algorithm_of, signing_family
-from pca_batch.pki.csr import was_verified
+from pca_batch.pki.csr import VERIFIED
 
 CaKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey  # the key families the local CA creates
 SERIAL_BITS = 127  # 32 hex digits with the top bit clear: a positive 16-byte INTEGER
@@ -95,7 +95,7 @@ def parse_csr(data: object) -> tuple[x509.CertificateSigningRequest, Certificate
     try:
         csr = x509.load_pem_x509_csr(bytes(data))
         # verified already while the manifest was validated, in this very process?
-        valid = was_verified(bytes(data)) or csr.is_signature_valid
+        valid = VERIFIED.holds(bytes(data)) or csr.is_signature_valid
         public_key = csr.public_key()
         extensions = csr.extensions
     except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.UnsupportedGeneralNameType):
