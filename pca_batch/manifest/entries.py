@@ -77,7 +77,6 @@ class _Draft:
     csr: CsrFacts | None = None
     csr_source: tuple[csrmod.Source, int] | None = None  # where the CSR is read from, and the line of Csr
     csr_failed: bool = False
-    body: str = ""  # the canonical request without its CSR
     token: str | None = None
 
     def report(self, path: list[Any], line: int, message: str) -> None:
@@ -107,10 +106,13 @@ class EntryBuilder:
         self.verified = verified  # where the CSRs checked here are noted, for the local CA
         # entry index -> (checker ticket, line of its Csr): signatures checked in finish()
         self._pending: dict[int, tuple[int, int]] = {}
+        # Shared checks are keyed on everything they judge (see exact_form): the schema's yes
+        # by the whole request but its CSR (checked on its own), the clock's by the two validities.
         self._request_ok_cache: dict[str, bool] = {}
-        self._defaults_body: str | None = None  # canonical form of a request made of defaults alone
+        self._defaults_form: str | None = None  # exact form of a request made of defaults alone
+        self._defaults_body: str | None = None  # ... and its canonical form, for the token
         self._defaults_only: dict[str, Any] | None = None
-        self._valid_bodies: set[str] = set()  # canonical requests whose Validity checked out
+        self._valid_validities: set[str] = set()  # (Validity, ValidityNotBefore) found fine
         # jsonschema explains; these compiled checks only say yes or no, fast
         self._request_ok = _request_check()
         self._entry_ok = accepts("entry")
@@ -155,9 +157,8 @@ class EntryBuilder:
         if draft.csr_source is not None:
             # read and checked in finish(), by a worker process in large manifests; the token covers the CSR
             wants_token = not draft.problems and not explicit
-            ticket = self.checker.add(
-                draft.csr_source[0], draft.label if wants_token else None, draft.body if wants_token else None
-            )
+            body = self._body(draft) if wants_token else None
+            ticket = self.checker.add(draft.csr_source[0], draft.label if wants_token else None, body)
             self._pending[index] = (ticket, draft.csr_source[1])
         return Entry(
             name=draft.label,
@@ -213,7 +214,10 @@ class EntryBuilder:
         # An entry that adds nothing but its CSR to the defaults (the common case in large
         # manifests) shares the defaults' request; nothing downstream changes a nested value.
         draft.plain = (
-            cli is None and "key" not in raw and not any(k in self._request_keys and k != "Csr" for k in raw)
+            cli is None
+            and "key" not in raw
+            and not any(k in self._request_keys and k != "Csr" for k in raw)
+            and not isinstance(raw.get("Csr"), Mapping)  # which would merge into the defaults' Csr
         )
         if draft.plain:
             draft.request = dict(self._defaults_request())
@@ -237,7 +241,7 @@ class EntryBuilder:
 
     def _check_merged(self, draft: _Draft) -> None:
         """The merged request against the request schema, then its Validity against the clock."""
-        request_problems, draft.body = self._check_request(draft)
+        request_problems = self._check_request(draft)
         # Paths already explained by a problem above; schema errors there would only repeat it.
         explained = {p.path for p in draft.problems}
         cli_failed = "$.cli_input_json" in explained
@@ -246,10 +250,12 @@ class EntryBuilder:
         ]
         if any(p.path.startswith(("$.Validity", "$.ValidityNotBefore")) for p in draft.problems):
             return
-        if draft.body not in self._valid_bodies:  # the same Validity was found fine before
+        # the check reads these two members and the clock, nothing else
+        validities = exact_form((draft.request.get("Validity"), draft.request.get("ValidityNotBefore")))
+        if validities not in self._valid_validities:  # the same validities were found fine before
             found = self._check_validity(draft.request, draft.sources, draft.line, draft.label)
             if not found:
-                self._valid_bodies.add(draft.body)
+                self._valid_validities.add(validities)
             draft.problems += found
 
     def _explicit_token(self, draft: _Draft) -> bool:
@@ -383,29 +389,37 @@ class EntryBuilder:
             out.append(entry)
         return out
 
-    def _check_request(self, draft: _Draft) -> tuple[list[Problem], str]:
-        """The request's problems, and its canonical form without the CSR (for the token)."""
-        request = draft.request
-        # Requests differ mostly in their CSR: check the rest once per distinct form.
+    def _body(self, draft: _Draft) -> str:
+        """The canonical request without its CSR (and without IdempotencyToken), which the derived token covers."""
         if draft.plain:
             if self._defaults_body is None:
-                self._defaults_body = tokens.canonical_without_csr(request)
-            body = self._defaults_body
+                self._defaults_body = tokens.canonical_without_csr(draft.request)
+            return self._defaults_body
+        return tokens.canonical_without_csr(draft.request)
+
+    def _check_request(self, draft: _Draft) -> list[Problem]:
+        """The request's problems."""
+        request = draft.request
+        # Requests differ mostly in their CSR: check the rest once per distinct form, every
+        # member but Csr in the key (the Csr member's schema is checked on its own below).
+        if draft.plain:  # all but Csr is the defaults' own
+            if self._defaults_form is None:
+                self._defaults_form = exact_form({k: v for k, v in request.items() if k != "Csr"})
+            form = self._defaults_form
         else:
-            body = tokens.canonical_without_csr(request)
-        ok = self._request_ok_cache.get(body)
+            form = exact_form({k: v for k, v in request.items() if k != "Csr"})
+        ok = self._request_ok_cache.get(form)
         if ok is None:
-            ok = self._request_ok_cache[body] = self._request_ok({**request, "Csr": "x"})
+            ok = self._request_ok_cache[form] = self._request_ok({**request, "Csr": "x"})
         csr = request.get("Csr", "")
         if ok and isinstance(csr, str) and 1 <= len(csr) <= CSR_MAX_BYTES:
-            return [], body
+            return []
         errors: list[ValidationError] = list(schema.validator(schema.REQUEST).iter_errors(request))
         if draft.csr_failed:
             errors = [e for e in errors if not (list(e.absolute_path)[:1] == ["Csr"])]
-        found = problems_from_errors(
+        return problems_from_errors(
             errors, file=self.file, entry=draft.label, sources=draft.sources, fallback_line=draft.line
         )
-        return found, body
 
     def _check_validity(self, request: dict[str, Any], sources: list[Source], line: int, label: str) -> list[Problem]:
         problems: list[Problem] = []
@@ -446,6 +460,17 @@ class EntryBuilder:
                         )
                     )
         return problems
+
+
+def exact_form(value: Any) -> str:
+    """A key for what a shared check judges: equal keys only for values no check can tell apart.
+
+    ``repr`` of the types a manifest and its JSON files hold (dict, list, str, int,
+    float, bool, None) writes every member and every value with its type: 1, 1.0,
+    True and "1" all differ. (The canonical JSON that the derived token covers is no
+    such key: it leaves out IdempotencyToken, which the schema checks.)
+    """
+    return repr(value)
 
 
 @cache
