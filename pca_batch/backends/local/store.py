@@ -329,3 +329,30 @@ class Store:
             f"SELECT {columns} FROM certificates WHERE ca_arn = ? ORDER BY issued_at, rowid", ca_arn
         )
         return [CertificateRow(*r) for r in rows]
+
+    # -- revocation -----------------------------------------------------------------
+
+    def revoke(self, ca_arn: str, serial: str, *, at: int, reason: str) -> None:
+        """Record a revocation, atomically: only a certificate the CA issued, not yet revoked,
+        while the CA is ACTIVE. Raises RevokeCertificate's error otherwise (the CA's own
+        self-signed certificate is the caller's to refuse)."""
+        with self.write() as tx:
+            cursor = tx.execute(
+                "UPDATE certificates SET revoked_at = ?, revocation_reason = ? "
+                "WHERE serial = ? AND ca_arn = ? AND revoked_at IS NULL "
+                "AND (SELECT status FROM authorities WHERE arn = ?) = 'ACTIVE'",
+                (at, reason, serial, ca_arn, ca_arn),
+            )
+            if cursor.rowcount == 1:
+                return
+            status = tx.execute("SELECT status FROM authorities WHERE arn = ?", (ca_arn,)).fetchone()
+            found = tx.execute(
+                "SELECT revoked_at FROM certificates WHERE serial = ? AND ca_arn = ?", (serial, ca_arn)
+            ).fetchone()
+        if status is None:
+            raise BackendError("ResourceNotFoundException", f"certificate authority {ca_arn} was not found")
+        if status[0] != "ACTIVE":
+            raise BackendError("InvalidStateException", f"certificate authority {ca_arn} is {status[0]}, not ACTIVE")
+        if found is None:
+            raise BackendError("ResourceNotFoundException", f"{ca_arn} issued no certificate of serial {serial}")
+        raise BackendError("RequestAlreadyProcessedException", f"the certificate of serial {serial} is revoked already")
