@@ -161,6 +161,20 @@ class Entry:
         return request
 
 
+DEFAULT_CRL_URL = "http://localhost/crl"  # where a local CA's CRLs are said to be when no URL is given
+DEFAULT_CRL_DAYS = 7  # AWS's ExpirationInDays default
+
+
+@dataclass(frozen=True)
+class CrlConfig:
+    """A local CA's CRL configuration (AWS's CrlConfiguration): every certificate it issues
+    names ``<url>/<CA id>.crl`` as its CRL distribution point; a CRL's nextUpdate is
+    ``days`` after its thisUpdate."""
+
+    url: str = DEFAULT_CRL_URL
+    days: int = DEFAULT_CRL_DAYS
+
+
 @dataclass(frozen=True)
 class NewAuthority:
     """A local CA to create (``pca-batch ca create``): its ARN is made from the region and
@@ -173,6 +187,7 @@ class NewAuthority:
     usage_mode: UsageMode = GENERAL_PURPOSE
     region: str | None = None
     account: str | None = None
+    crl: CrlConfig | None = None  # None: no CRLs
 
 
 @dataclass(frozen=True)
@@ -186,6 +201,7 @@ class AuthoritySpec:
     validity_days: int = 3650
     usage_mode: UsageMode = GENERAL_PURPOSE
     line: int = 0
+    crl: CrlConfig | None = None  # None: no CRLs
 
 
 @dataclass(frozen=True)

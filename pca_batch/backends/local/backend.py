@@ -38,6 +38,7 @@ from pca_batch.backends.local.authorities import (
     authority_row,
     chain_of,
     check_ca_arn,
+    distribution_point,
     ensure_declared,
     load_authority,
     pem,
@@ -46,7 +47,12 @@ from pca_batch.backends.local.authorities import (
 )
 from pca_batch.backends.local.passthrough import api_extensions, api_name
 from pca_batch.backends.local.store import CertificateRow, SerialTaken, Store
-from pca_batch.backends.local.templates import Template, certificate_extensions, resolve_template
+from pca_batch.backends.local.templates import (
+    Template,
+    certificate_extensions,
+    resolve_template,
+    with_distribution_point,
+)
 from pca_batch.backends.local.x509 import ToBeSigned, new_serial, parse_csr, signing_algorithm
 from pca_batch.errors import BackendError
 from pca_batch.model import AuthoritySpec
@@ -121,6 +127,8 @@ def _contents(
         csr_extensions=list(csr.extensions),
         api_extensions=extra,
     )
+    if not template.self_signed:
+        extensions = with_distribution_point(extensions, distribution_point(authority.row))
     if not subject and not any(e.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME for e in extensions):
         raise BackendError("MalformedCSRException", "the CSR has neither a subject nor a subject alternative name")
     return subject, extensions
