@@ -26,6 +26,7 @@ class Status(StrEnum):
     FAILED = "failed"
     INVALID = "invalid"
     SKIPPED = "skipped"  # nothing done: not started, or stopped before any certificate was issued
+    REVOKED = "revoked"  # `pca-batch revoke`: its current certificate is revoked (now, or by an earlier run)
 
 
 PLANNED = Status.PLANNED
@@ -35,6 +36,7 @@ UNCHANGED = Status.UNCHANGED
 FAILED = Status.FAILED
 INVALID = Status.INVALID
 SKIPPED = Status.SKIPPED
+REVOKED = Status.REVOKED
 STATUSES = tuple(Status)  # the report's order
 RECOVERED_NOTE = "issued by an earlier run (per the journal): fetched again, no IssueCertificate call"
 
@@ -261,6 +263,7 @@ class Result:
     line: int = 0  # line of the entry in the manifest (for annotations)
     action: PlanAction | None = None
     reason: str | None = None  # why that action (renewal reason)
+    revocation_reason: str | None = None  # REVOKED: the RevocationReason
 
 
 @dataclass(frozen=True)
