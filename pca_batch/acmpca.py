@@ -53,3 +53,36 @@ def certificate_arn(ca_arn: str, serial: str) -> str:
 def serial_of_arn(certificate_arn: str) -> int:
     """The serial a certificate ARN ends in; ValueError when it ends in no hex number."""
     return int(certificate_arn.rsplit("/certificate/", 1)[-1], 16)
+
+
+# RevokeCertificate's RevocationReason, in the model's order.
+RevocationReason = Literal[
+    "UNSPECIFIED",
+    "KEY_COMPROMISE",
+    "CERTIFICATE_AUTHORITY_COMPROMISE",
+    "AFFILIATION_CHANGED",
+    "SUPERSEDED",
+    "CESSATION_OF_OPERATION",
+    "PRIVILEGE_WITHDRAWN",
+    "A_A_COMPROMISE",
+]
+REVOCATION_REASONS: tuple[RevocationReason, ...] = get_args(RevocationReason)
+UNSPECIFIED: RevocationReason = "UNSPECIFIED"
+SERIAL_MAX_CHARS = 128  # RevokeCertificate's bound on CertificateSerial
+_SERIAL_TEXT = re.compile(r"^(?:[0-9A-Fa-f]+|[0-9A-Fa-f]{1,2}(?::[0-9A-Fa-f]{1,2})*)$")
+
+
+def colon_serial(serial: str) -> str:
+    """A serial as the AWS CLI sends it to RevokeCertificate and the audit report writes it:
+    lowercase hex bytes joined by colons (``ab:cd:...``), from hex with or without colons."""
+    digits = serial.replace(":", "").lower()
+    if len(digits) % 2:
+        digits = "0" + digits
+    return ":".join(digits[i : i + 2] for i in range(0, len(digits), 2))
+
+
+def parse_serial(text: object) -> int | None:
+    """The number a CertificateSerial names (hex, colons allowed), or None when it names none."""
+    if not isinstance(text, str) or len(text) > SERIAL_MAX_CHARS or not _SERIAL_TEXT.match(text):
+        return None
+    return int(text.replace(":", ""), 16)

@@ -26,6 +26,7 @@ class Status(StrEnum):
     FAILED = "failed"
     INVALID = "invalid"
     SKIPPED = "skipped"  # nothing done: not started, or stopped before any certificate was issued
+    REVOKED = "revoked"  # `pca-batch revoke`: its current certificate is revoked (now, or by an earlier run)
 
 
 PLANNED = Status.PLANNED
@@ -35,6 +36,7 @@ UNCHANGED = Status.UNCHANGED
 FAILED = Status.FAILED
 INVALID = Status.INVALID
 SKIPPED = Status.SKIPPED
+REVOKED = Status.REVOKED
 STATUSES = tuple(Status)  # the report's order
 RECOVERED_NOTE = "issued by an earlier run (per the journal): fetched again, no IssueCertificate call"
 
@@ -161,6 +163,20 @@ class Entry:
         return request
 
 
+DEFAULT_CRL_URL = "http://localhost/crl"  # where a local CA's CRLs are said to be when no URL is given
+DEFAULT_CRL_DAYS = 7  # AWS's ExpirationInDays default
+
+
+@dataclass(frozen=True)
+class CrlConfig:
+    """A local CA's CRL configuration (AWS's CrlConfiguration): every certificate it issues
+    names ``<url>/<CA id>.crl`` as its CRL distribution point; a CRL's nextUpdate is
+    ``days`` after its thisUpdate."""
+
+    url: str = DEFAULT_CRL_URL
+    days: int = DEFAULT_CRL_DAYS
+
+
 @dataclass(frozen=True)
 class NewAuthority:
     """A local CA to create (``pca-batch ca create``): its ARN is made from the region and
@@ -173,6 +189,7 @@ class NewAuthority:
     usage_mode: UsageMode = GENERAL_PURPOSE
     region: str | None = None
     account: str | None = None
+    crl: CrlConfig | None = None  # None: no CRLs
 
 
 @dataclass(frozen=True)
@@ -186,6 +203,7 @@ class AuthoritySpec:
     validity_days: int = 3650
     usage_mode: UsageMode = GENERAL_PURPOSE
     line: int = 0
+    crl: CrlConfig | None = None  # None: no CRLs
 
 
 @dataclass(frozen=True)
@@ -245,6 +263,7 @@ class Result:
     line: int = 0  # line of the entry in the manifest (for annotations)
     action: PlanAction | None = None
     reason: str | None = None  # why that action (renewal reason)
+    revocation_reason: str | None = None  # REVOKED: the RevocationReason
 
 
 @dataclass(frozen=True)

@@ -34,3 +34,14 @@ def test_the_limits_are_the_request_schemas() -> None:
 def test_the_usage_modes_are_the_manifest_schemas() -> None:
     authority = schema.load(schema.MANIFEST)["$defs"]["authority"]
     assert tuple(authority["properties"]["usage_mode"]["enum"]) == acmpca.USAGE_MODES
+
+
+def test_a_serial_is_sent_to_revoke_certificate_as_the_aws_cli_writes_it() -> None:
+    assert acmpca.colon_serial("0a1B2c") == "0a:1b:2c"
+    assert acmpca.colon_serial("a1b2c") == "0a:1b:2c"
+    assert acmpca.colon_serial("0A:1B:2C") == "0a:1b:2c"
+    for text in ("0a1b2c", "0a:1b:2c", "A1B2C", "a:1b:2c"):
+        assert acmpca.parse_serial(text) == 0x0A1B2C
+    for bad in ("", "g1", "0a::1b", ":0a", "0a:", "0a:1b2", "1" * 129, None, 12):
+        assert acmpca.parse_serial(bad) is None
+    assert len(acmpca.REVOCATION_REASONS) == 8 and acmpca.UNSPECIFIED in acmpca.REVOCATION_REASONS

@@ -40,7 +40,7 @@ from botocore.exceptions import (
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from pca_batch import __version__
-from pca_batch.acmpca import GENERAL_PURPOSE, region_of
+from pca_batch.acmpca import GENERAL_PURPOSE, RevocationReason, colon_serial, region_of
 from pca_batch.backends.base import CaDescription, CertificateBundle
 from pca_batch.errors import BackendError, CredentialsError, UsageError
 
@@ -227,6 +227,20 @@ class AwsBackend:
             usage_mode=str(ca.get("UsageMode") or GENERAL_PURPOSE),
             not_after=not_after.astimezone(UTC) if isinstance(not_after, datetime) else None,
         )
+
+    def revoke_certificate(self, ca_arn: str, serial: str, reason: RevocationReason) -> None:
+        """RevokeCertificate, the serial as the AWS CLI sends it (lowercase hex with colons).
+        RequestAlreadyProcessedException means it is revoked already, as asked: done."""
+        params = {
+            "CertificateAuthorityArn": ca_arn,
+            "CertificateSerial": colon_serial(serial),
+            "RevocationReason": reason,
+        }
+        try:
+            self._call(ca_arn, "revoke_certificate", params)
+        except BackendError as exc:
+            if exc.code != "RequestAlreadyProcessedException":
+                raise
 
     def close(self) -> None:
         with self._lock:

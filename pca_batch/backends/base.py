@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from pca_batch.acmpca import RevocationReason
+
 
 @dataclass(frozen=True)
 class CertificateBundle:
@@ -54,6 +56,14 @@ class Backend(Protocol):
 
     def describe_certificate_authority(self, ca_arn: str) -> CaDescription:
         """DescribeCertificateAuthority (read-only)."""
+        ...
+
+    def revoke_certificate(self, ca_arn: str, serial: str, reason: RevocationReason) -> None:
+        """RevokeCertificate of the certificate of ``serial`` (hex, colons allowed) that the CA issued.
+
+        A certificate revoked already may answer RequestAlreadyProcessedException (the local
+        CA, as AWS does) or nothing (the aws backend: a retry after a lost answer meets it, so
+        it is done); callers treat both as done."""
         ...
 
     def close(self) -> None:

@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from pca_batch.acmpca import GENERAL_PURPOSE, USAGE_MODES
 from pca_batch.errors import EXIT_OK, UsageError
-from pca_batch.model import DEFAULT_STORE, NewAuthority
+from pca_batch.model import DEFAULT_CRL_DAYS, DEFAULT_CRL_URL, DEFAULT_STORE, CrlConfig, NewAuthority
 from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM, KEY_ALGORITHMS
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-COMMANDS = ("create", "list", "certificate", "disable", "enable", "audit-report")
+COMMANDS = ("create", "list", "certificate", "disable", "enable", "audit-report", "crl")
 CONVENTION = (
     "Every sub-command works on a store folder (--store, default .pca-batch). The CA a "
     "sub-command acts on is its ARN argument (or --certificate-authority-arn ARN, alias "
@@ -71,6 +71,16 @@ def _validity_days(text: str) -> int:
     return value
 
 
+def _crl_days(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of days, not {text!r}") from None
+    if not 1 <= value <= 5000:
+        raise argparse.ArgumentTypeError(f"expected 1 to 5000 days (AWS's ExpirationInDays), not {value}")
+    return value
+
+
 def cmd_create(store: Path, ca: NewAuthority, pem: bool, output: Path | None, out: Console) -> int:
     if not ca.common_name.strip():
         raise UsageError("ca create: --common-name must not be empty")
@@ -100,6 +110,38 @@ def cmd_set_status(store: Path, ca_arn: str, status: str, out: Console) -> int:
 
 def cmd_audit_report(store: Path, ca_arn: str, out: Console) -> int:
     _json(out, _admin().audit_report(store, ca_arn))
+    return EXIT_OK
+
+
+def cmd_crl(store: Path, ca_arn: str, pem: bool, output: Path | None, out: Console) -> int:
+    """Make the CA's next CRL: JSON of what it holds, or the CRL as PEM with --pem; -o FILE
+    writes it (DER, as AWS writes CRLs, or PEM with --pem)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    from pca_batch.files import atomic_write
+
+    crl = _admin().certificate_revocation_list(store, ca_arn)
+    text = crl.public_bytes(Encoding.PEM).decode("ascii")
+    if output is not None:
+        atomic_write(output, text if pem else crl.public_bytes(Encoding.DER))
+    if pem:
+        _write(out, text)
+        return EXIT_OK
+    number = crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
+    _json(
+        out,
+        {
+            "CertificateAuthorityArn": ca_arn,
+            "CrlNumber": number,
+            "ThisUpdate": crl.last_update_utc.isoformat(),
+            "NextUpdate": crl.next_update_utc.isoformat() if crl.next_update_utc else None,
+            "RevokedCertificates": [
+                {"Serial": format(r.serial_number, "032x"), "RevokedAt": r.revocation_date_utc.isoformat()}
+                for r in crl
+            ],
+        },
+    )
     return EXIT_OK
 
 
@@ -150,6 +192,18 @@ def register(subparsers: Any) -> None:
     p.add_argument("--usage-mode", choices=USAGE_MODES, default=GENERAL_PURPOSE)
     p.add_argument("--region", metavar="R", help="the ARN's region (default: the parent's, else us-east-1)")
     p.add_argument("--account", metavar="ID", help="the ARN's account (default: the parent's, else 123456789012)")
+    p.add_argument(
+        "--crl",
+        action="store_true",
+        help="CRLs: every certificate the CA issues names its CRL (<crl-url>/<CA id>.crl); `ca crl` makes it",
+    )
+    p.add_argument("--crl-url", metavar="URL", help=f"the CRLs' folder URL (with --crl; default {DEFAULT_CRL_URL})")
+    p.add_argument(
+        "--crl-days",
+        type=_crl_days,
+        metavar="N",
+        help=f"a CRL's nextUpdate is N days after its thisUpdate (with --crl; default {DEFAULT_CRL_DAYS})",
+    )
     add_pem(p, "the new CA's certificate")
     p.set_defaults(handler=_handle_create)
 
@@ -197,6 +251,19 @@ def register(subparsers: Any) -> None:
     add_arn(p)
     p.set_defaults(handler=lambda a, out, err: cmd_audit_report(a.store, _arn(a), out))
 
+    p = add(
+        "crl",
+        "make the CA's current CRL (JSON of its entries; --pem: the CRL as PEM; -o FILE: DER)",
+        "Make the CA's current complete CRL as AWS Private CA makes it (next CRL number, thisUpdate now, "
+        "nextUpdate after the CA's --crl-days, every revoked certificate until it expires) and print what it "
+        "holds as JSON; --pem prints the CRL as PEM instead; -o FILE also writes it to FILE: DER, as AWS "
+        "writes CRLs to S3, or PEM with --pem.",
+    )
+    add_arn(p)
+    p.add_argument("--pem", action="store_true", help="print the CRL as PEM instead of the JSON (and write PEM)")
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="also write the CRL to FILE (DER; PEM with --pem)")
+    p.set_defaults(handler=lambda a, out, err: cmd_crl(a.store, _arn(a), a.pem, a.output, out))
+
 
 def _arn(args: argparse.Namespace) -> str:
     """The CA's ARN: the argument, the option, or both when they agree."""
@@ -212,6 +279,11 @@ def _arn(args: argparse.Namespace) -> str:
 
 
 def _handle_create(args: argparse.Namespace, out: Console, err: Console) -> int:
+    if not args.crl and (args.crl_url is not None or args.crl_days is not None):
+        raise UsageError("pca-batch ca create: --crl-url and --crl-days need --crl")
+    crl = None
+    if args.crl:
+        crl = CrlConfig(url=args.crl_url or DEFAULT_CRL_URL, days=args.crl_days or DEFAULT_CRL_DAYS)
     ca = NewAuthority(
         common_name=args.common_name,
         key_algorithm=args.key_algorithm,
@@ -220,6 +292,7 @@ def _handle_create(args: argparse.Namespace, out: Console, err: Console) -> int:
         usage_mode=args.usage_mode,
         region=args.region,
         account=args.account,
+        crl=crl,
     )
     return cmd_create(args.store, ca, args.pem, args.output, out)
 

@@ -18,7 +18,16 @@ from pca_batch import schema
 from pca_batch.acmpca import GENERAL_PURPOSE
 from pca_batch.errors import Problem
 from pca_batch.manifest.yamlload import LineList
-from pca_batch.model import DEFAULT_STORE, AuthoritySpec, BackendConfig, BackendType, RunSettings
+from pca_batch.model import (
+    DEFAULT_CRL_DAYS,
+    DEFAULT_CRL_URL,
+    DEFAULT_STORE,
+    AuthoritySpec,
+    BackendConfig,
+    BackendType,
+    CrlConfig,
+    RunSettings,
+)
 from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM
 from pca_batch.schema import fastcheck
 
@@ -67,7 +76,15 @@ def _authority(item: Mapping[str, Any], line: int) -> AuthoritySpec:
         validity_days=int(item.get("validity_days", 3650)),  # an integral number: 30.0 is 30
         usage_mode=item.get("usage_mode", GENERAL_PURPOSE),
         line=line,
+        crl=_crl(item.get("crl")),
     )
+
+
+def _crl(block: Mapping[str, Any] | None) -> CrlConfig | None:
+    """An authority's ``crl:`` block (accepted by the schema); None when absent or not enabled."""
+    if block is None or not block.get("enabled", True):
+        return None
+    return CrlConfig(url=block.get("url", DEFAULT_CRL_URL), days=int(block.get("days", DEFAULT_CRL_DAYS)))
 
 
 def undeclared_parents(doc: Mapping[str, Any], display: str) -> list[Problem]:

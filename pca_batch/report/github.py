@@ -18,7 +18,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pca_batch.model import FAILED, INVALID, ISSUED, RECOVERED, RECOVERED_NOTE, SKIPPED, UNCHANGED, Result
+from pca_batch.model import (
+    FAILED,
+    INVALID,
+    ISSUED,
+    RECOVERED,
+    RECOVERED_NOTE,
+    REVOKED,
+    SKIPPED,
+    UNCHANGED,
+    Result,
+)
 from pca_batch.report.json_report import summary
 
 if TYPE_CHECKING:
@@ -66,7 +76,7 @@ def _cell(text: str | None) -> str:
 
 def summary_markdown(results: Sequence[Result], *, title: str) -> str:
     counts = summary(results)
-    parts = [f"{counts[k]} {k}" for k in (ISSUED, RECOVERED, UNCHANGED, FAILED, SKIPPED) if counts[k]]
+    parts = [f"{counts[k]} {k}" for k in (ISSUED, RECOVERED, UNCHANGED, REVOKED, FAILED, SKIPPED) if counts[k]]
     out = [
         f"### pca-batch apply: {_cell(title)}",
         "",
@@ -78,8 +88,9 @@ def summary_markdown(results: Sequence[Result], *, title: str) -> str:
     for r in results:
         error = f"{r.error_code}: {r.error_message}" if r.error_code else r.error_message
         arn = f"`{r.certificate_arn}`" if r.certificate_arn else None
+        status = f"{r.status} ({r.revocation_reason})" if r.revocation_reason else r.status
         out.append(
-            f"| {_cell(r.name)} | {_cell(r.status)} | {_cell(arn)} | {_cell(r.serial)} "
+            f"| {_cell(r.name)} | {_cell(status)} | {_cell(arn)} | {_cell(r.serial)} "
             f"| {_cell(r.not_after)} | {r.attempts} | {_cell(error)} |"
         )
     if counts[RECOVERED]:

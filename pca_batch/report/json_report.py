@@ -33,6 +33,7 @@ def result_json(result: Result) -> dict[str, Any]:
         "duration_s": round(result.duration_s, 3),
         "outputs": {kind: result.outputs.get(kind) for kind in OUTPUT_KINDS},
         "error": error,
+        "revocation_reason": result.revocation_reason,
     }
 
 
@@ -89,6 +90,7 @@ def result_from_json(data: Mapping[str, Any]) -> Result:
         outputs=dict(data.get("outputs") or {}),
         error_code=error.get("code"),
         error_message=error.get("message"),
+        revocation_reason=data.get("revocation_reason"),
     )
 
 

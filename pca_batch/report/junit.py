@@ -35,6 +35,8 @@ def _details(result: Result) -> str:
         lines.append(f"certificate ARN: {result.certificate_arn}")
     if result.serial:
         lines.append(f"serial: {result.serial}")
+    if result.revocation_reason:
+        lines.append(f"revocation reason: {result.revocation_reason}")
     if result.not_after:
         lines.append(f"not after: {result.not_after}")
     if result.idempotency_token:

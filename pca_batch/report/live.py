@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from pca_batch.model import FAILED, ISSUED, RECOVERED, RECOVERED_NOTE, SKIPPED, UNCHANGED, Result
+from pca_batch.model import FAILED, ISSUED, RECOVERED, RECOVERED_NOTE, REVOKED, SKIPPED, UNCHANGED, Result
 from pca_batch.report.json_report import summary_line
 from pca_batch.report.text import write_lines
 
@@ -24,7 +24,9 @@ if TYPE_CHECKING:  # rich is imported only for a terminal: logs do without it
     from rich.table import Table
 
 WIDE = 200  # terminal columns from which the table shows certificate ARNs whole
-STATUS_STYLES = {ISSUED: "green", RECOVERED: "blue", UNCHANGED: "cyan", FAILED: "bold red", SKIPPED: "yellow"}
+STATUS_STYLES = {
+    ISSUED: "green", RECOVERED: "blue", UNCHANGED: "cyan", FAILED: "bold red", SKIPPED: "yellow", REVOKED: "magenta"
+}
 
 
 def _progress_bar(console: Console, get_time: Callable[[], float] | None) -> Progress:
@@ -76,6 +78,9 @@ def plain_line(result: Result) -> str:
             f"{head}  {result.certificate_arn}  serial {result.serial}  expires {result.not_after}"
             f"  {how}  {result.duration_s:.2f}s"
         )
+    if result.status == REVOKED:
+        note = f"  {result.reason}" if result.reason else ""
+        return f"{head}  {result.certificate_arn}  serial {result.serial}  reason {result.revocation_reason}{note}"
     detail = _error_text(result)
     if result.status == FAILED:
         detail += f"  ({result.attempts} attempt{'' if result.attempts == 1 else 's'})"

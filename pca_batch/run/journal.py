@@ -4,6 +4,8 @@ Append-only JSON lines (default ``<manifest folder>/.pca-batch/journal.jsonl``):
 
     {"event": "issued", "name": "...", "token": "...", "ca_arn": "...",
      "certificate_arn": "...", "time": "2026-11-26T22:25:22Z"}
+    {"event": "revoked", "name": "...", "ca_arn": "...", "certificate_arn": "...",
+     "reason": "KEY_COMPROMISE", "time": "2026-11-27T08:00:00Z"}
 
 Each line goes out in one ``write`` on an ``O_APPEND`` descriptor, under a
 lock, and :meth:`Journal.record_issued` returns only after an ``fsync`` that
@@ -32,8 +34,10 @@ from pca_batch.model import DEFAULT_STORE
 from pca_batch.times import utc_now
 
 ISSUED_EVENT = "issued"
+REVOKED_EVENT = "revoked"
 JOURNAL_FILE = "journal.jsonl"
 _FIELDS = ("name", "token", "ca_arn", "certificate_arn", "time")
+_REVOKED_FIELDS = ("name", "ca_arn", "certificate_arn", "reason", "time")
 
 
 def default_journal_path(manifest_path: Path) -> Path:
@@ -54,25 +58,48 @@ class JournalRecord:
         return json.dumps(data, separators=(",", ":"), ensure_ascii=True)
 
 
-def _parse_line(line: bytes) -> JournalRecord | None:
+@dataclass(frozen=True)
+class RevocationRecord:
+    """A ``revoked`` line: RevokeCertificate succeeded (or the CA said it was done already)."""
+
+    name: str
+    ca_arn: str
+    certificate_arn: str
+    reason: str  # a RevocationReason
+    time: str
+    event: str = REVOKED_EVENT
+
+    def to_json(self) -> str:
+        data = {"event": self.event, **{k: getattr(self, k) for k in _REVOKED_FIELDS}}
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+
+
+Event = JournalRecord | RevocationRecord
+
+
+def _parse_line(line: bytes) -> Event | None:
     try:
         data = json.loads(line)
     except (ValueError, UnicodeDecodeError):
         return None
-    if not isinstance(data, dict) or data.get("event") != ISSUED_EVENT:
+    if not isinstance(data, dict):
         return None
-    if not all(isinstance(data.get(k), str) for k in _FIELDS):
+    event, fields = data.get("event"), _FIELDS if data.get("event") == ISSUED_EVENT else _REVOKED_FIELDS
+    if event not in (ISSUED_EVENT, REVOKED_EVENT) or not all(isinstance(data.get(k), str) for k in fields):
         return None
+    if event == REVOKED_EVENT:
+        return RevocationRecord(**{k: data[k] for k in _REVOKED_FIELDS})
     return JournalRecord(**{k: data[k] for k in _FIELDS})
 
 
-def read_journal(path: Path) -> tuple[list[JournalRecord], int]:
-    """The whole records of a journal, in order, and how many damaged lines were skipped."""
+def read_events(path: Path) -> tuple[list[Event], int]:
+    """Every whole line of a journal (issued and revoked), in order, and how many damaged
+    lines were skipped."""
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
         return [], 0
-    records: list[JournalRecord] = []
+    events: list[Event] = []
     damaged = 0
     for line in raw.split(b"\n"):
         if not line.strip():
@@ -81,8 +108,14 @@ def read_journal(path: Path) -> tuple[list[JournalRecord], int]:
         if record is None:
             damaged += 1
         else:
-            records.append(record)
-    return records, damaged
+            events.append(record)
+    return events, damaged
+
+
+def read_journal(path: Path) -> tuple[list[JournalRecord], int]:
+    """The ``issued`` records of a journal, in order, and how many damaged lines were skipped."""
+    events, damaged = read_events(path)
+    return [e for e in events if isinstance(e, JournalRecord)], damaged
 
 
 class Journal:
@@ -171,6 +204,19 @@ class Journal:
             mine = self._written
             self._arns[(ca_arn, token)] = certificate_arn
             self._here.add((ca_arn, token))
+        self._sync(mine)
+        return record
+
+    def record_revoked(self, *, name: str, ca_arn: str, certificate_arn: str, reason: str) -> RevocationRecord:
+        """Append a ``revoked`` line and fsync it; returns only once it is on disk."""
+        record = RevocationRecord(
+            name=name, ca_arn=ca_arn, certificate_arn=certificate_arn, reason=reason, time=utc_now()
+        )
+        line = (record.to_json() + "\n").encode("ascii")
+        with self._lock:
+            self._write(line)
+            self._written += 1
+            mine = self._written
         self._sync(mine)
         return record
 

@@ -356,3 +356,56 @@ def test_partial_credentials_are_a_credentials_error_and_unknown_exceptions_stay
     bug = KeyError("CertificateArn")
     assert translate(bug) is bug
 
+
+
+def moto_revocations(ca_arn: str) -> dict[str, dict[str, object]]:
+    """What moto's CA (in this process: the server runs in a thread) recorded as revoked, by serial."""
+    from moto.acmpca.models import acmpca_backends
+
+    _, _, _, region, account, _ = ca_arn.split(":", 5)
+    revoked: dict[str, dict[str, object]] = (
+        acmpca_backends[account][region].certificate_authorities[ca_arn].revoked_certificates
+    )
+    return revoked
+
+
+def test_revoke_sends_the_serial_as_the_aws_cli_does_and_the_reason(backend: AwsBackend, ca_east: str) -> None:
+    csr, _ = make_csr("revoked.example")
+    arn = backend.issue_certificate(issue_request(ca_east, csr))
+    serial = arn.rsplit("/", 1)[1]
+    backend.revoke_certificate(ca_east, serial, "KEY_COMPROMISE")
+    colons = ":".join(serial[i : i + 2] for i in range(0, 32, 2))
+    assert moto_revocations(ca_east)[colons]["revocation_reason"] == "KEY_COMPROMISE"
+
+
+def test_revoke_answered_request_already_processed_is_done(
+    backend: AwsBackend, ca_east: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """moto never answers RequestAlreadyProcessedException; AWS does on a second revoke: teach moto."""
+    from moto.acmpca.models import ACMPCABackend
+    from moto.core.exceptions import JsonRESTError
+
+    real = ACMPCABackend.revoke_certificate
+
+    def as_aws(
+        self: ACMPCABackend, certificate_authority_arn: str, certificate_serial: str, revocation_reason: str
+    ) -> None:
+        ca = self.describe_certificate_authority(certificate_authority_arn)
+        if certificate_serial in ca.revoked_certificates:
+            raise JsonRESTError("RequestAlreadyProcessedException", "The request has already been completed.")
+        real(self, certificate_authority_arn, certificate_serial, revocation_reason)
+
+    monkeypatch.setattr(ACMPCABackend, "revoke_certificate", as_aws)
+    csr, _ = make_csr("twice.example")
+    serial = backend.issue_certificate(issue_request(ca_east, csr)).rsplit("/", 1)[1]
+    backend.revoke_certificate(ca_east, serial, "SUPERSEDED")
+    backend.revoke_certificate(ca_east, serial, "KEY_COMPROMISE")  # no error: revoked already is done
+    colons = ":".join(serial[i : i + 2] for i in range(0, 32, 2))
+    assert moto_revocations(ca_east)[colons]["revocation_reason"] == "SUPERSEDED"
+
+
+def test_revoke_on_a_ca_that_does_not_exist_is_resource_not_found(backend: AwsBackend, ca_east: str) -> None:
+    missing = ca_east.rsplit("/", 1)[0] + "/00000000-0000-0000-0000-000000000000"
+    with pytest.raises(BackendError) as info:
+        backend.revoke_certificate(missing, "01:02", "UNSPECIFIED")
+    assert info.value.code == "ResourceNotFoundException"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pca_batch.manifest.load import load_manifest
-from pca_batch.model import BackendConfig, CsrInfo, Manifest, RunSettings
+from pca_batch.model import DEFAULT_CRL_DAYS, DEFAULT_CRL_URL, BackendConfig, CrlConfig, CsrInfo, Manifest, RunSettings
 from pca_batch.pki import csr as csrmod
 from tests.support.common import CA_ARN, CORPUS
 
@@ -35,7 +35,9 @@ def test_an_accepted_backend_and_settings_become_records_before_the_entries(tmp_
     body = HEAD + f"""backend:
   store: ~/pca-store
   authorities:
-    - {{arn: {CA_ARN}, common_name: root, validity_days: 30.0}}
+    - {{arn: {CA_ARN}, common_name: root, validity_days: 30.0, crl: {{url: "http://crl.example/x", days: 2.0}}}}
+    - {{arn: {CA_ARN}0, common_name: plain, crl: {{enabled: false, days: 3}}}}
+    - {{arn: {CA_ARN}1, common_name: defaults, crl: {{}}}}
 settings: {{concurrency: 8.0, max_rate: 2, max_attempts: 3}}
 """
     heard, manifest = _load(tmp_path, body)
@@ -44,6 +46,9 @@ settings: {{concurrency: 8.0, max_rate: 2, max_attempts: 3}}
     assert backend.store == Path("~/pca-store").expanduser()
     assert backend.authorities[0].validity_days == 30 and type(backend.authorities[0].validity_days) is int
     assert backend.authorities[0].line == 12
+    assert backend.authorities[0].crl == CrlConfig(url="http://crl.example/x", days=2)
+    assert backend.authorities[1].crl is None
+    assert backend.authorities[2].crl == CrlConfig(url=DEFAULT_CRL_URL, days=DEFAULT_CRL_DAYS)
     assert settings == RunSettings(concurrency=8, max_rate=2.0, max_attempts=3)
 
 

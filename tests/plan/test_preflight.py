@@ -57,6 +57,9 @@ class DescribingBackend:
     def get_certificate(self, ca_arn: str, certificate_arn: str) -> CertificateBundle:
         raise AssertionError("preflight is read-only")
 
+    def revoke_certificate(self, ca_arn: str, serial: str, reason: str) -> None:
+        raise AssertionError("preflight is read-only")
+
     def close(self) -> None:
         pass
 

@@ -35,6 +35,7 @@ def test_report_has_every_key_even_when_null(tmp_path: Path) -> None:
         "duration_s",
         "outputs",
         "error",
+        "revocation_reason",
     }
     assert result["error"] is None and result["outputs"] == {
         "certificate": None,
@@ -92,7 +93,7 @@ def test_fast_report_check_agrees_with_jsonschema() -> None:
 
 def test_every_status_round_trips_as_its_plain_string(tmp_path: Path) -> None:
     assert [s.value for s in Status] == [
-        "planned", "issued", "recovered", "unchanged", "failed", "invalid", "skipped"
+        "planned", "issued", "recovered", "unchanged", "failed", "invalid", "skipped", "revoked"
     ]
     write_report(tmp_path / "r.json", [_r(s.value, s.value) for s in Status])
     data = json.loads((tmp_path / "r.json").read_text())

@@ -136,6 +136,7 @@ class FaultBackend:
         self.issue_calls: Counter[str] = Counter()  # per token
         self.get_calls: Counter[str] = Counter()  # per certificate ARN
         self.calls: list[tuple[str, float]] = []  # (operation, clock() on arrival)
+        self.revoked: dict[tuple[str, int], str] = {}  # (CA ARN, serial) -> reason
 
     # -- what tests look at ----------------------------------------------------------------
 
@@ -230,6 +231,16 @@ class FaultBackend:
                                status=400)
         return CaDescription(arn=ca_arn, status="ACTIVE", key_algorithm="EC_prime256v1",
                              usage_mode="GENERAL_PURPOSE", not_after=authority.not_after)
+
+    def revoke_certificate(self, ca_arn: str, serial: str, reason: str) -> None:
+        self._arrive("RevokeCertificate")
+        key = (ca_arn, int(serial.replace(":", ""), 16))
+        with self._lock:
+            if not any(i.ca_arn == ca_arn and int(i.arn[-32:], 16) == key[1] for i in self.issued.values()):
+                raise BackendError("ResourceNotFoundException", f"Could not find certificate {serial}.", status=400)
+            if key in self.revoked:
+                raise BackendError("RequestAlreadyProcessedException", "already revoked", status=400)
+            self.revoked[key] = reason
 
     def close(self) -> None:
         pass

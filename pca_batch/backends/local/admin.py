@@ -15,7 +15,16 @@ from typing import Any
 from cryptography import x509
 
 from pca_batch.acmpca import account_of
-from pca_batch.backends.local.authorities import authority_row, chain_of, check_ca_arn, create, new_arn, status_at, utc
+from pca_batch.backends.local.authorities import (
+    authority_row,
+    chain_of,
+    check_ca_arn,
+    create,
+    load_authority,
+    new_arn,
+    status_at,
+    utc,
+)
 from pca_batch.backends.local.store import DB_NAME, AuthorityRow, Store
 from pca_batch.errors import BackendError
 from pca_batch.model import AuthoritySpec, NewAuthority
@@ -48,6 +57,7 @@ def create_authority(folder: Path, new: NewAuthority, *, now: datetime | None = 
         parent=new.parent_arn,
         validity_days=new.validity_days,
         usage_mode=new.usage_mode,
+        crl=new.crl,
     )
     with _opened(folder, create=True) as store:
         create(store, spec, now or datetime.now(UTC))
@@ -137,3 +147,16 @@ def audit_report(folder: Path, ca_arn: str) -> list[dict[str, Any]]:
         }
         for row in rows
     ]
+
+
+def certificate_revocation_list(
+    folder: Path, ca_arn: str, *, now: datetime | None = None
+) -> x509.CertificateRevocationList:
+    """The CA's current complete CRL, under the next CRL number (each call makes a new CRL)."""
+    from pca_batch.backends.local.crl import CrlContents, build_crl
+
+    this_update = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
+    with _opened(folder, create=False) as store:
+        authority = load_authority(store, check_ca_arn(ca_arn))
+        number, revoked = store.next_crl(ca_arn, at=int(this_update.timestamp()))
+    return build_crl(authority, CrlContents(number, this_update, revoked))

@@ -21,7 +21,13 @@ from cryptography.x509.oid import NameOID
 from pca_batch.acmpca import CA_ARN, SHORT_LIVED, USAGE_MODES, serial_hex
 from pca_batch.backends.local.keys import load_key, remove_key, write_key
 from pca_batch.backends.local.store import AuthorityRow, CertificateRow, SerialTaken, Store
-from pca_batch.backends.local.templates import Template, certificate_extensions, resolve_template, template_arn
+from pca_batch.backends.local.templates import (
+    Template,
+    certificate_extensions,
+    resolve_template,
+    template_arn,
+    with_distribution_point,
+)
 from pca_batch.backends.local.x509 import SIGNING_ALGORITHMS, CaKey, ToBeSigned, generate_key, new_serial
 from pca_batch.errors import BackendError, UsageError
 from pca_batch.model import AuthoritySpec
@@ -31,6 +37,7 @@ from pca_batch.pki.validity import NOT_BEFORE_BACKDATE
 DEFAULT_REGION = "us-east-1"
 DEFAULT_ACCOUNT = "123456789012"
 MAX_PATH_LENGTH = 3  # the longest SubordinateCACertificate_PathLenN template
+CRL_DAYS_MAX = 5000  # CrlConfiguration's bound on ExpirationInDays
 
 
 def check_ca_arn(arn: object) -> str:
@@ -105,6 +112,13 @@ def load_authority(store: Store, arn: str) -> Authority:
     )
 
 
+def distribution_point(row: AuthorityRow) -> str | None:
+    """The URL of the CA's CRL (``<crl url>/<CA id>.crl``, as AWS names it), or None: no CRLs."""
+    if row.crl_url is None:
+        return None
+    return f"{row.crl_url.rstrip('/')}/{row.arn.rsplit('/', 1)[1]}.crl"
+
+
 def status_at(row: AuthorityRow, now: datetime) -> str:
     if row.status == "ACTIVE" and now.timestamp() > row.not_after:
         return "EXPIRED"
@@ -133,6 +147,10 @@ def _check(spec: AuthoritySpec) -> None:
         raise BackendError("InvalidArgsException", "the common name must have 1 to 64 characters")
     if not 1 <= spec.validity_days <= 36500:
         raise BackendError("InvalidArgsException", "the validity must be 1 to 36500 days")
+    if spec.crl is not None and not 1 <= spec.crl.days <= CRL_DAYS_MAX:
+        raise BackendError("InvalidArgsException", f"a CRL's ExpirationInDays must be 1 to {CRL_DAYS_MAX}")
+    if spec.crl is not None and not re.fullmatch(r"https?://[^\s/]+(/\S*)?", spec.crl.url):
+        raise BackendError("InvalidArgsException", f"the CRL URL {spec.crl.url!r} is not an http(s) URL")
 
 
 def _issuer(store: Store, spec: AuthoritySpec, now: datetime) -> tuple[Authority | None, Template]:
@@ -172,8 +190,11 @@ def _ca_certificate(
         public_key=key.public_key(),
         not_before=not_before,
         not_after=not_after,
-        extensions=certificate_extensions(
-            template, subject=subject, public_key=key.public_key(), issuer_ski=parent.ski if parent else None
+        extensions=with_distribution_point(
+            certificate_extensions(
+                template, subject=subject, public_key=key.public_key(), issuer_ski=parent.ski if parent else None
+            ),
+            distribution_point(parent.row) if parent else None,
         ),
         signing_key=parent.key if parent else key,
         algorithm=SIGNING_ALGORITHMS[default_signing_algorithm(signer_algorithm)],
@@ -210,6 +231,8 @@ def _add_authority(
             not_before=not_before,
             not_after=not_after,
             created_at=int(now.timestamp()),
+            crl_url=spec.crl.url if spec.crl else None,
+            crl_days=spec.crl.days if spec.crl else None,
         )
         try:
             return store.add_authority(row, record)

@@ -21,13 +21,24 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtensionOID
 
-from pca_batch.acmpca import CSR_MAX_BYTES, IDEMPOTENCY_WINDOW, SHORT_LIVED, SHORT_LIVED_MAX, TOKEN_MAX, serial_hex
+from pca_batch.acmpca import (
+    CSR_MAX_BYTES,
+    IDEMPOTENCY_WINDOW,
+    REVOCATION_REASONS,
+    SHORT_LIVED,
+    SHORT_LIVED_MAX,
+    TOKEN_MAX,
+    RevocationReason,
+    parse_serial,
+    serial_hex,
+)
 from pca_batch.backends.base import CaDescription, CertificateBundle
 from pca_batch.backends.local.authorities import (
     Authority,
     authority_row,
     chain_of,
     check_ca_arn,
+    distribution_point,
     ensure_declared,
     load_authority,
     pem,
@@ -36,7 +47,12 @@ from pca_batch.backends.local.authorities import (
 )
 from pca_batch.backends.local.passthrough import api_extensions, api_name
 from pca_batch.backends.local.store import CertificateRow, SerialTaken, Store
-from pca_batch.backends.local.templates import Template, certificate_extensions, resolve_template
+from pca_batch.backends.local.templates import (
+    Template,
+    certificate_extensions,
+    resolve_template,
+    with_distribution_point,
+)
 from pca_batch.backends.local.x509 import ToBeSigned, new_serial, parse_csr, signing_algorithm
 from pca_batch.errors import BackendError
 from pca_batch.model import AuthoritySpec
@@ -111,6 +127,8 @@ def _contents(
         csr_extensions=list(csr.extensions),
         api_extensions=extra,
     )
+    if not template.self_signed:
+        extensions = with_distribution_point(extensions, distribution_point(authority.row))
     if not subject and not any(e.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME for e in extensions):
         raise BackendError("MalformedCSRException", "the CSR has neither a subject nor a subject alternative name")
     return subject, extensions
@@ -223,6 +241,28 @@ class LocalBackend:
             usage_mode=row.usage_mode,
             not_after=utc(row.not_after),
         )
+
+    def revoke_certificate(self, ca_arn: str, serial: str, reason: RevocationReason) -> None:
+        """RevokeCertificate: ``serial`` in hex, with or without colons. Errors as AWS answers
+        them: ResourceNotFoundException (a serial this CA did not issue),
+        RequestAlreadyProcessedException (revoked already), InvalidStateException (the CA is
+        not ACTIVE), InvalidRequestException (the root CA's own self-signed certificate)."""
+        row = authority_row(self._store, check_ca_arn(ca_arn))
+        if reason not in REVOCATION_REASONS:
+            raise BackendError(
+                "ValidationException", f"RevocationReason must be one of {', '.join(REVOCATION_REASONS)}"
+            )
+        number = parse_serial(serial)
+        if number is None:
+            raise BackendError("InvalidRequestException", f"CertificateSerial {serial!r} is not a hexadecimal serial")
+        now = self._clock().astimezone(UTC)
+        status = status_at(row, now)
+        if status != "ACTIVE":
+            raise BackendError("InvalidStateException", f"certificate authority {ca_arn} is {status}, not ACTIVE")
+        own = x509.load_pem_x509_certificate(row.certificate_pem.encode("ascii")).serial_number
+        if row.parent_arn is None and number == own:
+            raise BackendError("InvalidRequestException", "Self-signed certificate can not be revoked")
+        self._store.revoke(ca_arn, serial_hex(number), at=int(now.timestamp()), reason=reason)
 
     def close(self) -> None:
         self._store.close()

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from pca_batch.acmpca import certificate_arn
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 SCHEMA = (
     """
@@ -21,7 +21,11 @@ SCHEMA = (
         certificate_pem TEXT NOT NULL,
         not_before INTEGER NOT NULL,
         not_after INTEGER NOT NULL,
-        created_at INTEGER NOT NULL
+        created_at INTEGER NOT NULL,
+        crl_url TEXT,
+        crl_days INTEGER,
+        crl_number INTEGER NOT NULL DEFAULT 0,
+        crl_at INTEGER
     )
     """,
     """
@@ -46,17 +50,28 @@ SCHEMA = (
     CREATE INDEX IF NOT EXISTS certificates_by_token ON certificates (ca_arn, token, token_at)
     WHERE token IS NOT NULL
     """,
+    """
+    CREATE INDEX IF NOT EXISTS certificates_revoked ON certificates (ca_arn, not_after)
+    WHERE revoked_at IS NOT NULL
+    """,
 )
 # What brings a store of an older version up to SCHEMA_VERSION (keyed by the version reached).
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     2: (
         "ALTER TABLE certificates ADD COLUMN token TEXT",
         "ALTER TABLE certificates ADD COLUMN token_at REAL",
-        SCHEMA[-1],
+        SCHEMA[3],
         "UPDATE certificates SET (token, token_at) = (SELECT t.token, t.created_at "
         "FROM idempotency_tokens AS t "
         "WHERE t.certificate_arn = certificates.ca_arn || '/certificate/' || certificates.serial)",
         "DROP TABLE idempotency_tokens",
+    ),
+    3: (  # CRLs: each CA's configuration, the last CRL's number and time; revoked certificates found fast
+        "ALTER TABLE authorities ADD COLUMN crl_url TEXT",
+        "ALTER TABLE authorities ADD COLUMN crl_days INTEGER",
+        "ALTER TABLE authorities ADD COLUMN crl_number INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE authorities ADD COLUMN crl_at INTEGER",
+        SCHEMA[4],
     ),
 }
 
@@ -74,6 +89,10 @@ class AuthorityRow:
     not_before: int  # Unix seconds
     not_after: int
     created_at: int
+    crl_url: str | None = None  # CRLs enabled: the distribution point's folder URL
+    crl_days: int | None = None  # a CRL's nextUpdate, in days after its thisUpdate
+    crl_number: int = 0  # the number of the last CRL made (0: none yet)
+    crl_at: int | None = None  # the thisUpdate of the last CRL made (Unix seconds)
 
 
 @dataclass(frozen=True)

@@ -329,3 +329,47 @@ class Store:
             f"SELECT {columns} FROM certificates WHERE ca_arn = ? ORDER BY issued_at, rowid", ca_arn
         )
         return [CertificateRow(*r) for r in rows]
+
+    # -- revocation -----------------------------------------------------------------
+
+    def revoke(self, ca_arn: str, serial: str, *, at: int, reason: str) -> None:
+        """Record a revocation, atomically: only a certificate the CA issued, not yet revoked,
+        while the CA is ACTIVE. Raises RevokeCertificate's error otherwise (the CA's own
+        self-signed certificate is the caller's to refuse)."""
+        with self.write() as tx:
+            cursor = tx.execute(
+                "UPDATE certificates SET revoked_at = ?, revocation_reason = ? "
+                "WHERE serial = ? AND ca_arn = ? AND revoked_at IS NULL "
+                "AND (SELECT status FROM authorities WHERE arn = ?) = 'ACTIVE'",
+                (at, reason, serial, ca_arn, ca_arn),
+            )
+            if cursor.rowcount == 1:
+                return
+            status = tx.execute("SELECT status FROM authorities WHERE arn = ?", (ca_arn,)).fetchone()
+            found = tx.execute(
+                "SELECT revoked_at FROM certificates WHERE serial = ? AND ca_arn = ?", (serial, ca_arn)
+            ).fetchone()
+        if status is None:
+            raise BackendError("ResourceNotFoundException", f"certificate authority {ca_arn} was not found")
+        if status[0] != "ACTIVE":
+            raise BackendError("InvalidStateException", f"certificate authority {ca_arn} is {status[0]}, not ACTIVE")
+        if found is None:
+            raise BackendError("ResourceNotFoundException", f"{ca_arn} issued no certificate of serial {serial}")
+        raise BackendError("RequestAlreadyProcessedException", f"the certificate of serial {serial} is revoked already")
+
+    def next_crl(self, ca_arn: str, *, at: int) -> tuple[int, list[CertificateRow]]:
+        """Draw the CA's next CRL number (recording ``at`` as its thisUpdate) and return it with
+        the certificates the CRL lists: those revoked that have not expired, and those that
+        expired since the last CRL (a revoked certificate is in one CRL more after it expires)."""
+        with self.write() as tx:
+            found = tx.execute("SELECT crl_number, crl_at FROM authorities WHERE arn = ?", (ca_arn,)).fetchone()
+            if found is None:
+                raise BackendError("ResourceNotFoundException", f"certificate authority {ca_arn} was not found")
+            number, last = found[0] + 1, found[1]
+            tx.execute("UPDATE authorities SET crl_number = ?, crl_at = ? WHERE arn = ?", (number, at, ca_arn))
+            rows = tx.execute(
+                f"SELECT {', '.join(_CERT_COLUMNS)} FROM certificates "
+                "WHERE ca_arn = ? AND revoked_at IS NOT NULL AND not_after >= ? ORDER BY revoked_at, rowid",
+                (ca_arn, min(at, last) if last is not None else at),
+            ).fetchall()
+        return number, [CertificateRow(*r) for r in rows]

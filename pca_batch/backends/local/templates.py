@@ -236,3 +236,19 @@ def certificate_extensions(
         chosen[san_oid] = x509.Extension(san_oid, True, san.value)
     ordered = [chosen.pop(oid) for oid in _ORDER if oid in chosen]
     return ordered + list(chosen.values())
+
+
+def with_distribution_point(
+    extensions: list[x509.Extension[x509.ExtensionType]], url: str | None
+) -> list[x509.Extension[x509.ExtensionType]]:
+    """The extensions with the CA's CRL Distribution Points (``url``, the CA's CRL) in place
+    of any a passthrough source gave, as AWS puts it in every certificate a CA with CRLs issues;
+    unchanged when ``url`` is None (the CA has no CRLs)."""
+    if url is None:
+        return extensions
+    point = x509.CRLDistributionPoints(
+        [x509.DistributionPoint(full_name=[x509.UniformResourceIdentifier(url)], relative_name=None,
+                                reasons=None, crl_issuer=None)]
+    )
+    kept = [e for e in extensions if e.oid != ExtensionOID.CRL_DISTRIBUTION_POINTS]
+    return [*kept, x509.Extension(point.oid, False, point)]

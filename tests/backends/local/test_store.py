@@ -16,9 +16,15 @@ from pathlib import Path
 import pytest
 
 from pca_batch.backends.local import backend as local_module
-from pca_batch.backends.local.admin import audit_report, create_authority, list_authorities
+from pca_batch.backends.local.admin import (
+    audit_report,
+    certificate_revocation_list,
+    create_authority,
+    list_authorities,
+)
 from pca_batch.backends.local.backend import LocalBackend, ensure_authorities
 from pca_batch.backends.local.keys import KEYS_DIR, PASSPHRASE_ENV
+from pca_batch.backends.local.records import SCHEMA_VERSION
 from pca_batch.backends.local.store import DB_NAME, Store
 from pca_batch.errors import BackendError, UsageError
 from pca_batch.model import AuthoritySpec, NewAuthority
@@ -257,6 +263,39 @@ def test_database_file_is_where_the_store_says(tmp_path: Path) -> None:
     assert (tmp_path / "s" / DB_NAME).is_file()
 
 
+def _rewind_to_version_2(conn: sqlite3.Connection) -> None:
+    """Undo version 3 (CRLs) on a store's database."""
+    conn.execute("DROP INDEX certificates_revoked")
+    for column in ("crl_url", "crl_days", "crl_number", "crl_at"):
+        conn.execute(f"ALTER TABLE authorities DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version = 2")
+
+
+def test_a_version_2_store_is_migrated_to_one_with_crls(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    ca = create_authority(folder, NewAuthority(common_name="Before CRLs"))
+    with sqlite3.connect(folder / DB_NAME) as conn:
+        _rewind_to_version_2(conn)
+    conn.close()
+    backend = LocalBackend(folder)
+    try:
+        serial = backend.issue_certificate(request(ca)).rsplit("/", 1)[1]
+        backend.revoke_certificate(ca, serial, "SUPERSEDED")
+    finally:
+        backend.close()
+    crl = certificate_revocation_list(folder, ca)
+    assert [r.serial_number for r in crl] == [int(serial, 16)]
+    store = Store(folder)
+    try:
+        row = store.authority(ca)
+        assert row is not None and row.crl_url is None and row.crl_number == 1
+    finally:
+        store.close()
+    with sqlite3.connect(folder / DB_NAME) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+    conn.close()
+
+
 def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     """Stores made before tokens moved into the certificates table keep their tokens."""
     folder = tmp_path / "s"
@@ -268,6 +307,7 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
         backend.close()
     serial = arn.rsplit("/", 1)[1]
     with sqlite3.connect(folder / DB_NAME) as conn:  # rewind the file to the version 1 layout
+        _rewind_to_version_2(conn)
         token_at = conn.execute("SELECT token_at FROM certificates WHERE serial = ?", (serial,)).fetchone()[0]
         conn.execute("DROP INDEX certificates_by_token")
         conn.execute("ALTER TABLE certificates DROP COLUMN token")
@@ -287,7 +327,7 @@ def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
     finally:
         backend.close()
     with sqlite3.connect(folder / DB_NAME) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
     conn.close()
     assert "idempotency_tokens" not in tables
