@@ -157,6 +157,7 @@ class Store:
                 if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                     with self.write() as tx:
                         version = tx.execute("PRAGMA user_version").fetchone()[0]
+                        self._refuse_newer(version)
                         steps = (
                             [SCHEMA]
                             if version == 0
@@ -172,8 +173,18 @@ class Store:
                     raise
                 time.sleep(0.005 + secrets.randbelow(20) / 1000)
 
+    def _refuse_newer(self, version: int) -> None:
+        """A store a newer pca-batch wrote: never migrated down, nor marked as this version."""
+        if version > SCHEMA_VERSION:
+            raise BackendError(
+                "InvalidStateException",
+                f"the local CA store at {self.folder} was written by a newer pca-batch (store schema "
+                f"{version}; this one reads up to {SCHEMA_VERSION}): use that version or newer",
+            )
+
     def _check_version(self, conn: sqlite3.Connection) -> None:
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        self._refuse_newer(version)
         if version != SCHEMA_VERSION:  # a read-only opening does not migrate: apply will
             raise BackendError(
                 "InvalidStateException",

@@ -352,3 +352,20 @@ def test_a_read_only_store_creates_and_changes_nothing(tmp_path: Path) -> None:
     finally:
         backend.close()
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == files
+
+
+def test_a_store_from_a_newer_pca_batch_is_refused_and_left_as_it_is(tmp_path: Path) -> None:
+    """An older pca-batch must not mark a newer store as its own version without its changes."""
+    folder = tmp_path / "s"
+    create_authority(folder, NewAuthority(common_name="Newer"))
+    with sqlite3.connect(folder / DB_NAME) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    for read_only in (False, True):
+        with pytest.raises(BackendError) as caught:
+            LocalBackend(folder, read_only=read_only)
+        assert caught.value.code == "InvalidStateException"
+        assert "newer pca-batch" in str(caught.value)
+    with sqlite3.connect(folder / DB_NAME) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 1
+    conn.close()
