@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pca_batch.cli.args import positive_int, rate, shard
+from pca_batch.cli.args import add_backend_options, positive_int, rate, shard
 from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, BackendError, ManifestError
 from pca_batch.model import SKIPPED, ApplyOptions, BackendConfig, Entry, Manifest, Result, RunSettings
 
@@ -28,11 +28,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--plan", action="store_true", help="dry run: show what would be issued; change nothing")
     p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
     p.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report here")
-    p.add_argument("--journal", type=Path, metavar="FILE", help="the journal (default .pca-batch/journal.jsonl)")
-    p.add_argument("--store", type=Path, metavar="DIR", help="local backend: the store folder")
-    p.add_argument("--region", help="aws backend: the region (default: each CA ARN's)")
-    p.add_argument("--profile", help="aws backend: the named profile")
-    p.add_argument("--endpoint-url", help="aws backend: the endpoint")
+    add_backend_options(p)
     p.add_argument("--concurrency", type=positive_int, metavar="N", help="entries in flight at once (default 16)")
     p.add_argument("--max-rate", type=rate, metavar="N", help="IssueCertificate calls per second (0: no limit)")
     p.add_argument("--max-attempts", type=positive_int, metavar="N", help="attempts per call (default 8)")

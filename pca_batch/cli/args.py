@@ -1,9 +1,12 @@
-"""Argument types the commands share: argparse calls them on the text of one argument."""
+"""What the commands' parsers share: argument types (argparse calls them on the text of one
+argument) and the options that choose and reach a backend."""
 
 from __future__ import annotations
 
 import argparse
 import re
+from collections.abc import Callable
+from pathlib import Path
 
 from pca_batch.model import Shard
 
@@ -33,3 +36,27 @@ def rate(text: str) -> float:
     if value < 0 or value != value:
         raise argparse.ArgumentTypeError(f"expected 0 or more, not {text!r}")
     return value
+
+
+def days(low: int, high: int, bound: str = "") -> Callable[[str], int]:
+    """The type of a whole number of days from ``low`` to ``high`` (``bound`` says whose bound)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number of days, not {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected {low} to {high} days{bound}, not {value}")
+        return value
+
+    return parse
+
+
+def add_backend_options(p: argparse.ArgumentParser) -> None:
+    """The journal, and the backend the manifest names as the command line may override it."""
+    p.add_argument("--journal", type=Path, metavar="FILE", help="the journal (default .pca-batch/journal.jsonl)")
+    p.add_argument("--store", type=Path, metavar="DIR", help="local backend: the store folder")
+    p.add_argument("--region", help="aws backend: the region (default: each CA ARN's)")
+    p.add_argument("--profile", help="aws backend: the named profile")
+    p.add_argument("--endpoint-url", help="aws backend: the endpoint")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pca_batch.acmpca import GENERAL_PURPOSE, USAGE_MODES
+from pca_batch.cli.args import days
 from pca_batch.errors import EXIT_OK, UsageError
 from pca_batch.model import DEFAULT_CRL_DAYS, DEFAULT_CRL_URL, DEFAULT_STORE, CrlConfig, NewAuthority
 from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM, KEY_ALGORITHMS
@@ -59,26 +60,6 @@ def _answer(out: Console, answer: dict[str, Any], certificate: str, pem: bool, o
         _write(out, certificate)
     else:
         _json(out, answer)
-
-
-def _validity_days(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of days, not {text!r}") from None
-    if not 1 <= value <= 36500:
-        raise argparse.ArgumentTypeError(f"expected 1 to 36500 days, not {value}")
-    return value
-
-
-def _crl_days(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number of days, not {text!r}") from None
-    if not 1 <= value <= 5000:
-        raise argparse.ArgumentTypeError(f"expected 1 to 5000 days (AWS's ExpirationInDays), not {value}")
-    return value
 
 
 def cmd_create(store: Path, ca: NewAuthority, pem: bool, output: Path | None, out: Console) -> int:
@@ -187,7 +168,7 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--common-name", required=True, metavar="CN")
     p.add_argument("--key-algorithm", choices=KEY_ALGORITHMS, default=DEFAULT_KEY_ALGORITHM)
-    p.add_argument("--validity-days", type=_validity_days, default=3650, metavar="N")
+    p.add_argument("--validity-days", type=days(1, 36500), default=3650, metavar="N")
     p.add_argument("--parent", metavar="CA_ARN", help="the CA that signs this one (a subordinate CA)")
     p.add_argument("--usage-mode", choices=USAGE_MODES, default=GENERAL_PURPOSE)
     p.add_argument("--region", metavar="R", help="the ARN's region (default: the parent's, else us-east-1)")
@@ -200,7 +181,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--crl-url", metavar="URL", help=f"the CRLs' folder URL (with --crl; default {DEFAULT_CRL_URL})")
     p.add_argument(
         "--crl-days",
-        type=_crl_days,
+        type=days(1, 5000, " (AWS's ExpirationInDays)"),
         metavar="N",
         help=f"a CRL's nextUpdate is N days after its thisUpdate (with --crl; default {DEFAULT_CRL_DAYS})",
     )

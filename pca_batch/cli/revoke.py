@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from pca_batch.acmpca import REVOCATION_REASONS, UNSPECIFIED, RevocationReason
-from pca_batch.cli.args import positive_int
+from pca_batch.cli.args import add_backend_options, positive_int
 from pca_batch.errors import UsageError
 from pca_batch.model import ApplyOptions
 
@@ -42,11 +42,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--reason", default=UNSPECIFIED, metavar="REASON",
                    help=f"one of {', '.join(REVOCATION_REASONS)} (default {UNSPECIFIED})")
     p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
-    p.add_argument("--journal", type=Path, metavar="FILE", help="the journal (default .pca-batch/journal.jsonl)")
-    p.add_argument("--store", type=Path, metavar="DIR", help="local backend: the store folder")
-    p.add_argument("--region", help="aws backend: the region (default: each CA ARN's)")
-    p.add_argument("--profile", help="aws backend: the named profile")
-    p.add_argument("--endpoint-url", help="aws backend: the endpoint")
+    add_backend_options(p)
     p.add_argument("--max-attempts", type=positive_int, metavar="N", help="attempts per call (default 8)")
     p.set_defaults(handler=_handle)
 
