@@ -6,6 +6,8 @@ message and an exit status at the top (``cli.main``); anything else is a bug.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 EXIT_OK = 0
@@ -40,6 +42,16 @@ class Problem:
 
     def __str__(self) -> str:
         return f"{self.file}:{self.line}: {self.entry}: {self.path}: {self.message}"
+
+
+def suggestion(word: str, choices: Iterable[str]) -> str:
+    """``; did you mean 'X'?`` for the choice closest to ``word`` (case aside first), else ""."""
+    choices = list(choices)
+    lowered = {c.lower(): c for c in choices}
+    if word.lower() in lowered:
+        return f"; did you mean {lowered[word.lower()]!r}?"
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 class ManifestError(PcaBatchError):

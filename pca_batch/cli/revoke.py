@@ -22,7 +22,7 @@ def reason(text: str) -> RevocationReason:
     """A RevocationReason, as AWS names it; a usage error with a did-you-mean otherwise."""
     if text in REVOCATION_REASONS:
         return cast(RevocationReason, text)
-    from pca_batch.manifest.problems import suggestion
+    from pca_batch.errors import suggestion
 
     hint = suggestion(text.upper().replace("-", "_"), REVOCATION_REASONS) or suggestion(text, REVOCATION_REASONS)
     raise UsageError(f"pca-batch revoke: --reason {text!r} is not one of {', '.join(REVOCATION_REASONS)}{hint}")

@@ -8,13 +8,12 @@ from the source the value came from.
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pca_batch.errors import Problem
+from pca_batch.errors import Problem, suggestion
 from pca_batch.manifest.yamlload import LineDict, LineList
 
 if TYPE_CHECKING:  # jsonschema is imported only when there is something to explain
@@ -112,15 +111,6 @@ def _type_of(value: Any) -> str:
 def _show(value: Any) -> str:
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
-
-
-def suggestion(word: str, choices: Iterable[str]) -> str:
-    choices = list(choices)
-    lowered = {c.lower(): c for c in choices}
-    if word.lower() in lowered:
-        return f"; did you mean {lowered[word.lower()]!r}?"
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def describe(error: ValidationError, echo: bool) -> list[tuple[list[Any], str]]:

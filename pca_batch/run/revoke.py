@@ -12,7 +12,6 @@ the line is written then. So a re-run neither revokes twice nor forgets one.
 
 from __future__ import annotations
 
-import difflib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -20,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pca_batch.acmpca import RevocationReason, serial_hex, serial_of_arn
-from pca_batch.errors import EXIT_FAILED, EXIT_OK, BackendError, UsageError
+from pca_batch.errors import EXIT_FAILED, EXIT_OK, BackendError, UsageError, suggestion
 from pca_batch.model import FAILED, REVOKED, ApplyOptions, Manifest, Result
 from pca_batch.run.journal import Journal, JournalRecord, RevocationRecord, default_journal_path, read_events
 from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS, Retrier, RetryPolicy
@@ -57,9 +56,7 @@ def targets(manifest: Manifest, names: Sequence[str], journal_path: Path) -> lis
     problems = []
     for name in dict.fromkeys(names):
         if name not in known:
-            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(f"{name}: no entry of that name in {manifest.display}{hint}")
+            problems.append(f"{name}: no entry of that name in {manifest.display}{suggestion(name, known)}")
         elif name not in current:
             problems.append(f"{name}: no certificate on record in {journal_path} (never issued by pca-batch)")
     if problems:
