@@ -68,6 +68,7 @@ RevocationReason = Literal[
 ]
 REVOCATION_REASONS: tuple[RevocationReason, ...] = get_args(RevocationReason)
 UNSPECIFIED: RevocationReason = "UNSPECIFIED"
+CESSATION_OF_OPERATION: RevocationReason = "CESSATION_OF_OPERATION"
 SERIAL_MAX_CHARS = 128  # RevokeCertificate's bound on CertificateSerial
 _SERIAL_TEXT = re.compile(r"^(?:[0-9A-Fa-f]+|[0-9A-Fa-f]{1,2}(?::[0-9A-Fa-f]{1,2})*)$")
 

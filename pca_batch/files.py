@@ -38,6 +38,33 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
     _fsync_dir(path.parent)
 
 
+def remove_durably(paths: Sequence[Path]) -> list[Path]:
+    """Remove ``paths`` in order, the last one only once the removal of the others is durable,
+    then that one durably too: a crash in between leaves the last, never only the others.
+    Returns the paths removed (one already gone is not). OSError when a removal fails."""
+    if not paths:
+        return []
+    removed: list[Path] = []
+    *first, last = paths
+    for path in first:
+        if _remove(path):
+            removed.append(path)
+    for folder in dict.fromkeys(p.parent for p in removed):
+        _fsync_dir(folder)
+    if _remove(last):
+        removed.append(last)
+        _fsync_dir(last.parent)
+    return removed
+
+
+def _remove(path: Path) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
 class DurabilityError(OSError):
     """Files were written and renamed, but whether they would survive a crash is not known:
     flushing them failed. ``paths`` are the files that waited on the failed flush."""

@@ -9,7 +9,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from pca_batch.acmpca import GENERAL_PURPOSE, UsageMode
+from pca_batch.acmpca import GENERAL_PURPOSE, RevocationReason, UsageMode
 from pca_batch.errors import Problem
 from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM, KeyAlgorithm
 
@@ -43,7 +43,9 @@ RECOVERED_NOTE = "issued by an earlier run (per the journal): fetched again, no 
 # What the plan does with an entry (decided by pca_batch.plan: issue, renew or leave it
 # unchanged; invalid: the manifest says what is wrong; refused: preflight found AWS would refuse it).
 Decided = Literal["issue", "renew", "unchanged"]
-PlanAction = Literal[Decided, "invalid", "refused"]
+# revoke: apply --prune revokes it (no longer in the manifest), or a certificate a renewal replaced;
+# orphaned: no longer in the manifest, left alone (no --prune)
+PlanAction = Literal[Decided, "invalid", "refused", "revoke", "orphaned"]
 BackendType = Literal["local", "aws"]
 DEFAULT_STORE = ".pca-batch"  # beside the manifest: the local CA's store, and the journal
 
@@ -125,6 +127,7 @@ class Entry:
     key: Any = None  # pca_batch.pki.keys.KeySpec when pca-batch makes the key and CSR
     renew_before: str | None = None  # "30d", "12h", "33%"; None: a third of the lifetime
     explicit_token: bool = False  # the manifest gave IdempotencyToken itself
+    revoke_replaced: RevocationReason | None = None  # revoke the certificate a renewal replaces, for this reason
 
     @property
     def valid(self) -> bool:
@@ -151,6 +154,7 @@ class Entry:
             key=self.key,
             renew_before=self.renew_before,
             explicit_token=self.explicit_token,
+            revoke_replaced=self.revoke_replaced,
         )
 
     def api_request(self) -> dict[str, Any]:
@@ -226,6 +230,12 @@ class RunSettings:
 
 
 @dataclass(frozen=True)
+class Shard:
+    index: int  # K, from 1
+    count: int  # N
+
+
+@dataclass(frozen=True)
 class Manifest:
     path: Path  # absolute path of the manifest file
     display: str  # the path as the user gave it, for messages
@@ -235,12 +245,23 @@ class Manifest:
     settings: RunSettings
     entries: tuple[Entry, ...]
     problems: tuple[Problem, ...] = ()  # manifest-level problems (not tied to one entry)
+    shard: Shard | None = None  # set by select_shard: ``entries`` are that shard's
+    others: tuple[Entry, ...] = ()  # with a shard: the other shards' entries (still the manifest's)
 
     def all_problems(self) -> list[Problem]:
         out = list(self.problems)
         for e in self.entries:
             out.extend(e.problems)
         return out
+
+
+@dataclass(frozen=True)
+class Retired:
+    """A certificate a renewal replaced, revoked afterwards (``revoke_replaced``)."""
+
+    certificate_arn: str
+    serial: str  # lowercase hex
+    reason: str  # the RevocationReason
 
 
 @dataclass(frozen=True)
@@ -264,12 +285,7 @@ class Result:
     action: PlanAction | None = None
     reason: str | None = None  # why that action (renewal reason)
     revocation_reason: str | None = None  # REVOKED: the RevocationReason
-
-
-@dataclass(frozen=True)
-class Shard:
-    index: int  # K, from 1
-    count: int  # N
+    revoked_replaced: tuple[Retired, ...] = ()  # revoke_replaced: the replaced certificates revoked
 
 
 @dataclass(frozen=True)
@@ -293,3 +309,4 @@ class ApplyOptions:
     force: bool = False
     shard: Shard | None = None
     detailed_exitcode: bool = False
+    prune: bool = False  # revoke (and remove the files of) what the manifest no longer lists

@@ -38,6 +38,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--force", action="store_true", help="reissue every entry")
     p.add_argument("--shard", type=shard, metavar="K/N", help="run the K-th of N disjoint parts of the manifest")
     p.add_argument(
+        "--prune", action="store_true",
+        help="revoke (CESSATION_OF_OPERATION) the certificates of entries the manifest no longer lists, "
+        "and remove the files pca-batch wrote for them",
+    )
+    p.add_argument(
         "--detailed-exitcode", action="store_true", help="with --plan: 0 nothing to do, 2 changes pending, 1 error"
     )
     p.set_defaults(handler=_handle)
@@ -62,6 +67,7 @@ def _handle(args: argparse.Namespace, out: Console, err: Console) -> int:
         force=args.force,
         shard=args.shard,
         detailed_exitcode=args.detailed_exitcode,
+        prune=args.prune,
     )
     return run_apply(args.manifest, options, out, err)
 
@@ -138,14 +144,16 @@ class _Background:
 def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Console, background: _Background) -> int:
     from pca_batch.manifest.problems import print_problems
     from pca_batch.plan import converge
-    from pca_batch.report.json_report import summary_line, write_report
-    from pca_batch.report.plan_view import build_plan, render_plan
+    from pca_batch.plan.prune import find_orphans, pending_replaced
+    from pca_batch.plan.renewal import IssuedIndex
+    from pca_batch.report.json_report import write_report
+    from pca_batch.report.plan_view import build_plan, orphan_rows, plan_summary, render_plan, with_replaced
     from pca_batch.run.journal import default_journal_path
 
     problems = manifest.all_problems()
-    journal = options.journal or default_journal_path(manifest.path)
+    index = IssuedIndex.load(options.journal or default_journal_path(manifest.path))
     steps = converge.decide_all(
-        [e for e in manifest.entries if e.valid], journal, now=datetime.now(UTC), force=options.force
+        [e for e in manifest.entries if e.valid], index, now=datetime.now(UTC), force=options.force
     )
     pending = [s.entry for s in steps if s.decision.action != "unchanged"]
     findings = {}
@@ -156,17 +164,19 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
         if r.name in findings else r
         for r in build_plan(manifest, steps)
     ]
+    results = with_replaced(results, pending_replaced(steps, index, manifest.path.name), steps)
+    results += orphan_rows(find_orphans(manifest, index), prune=options.prune)
     render_plan(manifest, results, console)
     if problems:
         print_problems(problems, err)
-    console.print(f"Plan: {summary_line(results)}", markup=False, highlight=False)
+    console.print(f"Plan: {plan_summary(manifest, results)}", markup=False, highlight=False)
     if options.report is not None:
         write_report(options.report, results)
     if problems:
         return EXIT_FAILED if options.detailed_exitcode else EXIT_INVALID
     if findings:  # apply would fail these entries: the plan says so with a failing status
         return EXIT_FAILED
-    changes = any(r.action in ("issue", "renew") for r in results)
+    changes = any(r.action in ("issue", "renew", "revoke") for r in results)
     return 2 if options.detailed_exitcode and changes else EXIT_OK
 
 
@@ -219,7 +229,7 @@ def plan_preflight(
             for name, err in findings.items()
             if not (err.code == "ResourceNotFoundException" and _ca_of(entries, name) in declared)
         }
-    from pca_batch.run.session import open_for_run
+    from pca_batch.run.settings import open_for_run
 
     described = None
     if opening is not None:

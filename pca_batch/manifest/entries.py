@@ -15,7 +15,7 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from pca_batch import schema
-from pca_batch.acmpca import CSR_MAX_BYTES
+from pca_batch.acmpca import CSR_MAX_BYTES, REVOCATION_REASONS
 from pca_batch.errors import Problem
 from pca_batch.manifest import interpolate
 from pca_batch.manifest.context import LoadContext
@@ -154,6 +154,8 @@ class EntryBuilder:
             draft.token = tokens.token_for(draft.label, tokens.key_request(draft.request, draft.key))
         explicit = self._explicit_token(draft)
         renew_before = self._renew_before(draft)
+        fallback = self.defaults.get("revoke_replaced") if self.defaults else None
+        revoke_replaced = draft.raw.get("revoke_replaced", fallback)
         if draft.csr_source is not None:
             # read and checked in finish(), by a worker process in large manifests; the token covers the CSR
             wants_token = not draft.problems and not explicit
@@ -172,6 +174,7 @@ class EntryBuilder:
             key=draft.key,
             renew_before=renew_before,
             explicit_token=explicit,
+            revoke_replaced=revoke_replaced if revoke_replaced in REVOCATION_REASONS else None,
         )
 
     def _check_entry(self, draft: _Draft, seen: dict[str, int]) -> None:

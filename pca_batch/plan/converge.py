@@ -98,7 +98,7 @@ def decide_entry(entry: Entry, index: IssuedIndex, *, now: datetime, force: bool
             and decision.existing.spki_sha256 == spki and decision.action != "unchanged":
         # the certificate for the pending key was written, the key not yet moved in
         decision = replace(decision, action="renew", reason="finishing an interrupted renewal",
-                           token=decision.record.token)
+                           token=decision.record.token, replaces=None)
     elif entry.key is not None and pending and decision.action == "unchanged":
         decision = replace(decision, action="renew", reason="finishing an interrupted renewal",
                            token=decision.record.token if decision.record else None)
@@ -130,7 +130,7 @@ def _issued_before(decision: Decision, entry: Entry, index: IssuedIndex, token: 
     if force:
         salt = renewal.serial_of(latest)
         fresh = renewal.renewal_token(token, entry.explicit_token, entry.name, token_request, salt)
-        return replace(decision, reason="forced (--force)", record=latest, token=fresh)
+        return replace(decision, reason="forced (--force)", record=latest, token=fresh, replaces=latest)
     return replace(decision, reason="no certificate on disk: the newest issued, per the journal",
                    record=latest, token=latest.token)
 
@@ -139,7 +139,8 @@ def _without_output(entry: Entry, index: IssuedIndex, force: bool) -> Step:
     """No certificate file to judge by: the journal says whether this request was issued."""
     assert entry.token is not None
     record = next(
-        (r for r in index.records_of(entry.name) if r.token == entry.token and r.ca_arn == entry.ca_arn), None
+        (r for r in index.records_of(entry.name)
+         if r.token == entry.token and r.ca_arn == entry.ca_arn and index.revocation(r) is None), None
     )
     if record is not None and not force:
         return Step(entry, Decision("unchanged", "issued before, per the journal (no certificate output to check)",
@@ -147,7 +148,7 @@ def _without_output(entry: Entry, index: IssuedIndex, force: bool) -> Step:
     if record is not None:
         salt = record.certificate_arn.rsplit("/", 1)[-1]
         token = renewal.renewal_token(entry.token, entry.explicit_token, entry.name, entry.request or {}, salt)
-        return Step(entry, Decision("renew", "forced (--force)", record=record, token=token))
+        return Step(entry, Decision("renew", "forced (--force)", record=record, token=token, replaces=record))
     return Step(entry, Decision("issue", "not issued yet"))
 
 
@@ -160,9 +161,10 @@ def certainly_issued(entry: Entry) -> bool:
     return certificate is not None and not os.path.lexists(certificate)
 
 
-def decide_all(entries: Sequence[Entry], journal: Path, *, now: datetime, force: bool,
+def decide_all(entries: Sequence[Entry], journal: Path | IssuedIndex, *, now: datetime, force: bool,
                env: Mapping[str, str] | None = None) -> list[Step]:
-    index = IssuedIndex.load(journal)
+    """Each entry's step, judged by the journal (a path, or the index of one already read)."""
+    index = journal if isinstance(journal, IssuedIndex) else IssuedIndex.load(journal)
     return [decide_entry(e, index, now=now, force=force, env=env) for e in entries]
 
 

@@ -26,7 +26,7 @@ from pca_batch.acmpca import TOKEN_MAX, serial_hex, serial_of_arn
 from pca_batch.model import Decided
 from pca_batch.pki import csr as csrmod
 from pca_batch.plan import tokens
-from pca_batch.run.journal import JournalRecord, read_journal
+from pca_batch.run.journal import JournalRecord, RevocationRecord, read_events
 
 DEFAULT_SHARE = 1 / 3  # of the lifetime, as cert-manager renews
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|%)\s*$")
@@ -101,11 +101,14 @@ def read_certificate(path: Path) -> OnDisk | None:
 
 
 class IssuedIndex:
-    """The journal seen by serial: which CA issued a serial, for which entry, with which token."""
+    """The journal seen by serial: which CA issued a serial, for which entry, with which token;
+    and which certificates were revoked since."""
 
-    def __init__(self, records: Iterable[JournalRecord]) -> None:
+    def __init__(self, records: Iterable[JournalRecord],
+                 revocations: Iterable[RevocationRecord] = ()) -> None:
         self.by_serial: dict[int, JournalRecord] = {}
         self.serials_of: dict[str, list[str]] = {}
+        self.revoked: dict[str, RevocationRecord] = {r.certificate_arn: r for r in revocations}
         for r in records:
             try:
                 serial = serial_of_arn(r.certificate_arn)
@@ -120,9 +123,14 @@ class IssuedIndex:
     def get(self, serial_hex: str) -> JournalRecord | None:
         return self.by_serial.get(int(serial_hex, 16))
 
+    def revocation(self, record: JournalRecord | None) -> RevocationRecord | None:
+        return self.revoked.get(record.certificate_arn) if record is not None else None
+
     @classmethod
     def load(cls, journal: Path) -> IssuedIndex:
-        return cls(read_journal(journal)[0])
+        events, _ = read_events(journal)
+        return cls([e for e in events if isinstance(e, JournalRecord)],
+                   [e for e in events if isinstance(e, RevocationRecord)])
 
 
 @dataclass(frozen=True)
@@ -132,6 +140,7 @@ class Decision:
     existing: OnDisk | None = None
     record: JournalRecord | None = None
     token: str | None = None  # the token to send, when it is not the entry's own
+    replaces: JournalRecord | None = None  # the certificate a renewal replaces, when the journal knows it
 
     @property
     def salt(self) -> str:
@@ -157,11 +166,11 @@ def request_tokens(
 
 
 def latest_issued(index: IssuedIndex, name: str, ca_arn: str, candidates: set[str]) -> JournalRecord | None:
-    """The newest certificate the journal holds for this entry, CA and request
-    (the journal's order is the order of issuance)."""
+    """The newest certificate the journal holds for this entry, CA and request and has not
+    recorded as revoked (the journal's order is the order of issuance)."""
     found = None
     for record in index.records_of(name):
-        if record.ca_arn == ca_arn and record.token in candidates:
+        if record.ca_arn == ca_arn and record.token in candidates and index.revocation(record) is None:
             found = record
     return found
 
@@ -199,17 +208,22 @@ def decide(wanted: Wanted, certificate: Path | None, index: IssuedIndex, *, now:
         if certificate.exists():
             return Decision("issue", "the certificate file does not hold a readable certificate")
         return Decision("issue", "no certificate yet")
-    if force:
-        return Decision("renew", "forced (--force)", existing)
     record = index.get(existing.serial)
-    if record is None or record.name != wanted.name:
+    if record is not None and record.name != wanted.name:
+        record = None
+    if force:
+        return Decision("renew", "forced (--force)", existing, replaces=record)
+    if record is None:
         return Decision("renew", "the journal has no record of issuing this certificate", existing)
+    revoked = index.revocation(record)
+    if revoked is not None:
+        return Decision("renew", f"its certificate was revoked ({revoked.reason})", existing, record, replaces=record)
     changed = _what_changed(wanted, existing, record, index)
     if changed:
-        return Decision("renew", changed, existing, record)
+        return Decision("renew", changed, existing, record, replaces=record)
     left = (existing.not_after - now).total_seconds()
     if left <= _renewal_window(existing, wanted.renew_before):
-        return Decision("renew", _expiry_reason(left), existing, record)
+        return Decision("renew", _expiry_reason(left), existing, record, replaces=record)
     return Decision("unchanged", f"valid until {existing.not_after:%Y-%m-%d}", existing, record)
 
 

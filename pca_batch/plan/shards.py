@@ -15,7 +15,10 @@ def in_shard(name: str, shard: Shard) -> bool:
 
 
 def select_shard(manifest: Manifest, shard: Shard | None) -> Manifest:
-    """The manifest with only the entries of ``shard`` (all of them when None)."""
+    """The manifest with only the entries of ``shard`` (all of them when None); the others are
+    kept aside (``others``), as names and outputs that are still the manifest's."""
     if shard is None:
         return manifest
-    return replace(manifest, entries=tuple(e for e in manifest.entries if in_shard(e.name, shard)))
+    mine = tuple(e for e in manifest.entries if in_shard(e.name, shard))
+    others = tuple(e for e in manifest.entries if not in_shard(e.name, shard))
+    return replace(manifest, entries=mine, shard=shard, others=others)

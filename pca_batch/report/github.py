@@ -89,6 +89,8 @@ def summary_markdown(results: Sequence[Result], *, title: str) -> str:
         error = f"{r.error_code}: {r.error_message}" if r.error_code else r.error_message
         arn = f"`{r.certificate_arn}`" if r.certificate_arn else None
         status = f"{r.status} ({r.revocation_reason})" if r.revocation_reason else r.status
+        if r.revoked_replaced:
+            status += "; replaced " + ", ".join(f"{x.serial} revoked ({x.reason})" for x in r.revoked_replaced)
         out.append(
             f"| {_cell(r.name)} | {_cell(status)} | {_cell(arn)} | {_cell(r.serial)} "
             f"| {_cell(r.not_after)} | {r.attempts} | {_cell(error)} |"

@@ -11,7 +11,7 @@ from typing import Any
 from pca_batch import schema
 from pca_batch.errors import PcaBatchError
 from pca_batch.files import atomic_write
-from pca_batch.model import OUTPUT_KINDS, STATUSES, Result, Status
+from pca_batch.model import OUTPUT_KINDS, STATUSES, Result, Retired, Status
 from pca_batch.pki.csr import InputError, read_limited
 from pca_batch.schema import fastcheck
 
@@ -34,6 +34,12 @@ def result_json(result: Result) -> dict[str, Any]:
         "outputs": {kind: result.outputs.get(kind) for kind in OUTPUT_KINDS},
         "error": error,
         "revocation_reason": result.revocation_reason,
+        "revoked_replaced": [
+            {"certificate_arn": r.certificate_arn, "serial": r.serial, "revocation_reason": r.reason}
+            for r in result.revoked_replaced
+        ],
+        "action": result.action,
+        "reason": result.reason,
     }
 
 
@@ -91,6 +97,12 @@ def result_from_json(data: Mapping[str, Any]) -> Result:
         error_code=error.get("code"),
         error_message=error.get("message"),
         revocation_reason=data.get("revocation_reason"),
+        revoked_replaced=tuple(
+            Retired(r["certificate_arn"], r["serial"], r["revocation_reason"])
+            for r in data.get("revoked_replaced") or ()
+        ),
+        action=data.get("action"),
+        reason=data.get("reason"),
     )
 
 

@@ -37,6 +37,7 @@ def _details(result: Result) -> str:
         lines.append(f"serial: {result.serial}")
     if result.revocation_reason:
         lines.append(f"revocation reason: {result.revocation_reason}")
+    lines += [f"revoked the certificate it replaced: serial {r.serial} ({r.reason})" for r in result.revoked_replaced]
     if result.not_after:
         lines.append(f"not after: {result.not_after}")
     if result.idempotency_token:

@@ -76,7 +76,7 @@ def plain_line(result: Result) -> str:
         how = RECOVERED_NOTE if result.status == RECOVERED else f"{result.attempts} attempt{plural}"
         return (
             f"{head}  {result.certificate_arn}  serial {result.serial}  expires {result.not_after}"
-            f"  {how}  {result.duration_s:.2f}s"
+            f"  {how}  {result.duration_s:.2f}s{_retired(result)}"
         )
     if result.status == REVOKED:
         note = f"  {result.reason}" if result.reason else ""
@@ -87,6 +87,10 @@ def plain_line(result: Result) -> str:
     if result.certificate_arn:
         detail += f"  {result.certificate_arn}"
     return f"{head}  {detail}"
+
+
+def _retired(result: Result) -> str:
+    return "".join(f"  replaced serial {r.serial} revoked ({r.reason})" for r in result.revoked_replaced)
 
 
 class LiveReport:
@@ -184,9 +188,16 @@ def results_table(results: Sequence[Result], *, width: int = 200) -> Table:
             Text((r.not_after or "")[:10]),  # the date; the report and the log lines have the time
             str(r.attempts),
             f"{r.duration_s:.2f}s",
-            Text(_error_text(r), style="red" if r.status == FAILED else ""),
+            Text(_error_text(r) or _note(r), style="red" if r.status == FAILED else ""),
         )
     return table
+
+
+def _note(result: Result) -> str:
+    """The error column of a row that did not fail: a revocation's reason, replaced certificates revoked."""
+    if result.status == REVOKED:
+        return " ".join(filter(None, [result.revocation_reason, f"({result.reason})" if result.reason else ""]))
+    return _retired(result).strip()
 
 
 def final_summary(results: Sequence[Result], elapsed_s: float, *, interrupted: bool = False) -> str:

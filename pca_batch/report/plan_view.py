@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -10,6 +11,9 @@ from pca_batch.model import INVALID, PLANNED, Entry, Manifest, Result
 from pca_batch.pki import validity
 from pca_batch.plan import converge
 from pca_batch.plan.converge import Step
+from pca_batch.plan.prune import Revocation
+from pca_batch.plan.renewal import serial_of
+from pca_batch.report.json_report import summary_line
 from pca_batch.report.text import write_lines
 
 if TYPE_CHECKING:
@@ -23,7 +27,10 @@ ACTION_MARKS = {
     "unchanged": "= unchanged",
     "invalid": "! invalid",
     "refused": "x refused",
+    "revoke": "- revoke",
+    "orphaned": "? orphaned",
 }
+NO_LONGER_LISTED = "no longer in the manifest"
 
 
 def plan_result(entry: Entry, root: Path, step: Step | None = None) -> Result:
@@ -64,6 +71,61 @@ def build_plan(manifest: Manifest, steps: Sequence[Step] = ()) -> list[Result]:
     return [plan_result(e, manifest.root, by_name.get(e.name)) for e in manifest.entries]
 
 
+def orphan_rows(orphans: Sequence[Revocation], *, prune: bool) -> list[Result]:
+    """A row for each certificate on record for a name the manifest no longer lists:
+    ``- revoke`` with --prune, ``? orphaned`` (left alone) without."""
+    rows = []
+    for o in orphans:
+        if not prune:
+            why = f"{NO_LONGER_LISTED}; apply --prune revokes it"
+        elif o.revoked is not None:
+            why = f"{NO_LONGER_LISTED}; revoked already ({o.revoked.reason}): its files are removed"
+        else:
+            why = NO_LONGER_LISTED
+        rows.append(Result(
+            name=o.name, status=PLANNED, certificate_authority_arn=o.issued.ca_arn,
+            certificate_arn=o.issued.certificate_arn, serial=o.serial, outputs=o.outputs,
+            action="revoke" if prune else "orphaned", reason=why,
+            revocation_reason=None,
+        ))
+    return rows
+
+
+def with_replaced(rows: Sequence[Result], pending: Mapping[str, Sequence[Revocation]],
+                  steps: Sequence[Step]) -> list[Result]:
+    """The rows of entries with ``revoke_replaced``: a renewal says what it will revoke once its
+    new certificate is in place; an unchanged entry whose replaced certificates were not revoked
+    yet (a run stopped in between) becomes ``- revoke``."""
+    by_name = {s.entry.name: s for s in steps}
+    out = []
+    for row in rows:
+        step = by_name.get(row.name)
+        reason = step.entry.revoke_replaced if step is not None else None
+        if step is not None and reason is not None and row.action == "renew" and step.decision.replaces is not None:
+            serial = serial_of(step.decision.replaces)
+            row = replace(row, reason=f"{row.reason}; then revoke serial {serial} ({reason})")
+        elif row.name in pending and row.action == "unchanged":
+            serials = ", ".join(r.serial for r in pending[row.name])
+            row = replace(row, status=PLANNED, action="revoke",
+                          reason=f"the certificate(s) it replaced: serial {serials} ({reason})")
+        out.append(row)
+    return out
+
+
+def plan_summary(manifest: Manifest, results: Sequence[Result]) -> str:
+    """``3 entries, 1 planned, 2 unchanged; 2 to revoke (no longer in the manifest)``."""
+    names = {e.name for e in manifest.entries}
+    text = summary_line([r for r in results if r.name in names])
+    gone = [r for r in results if r.name not in names]
+    revoke = sum(1 for r in gone if r.action == "revoke")
+    orphaned = sum(1 for r in gone if r.action == "orphaned")
+    if revoke:
+        text += f"; {revoke} to revoke ({NO_LONGER_LISTED})"
+    if orphaned:
+        text += f"; {orphaned} orphaned ({NO_LONGER_LISTED}; apply --prune revokes them)"
+    return text
+
+
 def _short_arn(arn: str | None) -> str:
     """The end of a CA ARN's id: enough to tell a manifest's CAs apart (the report has it whole)."""
     if not arn:
@@ -99,7 +161,8 @@ def _plan_table(manifest: Manifest, results: Sequence[Result], entries: Mapping[
     table.add_column("idempotency token", no_wrap=True)
     for r in results:
         e = entries.get(r.name)
-        style = {"invalid": "red", "refused": "red", "renew": "yellow", "unchanged": "dim"}.get(
+        style = {"invalid": "red", "refused": "red", "renew": "yellow", "unchanged": "dim", "revoke": "magenta",
+                 "orphaned": "yellow"}.get(
             r.action or "", "green"
         )
         cells: list[str | Text] = [r.name, Text(_action(r, table=True), style=style)]
@@ -118,6 +181,8 @@ def _plan_table(manifest: Manifest, results: Sequence[Result], entries: Mapping[
 def _plan_line(r: Result, e: Entry | None) -> str:
     if r.action == "unchanged":  # nothing to do: the line says so, and which certificate
         return " ".join([_action(r), r.name, f"serial={r.serial or '-'}", f"token={r.idempotency_token or '-'}"])
+    if r.action in ("revoke", "orphaned") and e is None:  # no longer in the manifest: its certificate
+        return " ".join([_action(r), r.name, f"ca={r.certificate_authority_arn or '-'}", f"serial={r.serial or '-'}"])
     return " ".join([
         _action(r),
         r.name,
@@ -135,7 +200,7 @@ def _action(r: Result, table: bool = False) -> str:
     why = ""
     if r.action == "refused":
         why = f"{r.error_code}: {r.error_message}"
-    elif r.reason and r.action in ("renew", "unchanged"):
+    elif r.reason and r.action in ("renew", "unchanged", "revoke", "orphaned"):
         why = r.reason
     if not why:
         return mark

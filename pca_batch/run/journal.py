@@ -3,7 +3,9 @@
 Append-only JSON lines (default ``<manifest folder>/.pca-batch/journal.jsonl``)::
 
     {"event": "issued", "name": "...", "token": "...", "ca_arn": "...",
-     "certificate_arn": "...", "time": "2026-11-26T22:25:22Z"}
+     "certificate_arn": "...", "time": "2026-11-26T22:25:22Z",
+     "manifest": "certs.yaml", "outputs": {"certificate": "out/web.pem"},
+     "replaces": "arn:...:certificate/0a1b..."}
     {"event": "revoked", "name": "...", "ca_arn": "...", "certificate_arn": "...",
      "reason": "KEY_COMPROMISE", "time": "2026-11-27T08:00:00Z"}
 
@@ -19,6 +21,13 @@ A crash in the middle of a write can leave a torn last line. Reading skips
 lines that are not whole records, and opening a journal whose last line is
 torn first ends that line, so the next record starts on a line of its own.
 The journal never holds a private key or a CSR: only names, tokens and ARNs.
+
+An ``issued`` line also says which manifest (its file name: one folder, one journal,
+may hold several manifests) and which output files (relative to the manifest's folder)
+it was issued for, so that ``apply --prune`` can revoke and remove what a manifest no
+longer lists; and, for an entry with ``revoke_replaced``, the certificate it replaces,
+which is revoked once the new one is delivered. Lines from before these fields read
+with them empty.
 """
 
 from __future__ import annotations
@@ -26,7 +35,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -45,6 +55,15 @@ def default_journal_path(manifest_path: Path) -> Path:
 
 
 @dataclass(frozen=True)
+class Issued:
+    """What an ``issued`` line says beside the ARN: where the certificate was going."""
+
+    manifest: str | None = None  # the manifest's file name
+    outputs: Mapping[str, str] = field(default_factory=dict)  # kind -> path relative to the manifest's folder
+    replaces: str | None = None  # revoke_replaced: the certificate ARN this one replaces
+
+
+@dataclass(frozen=True)
 class JournalRecord:
     name: str
     token: str
@@ -52,9 +71,16 @@ class JournalRecord:
     certificate_arn: str
     time: str
     event: str = ISSUED_EVENT
+    issued: Issued = Issued()
 
     def to_json(self) -> str:
-        data = {"event": self.event, **{k: getattr(self, k) for k in _FIELDS}}
+        data: dict[str, object] = {"event": self.event, **{k: getattr(self, k) for k in _FIELDS}}
+        if self.issued.manifest is not None:
+            data["manifest"] = self.issued.manifest
+        if self.issued.outputs:
+            data["outputs"] = dict(self.issued.outputs)
+        if self.issued.replaces is not None:
+            data["replaces"] = self.issued.replaces
         return json.dumps(data, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -89,7 +115,18 @@ def _parse_line(line: bytes) -> Event | None:
         return None
     if event == REVOKED_EVENT:
         return RevocationRecord(**{k: data[k] for k in _REVOKED_FIELDS})
-    return JournalRecord(**{k: data[k] for k in _FIELDS})
+    return JournalRecord(**{k: data[k] for k in _FIELDS}, issued=_issued(data))
+
+
+def _issued(data: Mapping[str, object]) -> Issued:
+    """The optional fields of an ``issued`` line; any that does not read is left empty."""
+    manifest, outputs, replaces = data.get("manifest"), data.get("outputs"), data.get("replaces")
+    return Issued(
+        manifest=manifest if isinstance(manifest, str) else None,
+        outputs={k: v for k, v in outputs.items() if isinstance(k, str) and isinstance(v, str)}
+        if isinstance(outputs, dict) else {},
+        replaces=replaces if isinstance(replaces, str) else None,
+    )
 
 
 def read_events(path: Path) -> tuple[list[Event], int]:
@@ -192,10 +229,12 @@ class Journal:
         with self._lock:
             return (ca_arn, token) in self._here
 
-    def record_issued(self, *, name: str, token: str, ca_arn: str, certificate_arn: str) -> JournalRecord:
+    def record_issued(self, *, name: str, token: str, ca_arn: str, certificate_arn: str,
+                      issued: Issued | None = None) -> JournalRecord:
         """Append an ``issued`` line and fsync it; returns only once it is on disk."""
         record = JournalRecord(
-            name=name, token=token, ca_arn=ca_arn, certificate_arn=certificate_arn, time=utc_now()
+            name=name, token=token, ca_arn=ca_arn, certificate_arn=certificate_arn, time=utc_now(),
+            issued=issued or Issued(),
         )
         line = (record.to_json() + "\n").encode("ascii")
         with self._lock:

@@ -25,6 +25,7 @@ from pca_batch.acmpca import region_of
 
 ISSUE = "IssueCertificate"
 GET = "GetCertificate"
+REVOKE = "RevokeCertificate"
 GET_RATE_FACTOR = 3.0
 DEFAULT_AWS_RATE = 20.0
 

@@ -1,55 +1,176 @@
-"""``pca-batch revoke``: revoke the current certificate of named entries, once each.
+"""RevokeCertificate for ``pca-batch revoke``, ``apply --prune`` and ``revoke_replaced``.
 
-An entry's current certificate is the last one the journal records as issued for its
-name. Every name is checked before anything is revoked: an unknown name, or one with no
-certificate on record, is a usage error and nothing is revoked. Each revocation is
-RevokeCertificate through the one retry path, then a ``revoked`` journal line made
-durable; a certificate the journal already records as revoked is not asked again. A
-crash between the call and the line is mended by the next run: the CA answers that it is
-revoked already (RequestAlreadyProcessedException, or nothing from the aws backend) and
-the line is written then. So a re-run neither revokes twice nor forgets one.
+Each revocation is RevokeCertificate through the one retry path, paced by the run's
+rate limiter (RevokeCertificate has a quota of its own), then a ``revoked`` journal
+line made durable, then, for an orphan, its files removed. A certificate the journal
+already records as revoked is not asked again. A crash between the call and the line
+is mended by the next run: the CA answers that it is revoked already
+(RequestAlreadyProcessedException, which the aws backend takes as done) and the line
+is written then. So a re-run neither revokes twice nor forgets one.
+
+Workers return results; the calling thread alone hands them on (``on_result``).
 """
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pca_batch.acmpca import RevocationReason, serial_hex, serial_of_arn
+from pca_batch import files
 from pca_batch.errors import EXIT_FAILED, EXIT_OK, BackendError, UsageError, suggestion
-from pca_batch.model import FAILED, REVOKED, ApplyOptions, Manifest, Result
+from pca_batch.model import FAILED, REVOKED, SKIPPED, ApplyOptions, Manifest, Result
+from pca_batch.plan.prune import Revocation
 from pca_batch.run.journal import Journal, JournalRecord, RevocationRecord, default_journal_path, read_events
-from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS, Retrier, RetryPolicy
+from pca_batch.run.ratelimit import REVOKE, RateLimits
+from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS, Retrier, RetryAborted, RetryPolicy
 
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from pca_batch.acmpca import RevocationReason
     from pca_batch.backends import Backend
 
 ALREADY = "RequestAlreadyProcessedException"
+INTERRUPTED = "Interrupted"
+OUTPUT_ERROR = "OutputError"
 
 
 @dataclass(frozen=True)
-class Target:
-    """A named entry's current certificate, and its revocation if the journal has one."""
-
-    name: str
-    issued: JournalRecord
-    revoked: RevocationRecord | None
+class RevokeConfig:
+    concurrency: int = 16
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    max_rate: float | None = None  # RevokeCertificate calls a second per region; None: unlimited
 
 
-def targets(manifest: Manifest, names: Sequence[str], journal_path: Path) -> list[Target]:
-    """The certificate of each name (in the order given, each once); UsageError naming every
-    name that is not an entry of the manifest or has no certificate on record."""
+class Revoker:
+    """Revokes certificates, each at most once, concurrently; safe to re-run after a crash."""
+
+    def __init__(self, backend: Backend | None, journal: Journal, config: RevokeConfig | None = None,
+                 *, stop: threading.Event | None = None) -> None:
+        self._backend = backend  # None only when no revocation needs a call
+        self._journal = journal
+        self.config = config or RevokeConfig()
+        self._stop = stop or threading.Event()
+        self._limits = RateLimits(self.config.max_rate, sleep=self._wait)
+        self._retrier = Retrier(RetryPolicy(max_attempts=max(1, self.config.max_attempts)), sleep=self._wait)
+
+    def request_stop(self) -> None:
+        """Start no new revocation; calls in flight end."""
+        self._stop.set()
+
+    @property
+    def interrupted(self) -> bool:
+        return self._stop.is_set()
+
+    def _wait(self, seconds: float) -> bool:
+        return self._stop.wait(max(0.0, seconds))
+
+    def run(self, items: Sequence[Revocation], on_result: Callable[[Result], None] | None = None) -> list[Result]:
+        """Every item's result, in the items' order."""
+        if not items:
+            return []
+        results: list[Result | None] = [None] * len(items)
+        workers = max(1, min(self.config.concurrency, sum(1 for i in items if i.needs_call) or 1))
+        with ThreadPoolExecutor(workers, thread_name_prefix="pca-batch-revoke") as pool:
+            futures = {pool.submit(self.revoke, item): n for n, item in enumerate(items)}
+            pending = set(futures)
+            while pending:
+                try:
+                    for future in as_completed(pending):
+                        pending.discard(future)
+                        result = results[futures[future]] = future.result()
+                        if on_result is not None:
+                            on_result(result)
+                except KeyboardInterrupt:  # no signal handler installed: the same as a stop
+                    self.request_stop()
+        return [r for r in results if r is not None]
+
+    def revoke(self, item: Revocation) -> Result:
+        """Revoke one certificate (unless the journal says it is revoked), record it, remove its files."""
+        started = time.monotonic()
+        if self._stop.is_set():
+            return _failed(item, started, SKIPPED, INTERRUPTED, "the run was interrupted before this revocation")
+        note = None
+        attempts = 0
+        if item.needs_call:
+            counter = _Attempts()
+            try:
+                self._call(item, counter)
+            except BackendError as exc:
+                return replace(_failed(item, started, FAILED, exc.code, exc.message), attempts=counter.made)
+            except RetryAborted as aborted:
+                return _failed(item, started, SKIPPED, INTERRUPTED,
+                               f"interrupted while waiting to retry after {aborted.last_error.code}")
+            attempts = counter.made
+            self._journal.record_revoked(name=item.name, ca_arn=item.issued.ca_arn,
+                                         certificate_arn=item.issued.certificate_arn, reason=item.reason)
+        elif item.revoked is not None:
+            note = f"already revoked {item.revoked.time}"
+        try:
+            removed = files.remove_durably(item.remove)
+        except OSError as exc:
+            message = f"revoked, but its files could not be removed: {exc.strerror or exc}; the next run tries again"
+            return replace(_failed(item, started, FAILED, OUTPUT_ERROR, message), attempts=attempts)
+        reason = item.revoked.reason if item.revoked is not None else item.reason
+        if removed:
+            note = "; ".join(filter(None, [note, f"{len(removed)} file(s) removed"]))
+        return Result(
+            name=item.name, status=REVOKED, certificate_authority_arn=item.issued.ca_arn,
+            certificate_arn=item.issued.certificate_arn, serial=item.serial, outputs=item.outputs,
+            revocation_reason=reason, attempts=attempts, duration_s=time.monotonic() - started,
+            action="revoke", reason=note,
+        )
+
+    def _call(self, item: Revocation, counter: _Attempts) -> None:
+        """RevokeCertificate, retried; RequestAlreadyProcessedException is success."""
+        assert self._backend is not None, "a revocation that needs a call, without a backend"
+        backend, ca_arn = self._backend, item.issued.ca_arn
+
+        def call() -> None:
+            if self._stop.is_set() or not self._limits.acquire(ca_arn, REVOKE):
+                raise RetryAborted(BackendError(INTERRUPTED, "interrupted"))
+            counter.made += 1
+            backend.revoke_certificate(ca_arn, item.serial, item.reason)
+
+        try:
+            self._retrier.call(call)
+        except BackendError as exc:
+            if exc.code != ALREADY:
+                raise
+
+
+@dataclass
+class _Attempts:
+    made: int = 0
+
+
+def _failed(item: Revocation, started: float, status: str, code: str, message: str) -> Result:
+    return Result(
+        name=item.name, status=FAILED if status == FAILED else SKIPPED, certificate_authority_arn=item.issued.ca_arn,
+        certificate_arn=item.issued.certificate_arn, serial=item.serial, outputs=item.outputs,
+        duration_s=time.monotonic() - started, error_code=code, error_message=message, action="revoke",
+    )
+
+
+# -- pca-batch revoke ----------------------------------------------------------------------------
+
+
+def targets(manifest: Manifest, names: Sequence[str], journal_path: Path,
+            reason: RevocationReason) -> list[Revocation]:
+    """The current certificate of each name (in the order given, each once); UsageError naming
+    every name that is not an entry of the manifest or has no certificate on record."""
     events, _ = read_events(journal_path)
     current: dict[str, JournalRecord] = {}
     revoked: dict[str, RevocationRecord] = {}
     for event in events:
         if isinstance(event, JournalRecord):
-            current[event.name] = event
+            if event.issued.manifest in (None, manifest.path.name):
+                current[event.name] = event
         else:
             revoked[event.certificate_arn] = event
     known = [e.name for e in manifest.entries]
@@ -62,48 +183,9 @@ def targets(manifest: Manifest, names: Sequence[str], journal_path: Path) -> lis
     if problems:
         raise UsageError("pca-batch revoke: nothing revoked:\n  " + "\n  ".join(problems))
     return [
-        Target(name, current[name], revoked.get(current[name].certificate_arn)) for name in dict.fromkeys(names)
+        Revocation(name=name, issued=current[name], reason=reason, revoked=revoked.get(current[name].certificate_arn))
+        for name in dict.fromkeys(names)
     ]
-
-
-def _result(target: Target, reason: str, started: float) -> Result:
-    return Result(
-        name=target.name,
-        status=REVOKED,
-        certificate_authority_arn=target.issued.ca_arn,
-        certificate_arn=target.issued.certificate_arn,
-        serial=serial_hex(serial_of_arn(target.issued.certificate_arn)),
-        revocation_reason=reason,
-        duration_s=time.monotonic() - started,
-    )
-
-
-def revoke_one(backend: Backend | None, journal: Journal, target: Target, reason: RevocationReason,
-               retrier: Retrier) -> Result:
-    """Revoke one target (unless the journal says it is revoked) and record it durably.
-    ``backend`` may be None only when every target is revoked already."""
-    started = time.monotonic()
-    if target.revoked is not None:
-        return replace(_result(target, target.revoked.reason, started), reason=f"already revoked {target.revoked.time}")
-    assert backend is not None
-    issued = target.issued
-    serial = serial_hex(serial_of_arn(issued.certificate_arn))
-    attempts = 0
-
-    def call() -> None:
-        nonlocal attempts
-        attempts += 1
-        backend.revoke_certificate(issued.ca_arn, serial, reason)
-
-    try:
-        retrier.call(call)
-    except BackendError as exc:
-        if exc.code != ALREADY:
-            return replace(_result(target, reason, started), status=FAILED, revocation_reason=None,
-                           attempts=attempts, error_code=exc.code, error_message=exc.message)
-    journal.record_revoked(name=target.name, ca_arn=issued.ca_arn, certificate_arn=issued.certificate_arn,
-                           reason=reason)
-    return replace(_result(target, reason, started), attempts=attempts)
 
 
 def run_revoke(manifest: Manifest, names: Sequence[str], reason: RevocationReason, options: ApplyOptions,
@@ -112,24 +194,23 @@ def run_revoke(manifest: Manifest, names: Sequence[str], reason: RevocationReaso
     from pca_batch.report.json_report import summary_line, write_report
     from pca_batch.report.live import plain_line
     from pca_batch.report.text import write_lines
-    from pca_batch.run.session import open_for_run
+    from pca_batch.run.settings import open_for_run, resolve_config
 
     journal_path = options.journal or default_journal_path(manifest.path)
-    chosen = targets(manifest, names, journal_path)
-    attempts = options.max_attempts or manifest.settings.max_attempts or DEFAULT_MAX_ATTEMPTS
-    retrier = Retrier(RetryPolicy(max_attempts=attempts))
+    chosen = targets(manifest, names, journal_path, reason)
+    run = resolve_config(manifest.backend, manifest.settings, options)
+    config = RevokeConfig(concurrency=run.concurrency, max_attempts=run.max_attempts, max_rate=run.max_rate)
     results: list[Result] = []
-    backend = None if all(t.revoked for t in chosen) else open_for_run(manifest.backend, manifest.settings, options)
+    needs_call = any(t.needs_call for t in chosen)
+    backend = open_for_run(manifest.backend, manifest.settings, options) if needs_call else None
     try:
         with Journal(journal_path) as journal:
-            for target in chosen:
-                result = revoke_one(backend, journal, target, reason, retrier)
-                results.append(result)
-                write_lines(console, [plain_line(result)])
+            revoker = Revoker(backend, journal, config)
+            results = revoker.run(chosen, on_result=lambda r: write_lines(console, [plain_line(r)]))
     finally:
         if backend is not None:
             backend.close()
         if options.report is not None:
             write_report(options.report, results)
     write_lines(console, [summary_line(results)])
-    return EXIT_OK if all(r.status == REVOKED for r in results) else EXIT_FAILED
+    return EXIT_OK if results and all(r.status == REVOKED for r in results) else EXIT_FAILED

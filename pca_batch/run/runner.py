@@ -40,7 +40,7 @@ from pca_batch.backends.base import Backend, CertificateBundle
 from pca_batch.errors import BackendError
 from pca_batch.model import FAILED, ISSUED, RECOVERED, SKIPPED, UNCHANGED, Entry, Result
 from pca_batch.run.delivery import OUTPUT_ERROR, write_outputs
-from pca_batch.run.journal import Journal
+from pca_batch.run.journal import Issued, Journal
 from pca_batch.run.pool import Pool
 from pca_batch.run.ratelimit import GET, ISSUE, RateLimits
 from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS, Retrier, RetryAborted, RetryPolicy
@@ -77,6 +77,8 @@ class EntrySteps:
     # deliver: after its outputs are written (a new private key moved into place; True when moved)
     prepare: Callable[[Entry], Entry] | None = None
     deliver: Callable[[Entry], bool] | None = None
+    # issued: what the journal's ``issued`` line says beside the ARN (manifest, outputs, replaces)
+    issued: Callable[[Entry], Issued] | None = None
 
 
 @dataclass(frozen=True)
@@ -288,7 +290,8 @@ class Runner:
                 return self._backend.issue_certificate(request)
 
             arn = self._retrier.call(issue)
-            self._journal.record_issued(name=entry.name, token=token, ca_arn=ca_arn, certificate_arn=arn)
+            about = self._steps.issued(entry) if self._steps.issued is not None else None
+            self._journal.record_issued(name=entry.name, token=token, ca_arn=ca_arn, certificate_arn=arn, issued=about)
             state.arn, state.issued = arn, True
         return self._fetch(ca_arn, state.arn)
 

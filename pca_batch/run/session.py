@@ -3,10 +3,12 @@
 Settings resolve command line > manifest ``settings:`` > defaults (concurrency
 16, max_attempts 8, max_rate 20 a second for the aws backend and unlimited
 for the local one; 0 lifts the limit). Entries that preflight finds AWS would
-refuse fail without an IssueCertificate call. SIGINT and SIGTERM stop the run
-gracefully (see :class:`pca_batch.run.runner.Runner`); the JSON report, the JUnit
-file and the GitHub summary are written whatever happens, also after a failure
-or an interrupt.
+refuse fail without an IssueCertificate call. Once the outputs are durable, the
+certificates that renewals replaced (``revoke_replaced``) and, with ``--prune``,
+those of names the manifest no longer lists are revoked (pca_batch.run.retire).
+SIGINT and SIGTERM stop the run gracefully (see :class:`pca_batch.run.runner.Runner`);
+the JSON report, the JUnit file and the GitHub summary are written whatever happens,
+also after a failure or an interrupt.
 """
 
 from __future__ import annotations
@@ -15,63 +17,38 @@ import contextlib
 import signal
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from pca_batch.backends import Backend, Opening, open_backend
+from pca_batch.backends import Backend, Opening
 from pca_batch.backends.base import CaDescription
 from pca_batch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BackendError
 from pca_batch.model import FAILED, ApplyOptions, BackendConfig, Entry, Manifest, Result, RunSettings
 from pca_batch.plan import converge
 from pca_batch.plan.preflight import preflight
+from pca_batch.plan.prune import Revocation, find_orphans
+from pca_batch.plan.renewal import IssuedIndex
 from pca_batch.report import github
 from pca_batch.report.json_report import write_report
 from pca_batch.report.junit import write_junit
 from pca_batch.report.live import LiveReport, plain_line, print_final
 from pca_batch.report.text import write_lines
 from pca_batch.run.delivery import make_durable
-from pca_batch.run.journal import Journal, default_journal_path
-from pca_batch.run.ratelimit import DEFAULT_AWS_RATE
-from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS
-from pca_batch.run.runner import DEFAULT_CONCURRENCY, EntrySteps, RunConfig, Runner, base_result
+from pca_batch.run.journal import Issued, Journal, default_journal_path
+from pca_batch.run.retire import Retirement, retire
+from pca_batch.run.revoke import RevokeConfig
+from pca_batch.run.runner import EntrySteps, Runner, base_result
+from pca_batch.run.settings import open_for_run, resolve_config
 
 if TYPE_CHECKING:
     from rich.console import Console
 
 Described = Mapping[str, CaDescription | BackendError]  # CAs the background opening described already
 NOT_STARTED = "NotStarted"
-
-
-def resolve_config(backend: BackendConfig, settings: RunSettings, options: ApplyOptions) -> RunConfig:
-    """Command line > manifest settings > defaults."""
-
-    def pick(cli: float | None, file: float | None, default: float | None) -> float | None:
-        return cli if cli is not None else file if file is not None else default
-
-    rate_default = DEFAULT_AWS_RATE if backend.type == "aws" else None
-    max_rate = pick(options.max_rate, settings.max_rate, rate_default)
-    concurrency = pick(options.concurrency, settings.concurrency, DEFAULT_CONCURRENCY)
-    attempts = pick(options.max_attempts, settings.max_attempts, DEFAULT_MAX_ATTEMPTS)
-    return RunConfig(
-        concurrency=max(1, int(concurrency or 1)),
-        max_attempts=max(1, int(attempts or 1)),
-        max_rate=max_rate if max_rate else None,  # 0 lifts the limiter
-        fail_fast=options.fail_fast,
-    )
-
-
-def open_for_run(config: BackendConfig, settings: RunSettings, options: ApplyOptions) -> Backend:
-    """The run's backend: command-line values over the manifest's, a connection pool as large
-    as the concurrency."""
-    return open_backend(
-        config, store=options.store, region=options.region, profile=options.profile,
-        endpoint_url=options.endpoint_url,
-        max_pool_connections=max(resolve_config(config, settings, options).concurrency, 10),
-    )
 
 
 def start_opening(config: BackendConfig, settings: RunSettings, options: ApplyOptions) -> Opening | None:
@@ -91,14 +68,14 @@ def start_opening(config: BackendConfig, settings: RunSettings, options: ApplyOp
 
 
 @contextlib.contextmanager
-def _graceful_signals(runner: Runner) -> Iterator[None]:
-    """SIGINT/SIGTERM ask the runner to stop (a second one: stop waiting); restored afterwards."""
+def _graceful_signals(request_stop: Callable[[], None]) -> Iterator[None]:
+    """SIGINT/SIGTERM ask the run to stop (a second one: stop waiting); restored afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        runner.request_stop()
+        request_stop()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -123,27 +100,32 @@ class _Decided:
     steps: dict[str, converge.Step]  # by entry name
     todo: list[Entry]  # the entries to run
     journal_path: Path
+    orphans: list[Revocation]  # certificates on record for names the manifest no longer lists
 
 
 def _decide(manifest: Manifest, options: ApplyOptions, console: Console,
             env: Mapping[str, str] | None) -> _Decided:
     valid: list[Entry] = [e for e in manifest.entries if e.valid]
     journal_path = options.journal or default_journal_path(manifest.path)
-    steps = converge.decide_all(valid, journal_path, now=datetime.now(UTC), force=options.force, env=env)
+    index = IssuedIndex.load(journal_path)
+    steps = converge.decide_all(valid, index, now=datetime.now(UTC), force=options.force, env=env)
     base_dir = manifest.path.parent
     settled = {s.entry.name: converge.unchanged_result(s, base_dir) for s in steps if s.decision.action == "unchanged"}
     if settled and not console.is_terminal:  # logs get a line for every entry, unchanged ones too
         write_lines(console, [plain_line(r) for r in settled.values()])
     todo = [s.entry for s in steps if s.entry.name not in settled]
-    return _Decided(valid, settled, {s.entry.name: s for s in steps}, todo, journal_path)
+    orphans = find_orphans(manifest, index)
+    return _Decided(valid, settled, {s.entry.name: s for s in steps}, todo, journal_path, orphans)
 
 
 class _Session:
     """One ``apply``: its steps, and what they share (the backend, the runner, the results)."""
 
     def __init__(self, manifest: Manifest, options: ApplyOptions, console: Console,
-                 env: Mapping[str, str] | None) -> None:
+                 env: Mapping[str, str] | None, prune: Sequence[Revocation] = ()) -> None:
         self.manifest = manifest
+        self.prune = prune  # the orphans to revoke (apply --prune)
+        self.stop_revoking = threading.Event()
         self.options = options
         self.console = console
         self.env = env
@@ -176,18 +158,51 @@ class _Session:
                                        "as a crash in mid-write leaves"])
         env = self.env
         steps = EntrySteps(preflight_errors=refused, prepare=lambda e: converge.prepare(decided.steps[e.name], env),
-                           deliver=converge.deliver_key)
+                           deliver=converge.deliver_key, issued=self._issued_line(decided))
         try:
             self.runner = Runner(self.backend, journal, base_dir=self.base_dir,
                                  config=resolve_config(self.manifest.backend, self.manifest.settings, self.options),
                                  steps=steps)
-            with _graceful_signals(self.runner), LiveReport(self.console, len(decided.todo)) as live:
+            with _graceful_signals(self.runner.request_stop), LiveReport(self.console, len(decided.todo)) as live:
                 self.results = self.runner.run(decided.todo, on_result=live.advance, on_tick=live.tick)
         finally:
             # A call still in flight after we stopped waiting may yet return an ARN: its
             # thread must still find the journal open (the process's exit closes it).
             if not self.calls_left_running:
                 journal.close()
+
+    def _issued_line(self, decided: _Decided) -> Callable[[Entry], Issued]:
+        """What each ``issued`` journal line says beside the ARN: this manifest, the entry's
+        outputs (for --prune) and, with revoke_replaced, the certificate it replaces."""
+        manifest_file, base_dir = self.manifest.path.name, self.base_dir
+
+        def issued(entry: Entry) -> Issued:
+            replaces = decided.steps[entry.name].decision.replaces if entry.revoke_replaced else None
+            outputs = {k: v for k, v in entry.outputs.relative_to(base_dir).items() if v is not None}
+            return Issued(manifest=manifest_file, outputs=outputs,
+                          replaces=replaces.certificate_arn if replaces is not None else None)
+
+        return issued
+
+    def _retire(self, decided: _Decided, results: list[Result]) -> list[Result]:
+        """After the outputs are durable: the replaced certificates and, with --prune, the orphans."""
+        if not self.prune and not any(e.revoke_replaced for e in decided.valid):
+            return results
+        run = resolve_config(self.manifest.backend, self.manifest.settings, self.options)
+        how = Retirement(
+            journal_path=decided.journal_path, manifest_file=self.manifest.path.name,
+            config=RevokeConfig(concurrency=run.concurrency, max_attempts=run.max_attempts, max_rate=run.max_rate),
+            open_backend=self._backend_for_revocations,
+        )
+        lines = None if self.console.is_terminal else (lambda r: write_lines(self.console, [plain_line(r)]))
+        with _graceful_signals(self.stop_revoking.set):
+            return retire(how, decided.valid, results, self.prune, on_result=lines, stop=self.stop_revoking)
+
+    def _backend_for_revocations(self) -> Backend:
+        if self.backend is None:
+            self.own_backend = True
+            self.backend = open_for_run(self.manifest.backend, self.manifest.settings, self.options)
+        return self.backend
 
     def _make_durable(self, ran: list[Result], entries: list[Entry]) -> list[Result]:
         """The outputs' renames, durable before the report says so. An entry whose files could
@@ -221,6 +236,10 @@ class _Session:
         ran = self._make_durable(ran, decided.todo)
         results = _in_order(decided.valid, decided.settled, ran)
         interrupted = self.runner is not None and self.runner.interrupted
+        finished = not decided.todo or self.results is not None  # the run ended on its own, or had nothing to do
+        if finished and not interrupted:
+            results = self._retire(decided, results)
+        interrupted = interrupted or self.stop_revoking.is_set()
         self._write_reports(results)
         print_final(self.console, results, time.monotonic() - self.started, interrupted=interrupted)
         if self.own_backend and self.backend is not None and not self.calls_left_running:
@@ -243,10 +262,11 @@ def execute(
     is left no backend is opened. The reports are written whatever happens.
     ``backend`` and ``env`` are for tests and the bench: by default the manifest's
     backend and the process environment. ``opening`` is the backend being opened in
-    the background (see start_opening).
+    the background (see start_opening). With ``options.prune`` the orphans (pca_batch.plan.prune)
+    are revoked once the entries are done.
     """
-    session = _Session(manifest, options, console, env)
     decided = _decide(manifest, options, console, env)
+    session = _Session(manifest, options, console, env, decided.orphans if options.prune else ())
     try:
         if decided.todo:
             session.run(decided, session.open_backend(backend, opening))

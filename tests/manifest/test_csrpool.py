@@ -136,6 +136,7 @@ def test_an_entry_checked_keeps_every_other_field() -> None:
         "key": object(),
         "renew_before": "30d",
         "explicit_token": True,
+        "revoke_replaced": "SUPERSEDED",
     }
     assert set(values) == {f.name for f in dataclasses.fields(Entry)}, "a new field: give it a value here"
     entry = Entry(**values)  # type: ignore[arg-type]

@@ -36,6 +36,9 @@ def test_report_has_every_key_even_when_null(tmp_path: Path) -> None:
         "outputs",
         "error",
         "revocation_reason",
+        "revoked_replaced",
+        "action",
+        "reason",
     }
     assert result["error"] is None and result["outputs"] == {
         "certificate": None,
