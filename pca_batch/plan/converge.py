@@ -27,6 +27,9 @@ from pca_batch.plan.tokens import key_request
 from pca_batch.times import rfc3339
 
 KEY_ERROR = "PrivateKeyError"
+KEY_COMPROMISED = "KeyCompromised"
+_SAME_KEY = ("its CSR is for the same key as the certificate revoked for KEY_COMPROMISE: give it a CSR for a new key; "
+             "pca-batch will not certify a compromised key again")
 _API_TEMPLATES = ("APIPassthrough", "APICSRPassthrough")
 
 
@@ -104,7 +107,10 @@ def decide_entry(entry: Entry, index: IssuedIndex, *, now: datetime, force: bool
                            token=decision.record.token if decision.record else None)
     if decision.action == "unchanged":
         return Step(replace(entry, token=decision.record.token if decision.record else token), decision)
-    reuses_key = entry.key is None or pending or entry.key.rotate == "never"
+    if decision.compromised and entry.key is None and entry.csr is not None and decision.existing is not None \
+            and decision.existing.spki_sha256 == entry.csr.public_key_sha256:
+        decision = replace(decision, reason=f"{decision.reason}; {_SAME_KEY}")
+    reuses_key = entry.key is None or pending or (entry.key.rotate == "never" and not decision.compromised)
     if decision.action == "issue" and decision.token is None and reuses_key:
         decision = _issued_before(decision, entry, index, token, token_request, force)
     if decision.token is None and entry.key is None:
@@ -126,7 +132,7 @@ def _issued_before(decision: Decision, entry: Entry, index: IssuedIndex, token: 
     candidates = renewal.request_tokens(index, entry.name, token, entry.explicit_token, token_request)
     latest = renewal.latest_issued(index, entry.name, entry.ca_arn, candidates)
     if latest is None:
-        return decision
+        return _past_revoked(decision, entry, index, token, token_request)
     if force:
         salt = renewal.serial_of(latest)
         fresh = renewal.renewal_token(token, entry.explicit_token, entry.name, token_request, salt)
@@ -135,21 +141,37 @@ def _issued_before(decision: Decision, entry: Entry, index: IssuedIndex, token: 
                    record=latest, token=latest.token)
 
 
+def _past_revoked(decision: Decision, entry: Entry, index: IssuedIndex, token: str,
+                  request: Mapping[str, Any]) -> Decision:
+    """An entry to issue whose token names a certificate revoked since: a token that does not."""
+    assert entry.ca_arn is not None
+    fresh, gone = renewal.past_revoked(index, entry.ca_arn, token, explicit=entry.explicit_token, name=entry.name,
+                                       request=request)
+    if gone is None:
+        return decision
+    return replace(decision, reason=f"its certificate was revoked ({gone.reason}): a new one", token=fresh,
+                   compromised=gone.reason == renewal.KEY_COMPROMISE)
+
+
 def _without_output(entry: Entry, index: IssuedIndex, force: bool) -> Step:
-    """No certificate file to judge by: the journal says whether this request was issued."""
-    assert entry.token is not None
-    record = next(
-        (r for r in index.records_of(entry.name)
-         if r.token == entry.token and r.ca_arn == entry.ca_arn and index.revocation(r) is None), None
-    )
-    if record is not None and not force:
-        return Step(entry, Decision("unchanged", "issued before, per the journal (no certificate output to check)",
-                                    record=record))
-    if record is not None:
-        salt = record.certificate_arn.rsplit("/", 1)[-1]
-        token = renewal.renewal_token(entry.token, entry.explicit_token, entry.name, entry.request or {}, salt)
-        return Step(entry, Decision("renew", "forced (--force)", record=record, token=token, replaces=record))
-    return Step(entry, Decision("issue", "not issued yet"))
+    """No certificate file to judge by: the journal says whether this request was issued (under
+    its token, or, when that certificate was revoked since, under the token that replaced it)."""
+    assert entry.token is not None and entry.ca_arn is not None
+    token, gone = renewal.past_revoked(index, entry.ca_arn, entry.token, explicit=entry.explicit_token,
+                                       name=entry.name, request=entry.request or {})
+    record = index.by_token.get((entry.ca_arn, token))
+    if record is None:
+        if gone is None:
+            return Step(entry, Decision("issue", "not issued yet"))
+        return Step(entry, Decision("issue", f"its certificate was revoked ({gone.reason}): a new one", token=token,
+                                    compromised=gone.reason == renewal.KEY_COMPROMISE))
+    if not force:
+        return Step(replace(entry, token=token),
+                    Decision("unchanged", "issued before, per the journal (no certificate output to check)",
+                             record=record))
+    salt = renewal.serial_of(record)
+    fresh = renewal.renewal_token(entry.token, entry.explicit_token, entry.name, entry.request or {}, salt)
+    return Step(entry, Decision("renew", "forced (--force)", record=record, token=fresh, replaces=record))
 
 
 def certainly_issued(entry: Entry) -> bool:
@@ -172,10 +194,13 @@ def prepare(step: Step, env: Mapping[str, str] | None = None) -> Entry:
     """The entry exactly as it is sent: in a worker, before its first call."""
     entry, decision = step.entry, step.decision
     if entry.key is None:
+        if _SAME_KEY in decision.reason:
+            raise BackendError(KEY_COMPROMISED, _SAME_KEY)
         return replace(entry, token=decision.token or entry.token)
     assert entry.outputs.private_key is not None and entry.request is not None
+    spec = replace(entry.key, rotate="always") if decision.compromised else entry.key  # never the same key again
     try:
-        key, _new = keys.key_for_issue(entry.key, entry.outputs.private_key, env)
+        key, _new = keys.key_for_issue(spec, entry.outputs.private_key, env)
     except keys.KeyError_ as exc:
         raise BackendError(KEY_ERROR, str(exc)) from None
     except OSError as exc:

@@ -40,6 +40,7 @@ from pca_batch.plan.shards import in_shard
 from pca_batch.run.journal import JournalRecord, RevocationRecord
 
 PRUNE_REASON: RevocationReason = CESSATION_OF_OPERATION
+NO_LONGER_LISTED = "no longer in the manifest"
 _REMOVAL_ORDER = ("private_key", "chain", "full_chain", "certificate")  # the anchor goes last
 
 
@@ -56,6 +57,7 @@ class Revocation:
     outputs: Mapping[str, str | None] = field(default_factory=dict)  # as recorded, for the report
     kept: tuple[str, ...] = ()  # recorded outputs left alone, and why
     replaced_by: str | None = None  # revoke_replaced: the certificate ARN that replaced it
+    why: str | None = None  # for the report: why it is revoked
 
     @property
     def serial(self) -> str:
@@ -118,7 +120,7 @@ def orphan(record: JournalRecord, index: IssuedIndex, manifest: Manifest, protec
         kept.append("the certificate file no longer holds this certificate: its files are left alone")
     return Revocation(
         name=record.name, issued=record, reason=PRUNE_REASON, revoked=revoked, remove=tuple(remove),
-        outputs={k: record.issued.outputs.get(k) for k in OUTPUT_KINDS}, kept=tuple(kept),
+        outputs={k: record.issued.outputs.get(k) for k in OUTPUT_KINDS}, kept=tuple(kept), why=NO_LONGER_LISTED,
     )
 
 
@@ -157,8 +159,9 @@ def replaced(entry: Entry, certificate_arn: str, index: IssuedIndex, manifest_fi
     for record in records:
         old = by_arn.get(record.issued.replaces or "")
         if old is not None and old.certificate_arn != certificate_arn and index.revocation(old) is None:
+            why = f"replaced by serial {serial_hex(serial_of_arn(record.certificate_arn))}"
             out.setdefault(old.certificate_arn, Revocation(name=entry.name, issued=old, reason=reason,
-                                                           replaced_by=record.certificate_arn))
+                                                           replaced_by=record.certificate_arn, why=why))
         if record.certificate_arn == certificate_arn:
             break
     return list(out.values())

@@ -28,6 +28,7 @@ from pca_batch.pki import csr as csrmod
 from pca_batch.plan import tokens
 from pca_batch.run.journal import JournalRecord, RevocationRecord, read_events
 
+KEY_COMPROMISE = "KEY_COMPROMISE"
 DEFAULT_SHARE = 1 / 3  # of the lifetime, as cert-manager renews
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|%)\s*$")
 
@@ -109,7 +110,9 @@ class IssuedIndex:
         self.by_serial: dict[int, JournalRecord] = {}
         self.serials_of: dict[str, list[str]] = {}
         self.revoked: dict[str, RevocationRecord] = {r.certificate_arn: r for r in revocations}
+        self.by_token: dict[tuple[str, str], JournalRecord] = {}
         for r in records:
+            self.by_token[(r.ca_arn, r.token)] = r
             try:
                 serial = serial_of_arn(r.certificate_arn)
             except ValueError:
@@ -141,6 +144,7 @@ class Decision:
     record: JournalRecord | None = None
     token: str | None = None  # the token to send, when it is not the entry's own
     replaces: JournalRecord | None = None  # the certificate a renewal replaces, when the journal knows it
+    compromised: bool = False  # the certificate it replaces was revoked for KEY_COMPROMISE: never reuse its key
 
     @property
     def salt(self) -> str:
@@ -173,6 +177,19 @@ def latest_issued(index: IssuedIndex, name: str, ca_arn: str, candidates: set[st
         if record.ca_arn == ca_arn and record.token in candidates and index.revocation(record) is None:
             found = record
     return found
+
+
+def past_revoked(index: IssuedIndex, ca_arn: str, token: str, *, explicit: bool, name: str,
+                 request: Mapping[str, Any]) -> tuple[str, RevocationRecord | None]:
+    """A token under which the CA has issued nothing revoked: ``token`` itself, unless the
+    journal records a revoked certificate for it (the CA would hand that one back inside its
+    idempotency window, and the journal at any time), then salted with that certificate's serial,
+    again as often as needed. Also returns the revocation that made it change, if any."""
+    first = None
+    while (record := index.by_token.get((ca_arn, token))) is not None and (gone := index.revocation(record)):
+        first = first or gone
+        token = renewal_token(token, explicit, name, request, serial_of(record))
+    return token, first
 
 
 def serial_of(record: JournalRecord) -> str:
@@ -217,7 +234,9 @@ def decide(wanted: Wanted, certificate: Path | None, index: IssuedIndex, *, now:
         return Decision("renew", "the journal has no record of issuing this certificate", existing)
     revoked = index.revocation(record)
     if revoked is not None:
-        return Decision("renew", f"its certificate was revoked ({revoked.reason})", existing, record, replaces=record)
+        # revoked already: nothing for revoke_replaced to do
+        return Decision("renew", f"its certificate was revoked ({revoked.reason})", existing, record,
+                        compromised=revoked.reason == KEY_COMPROMISE)
     changed = _what_changed(wanted, existing, record, index)
     if changed:
         return Decision("renew", changed, existing, record, replaces=record)

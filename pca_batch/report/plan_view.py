@@ -11,7 +11,7 @@ from pca_batch.model import INVALID, PLANNED, Entry, Manifest, Result
 from pca_batch.pki import validity
 from pca_batch.plan import converge
 from pca_batch.plan.converge import Step
-from pca_batch.plan.prune import Revocation
+from pca_batch.plan.prune import NO_LONGER_LISTED, Revocation
 from pca_batch.plan.renewal import serial_of
 from pca_batch.report.json_report import summary_line
 from pca_batch.report.text import write_lines
@@ -30,7 +30,6 @@ ACTION_MARKS = {
     "revoke": "- revoke",
     "orphaned": "? orphaned",
 }
-NO_LONGER_LISTED = "no longer in the manifest"
 
 
 def plan_result(entry: Entry, root: Path, step: Step | None = None) -> Result:

@@ -117,8 +117,8 @@ class Revoker:
             message = f"revoked, but its files could not be removed: {exc.strerror or exc}; the next run tries again"
             return replace(_failed(item, started, FAILED, OUTPUT_ERROR, message), attempts=attempts)
         reason = item.revoked.reason if item.revoked is not None else item.reason
-        if removed:
-            note = "; ".join(filter(None, [note, f"{len(removed)} file(s) removed"]))
+        removed_note = f"{len(removed)} file(s) removed" if removed else None
+        note = "; ".join(filter(None, [item.why, note, removed_note, *item.kept])) or None
         return Result(
             name=item.name, status=REVOKED, certificate_authority_arn=item.issued.ca_arn,
             certificate_arn=item.issued.certificate_arn, serial=item.serial, outputs=item.outputs,
