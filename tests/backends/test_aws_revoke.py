@@ -19,7 +19,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError, ConnectionClosedError
 from cryptography import x509
 
 import pca_batch.backends.aws as aws_module
@@ -305,3 +308,85 @@ def test_the_aws_cli_and_pca_batch_send_the_same_revoke_certificate_request(
     assert after_pca_batch["revoke_already_processed"] == {key: 1}
     assert read_report(tmp_path / "r.json")["shape"]["status"] == "revoked"
     assert [(r["name"], r["reason"]) for r in revoked_lines(manifest)] == [("shape", "KEY_COMPROMISE")]
+
+
+# -- the proxy itself: AWS's answer to a second revoke, and faults known in advance ---------
+
+
+@pytest.fixture
+def client_via(aws_env: Path) -> Iterator[Any]:
+    """Plain boto3 clients (dummy credentials, botocore's own retries off) for an endpoint; closed afterwards."""
+    clients: list[Any] = []
+
+    def make(endpoint: str) -> Any:
+        config = Config(retries={"total_max_attempts": 1}, read_timeout=5, connect_timeout=5)
+        client = boto3.session.Session().client(
+            "acm-pca", region_name="us-east-1", endpoint_url=endpoint, config=config
+        )
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def test_the_proxy_answers_a_second_revoke_of_a_certificate_already_processed_without_reaching_moto(
+    moto: str, ca_east: str, client_via: Any
+) -> None:
+    serial = "7a:0b:3c:4d:5e:6f:70:81:92:a3:b4:c5:d6:e7:f8:09"
+    key = revoke_key(ca_east, serial)
+    assert key == f"{ca_east}/certificate/7a0b3c4d5e6f708192a3b4c5d6e7f809"
+    with FaultProxy(moto) as proxy:
+        client = client_via(proxy.endpoint)
+        client.revoke_certificate(
+            CertificateAuthorityArn=ca_east, CertificateSerial=serial, RevocationReason="SUPERSEDED"
+        )
+        with pytest.raises(ClientError) as info:  # the same certificate, its serial written otherwise
+            client.revoke_certificate(
+                CertificateAuthorityArn=ca_east, CertificateSerial=serial.replace(":", "").upper(),
+                RevocationReason="KEY_COMPROMISE",
+            )  # fmt: skip
+        stats = proxy.snapshot()
+
+    answer = info.value.response
+    assert answer["Error"]["Code"] == "RequestAlreadyProcessedException"
+    assert answer["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert answer["ResponseMetadata"]["HTTPHeaders"]["content-type"] == "application/x-amz-json-1.1"
+    assert moto_revocations(ca_east)[serial]["revocation_reason"] == "SUPERSEDED"  # moto saw the first only
+    assert (stats["calls"], stats["forwarded"]) == ({REVOKE: 2}, {REVOKE: 1})
+    assert stats["revoke_calls"] == {key: 2}
+    assert stats["revoke_forwarded"] == {key: 1}
+    assert stats["revoke_already_processed"] == {key: 1}
+    assert stats["revoke_last_forwarded"][key]["body"]["CertificateSerial"] == serial
+    assert stats["revoke_last_received"][key]["body"]["CertificateSerial"] == "7A0B3C4D5E6F708192A3B4C5D6E7F809"
+    assert stats["issue_calls"] == {} and stats["deduplicated"] == 0
+
+
+def test_the_faults_revoke_calls_meet_are_the_planned_ones(moto: str, ca_east: str, client_via: Any) -> None:
+    faults = Faults(throttle=0.3, server_error=0.2, drop=0.3, max_faults_per_key=3, operations=ONLY_REVOKE, seed=11)
+    serials = [f"0a:0b:0c:{i:02x}" for i in range(8)]
+    met: dict[str, list[str]] = {}
+    with FaultProxy(moto, faults) as proxy:
+        client = client_via(proxy.endpoint)
+        for serial in serials:
+            met[serial] = []
+            while True:
+                try:
+                    client.revoke_certificate(
+                        CertificateAuthorityArn=ca_east, CertificateSerial=serial, RevocationReason="UNSPECIFIED"
+                    )
+                    break
+                except ClientError as exc:
+                    code = exc.response["Error"]["Code"]
+                    if code == "RequestAlreadyProcessedException":
+                        break
+                    met[serial].append({"ThrottlingException": "throttle", "InternalFailure": "server_error"}[code])
+                except ConnectionClosedError:
+                    met[serial].append("drop")
+        stats = proxy.snapshot()
+
+    assert met == {s: planned_faults(faults, REVOKE, revoke_key(ca_east, s)) for s in serials}
+    assert {"throttle", "server_error", "drop"} <= {kind for kinds in met.values() for kind in kinds}
+    assert stats["revoke_forwarded"] == {revoke_key(ca_east, s): 1 for s in serials}
+    assert set(moto_revocations(ca_east)) >= set(serials)
