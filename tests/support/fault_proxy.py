@@ -20,10 +20,23 @@ first certificate ARN back without reaching moto. It counts, per token, the
 calls that reached it and the calls it forwarded, so a test can assert that no
 token ever reached moto twice.
 
-Faults are drawn per call from a generator seeded by (seed, operation, token
-or certificate ARN, call number): the same key meets the same faults whatever
-the thread timing. ``max_faults_per_key`` bounds them, so a runner with
-enough attempts always gets through.
+moto also accepts any number of RevokeCertificate calls for one certificate;
+AWS answers the second with RequestAlreadyProcessedException. So once moto has
+revoked a (CA, serial), the proxy answers every later RevokeCertificate of it
+that way itself (HTTP 400, JSON 1.1 error shape) without reaching moto. It
+counts, per (CA, serial), the calls that reached it, those it forwarded and
+those it answered as already processed, and keeps the last RevokeCertificate
+received and the last forwarded (X-Amz-Target, Content-Type and JSON body), so a
+test sees the serial's format and the reason exactly as moto got them. The key
+is the ARN AWS gives that certificate, ``<CA ARN>/certificate/<serial as 32 or
+more lowercase hex digits>`` (:func:`revoke_key`), whatever format the serial
+was sent in.
+
+Faults are drawn per call from a generator seeded by (seed, operation, token,
+certificate ARN or revoked certificate, call number): the same key meets the
+same faults whatever the thread timing (:func:`planned_faults` tells them in
+advance). ``max_faults_per_key`` bounds them, so a runner with enough attempts
+always gets through.
 
 Run as a script (``python -m tests.support.fault_proxy --upstream URL --latency 0.1``)
 it prints ``PORT`` on its first line and serves until terminated; GET
@@ -54,6 +67,7 @@ from urllib.parse import urlsplit
 IDEMPOTENCY_WINDOW = 300.0  # seconds: AWS honours a token for five minutes
 STATS_PATH = "/__proxy__/stats"
 RESET_PATH = "/__proxy__/reset"  # POST: the counters start again
+ALREADY_PROCESSED = "RequestAlreadyProcessedException"
 _HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "content-length", "server", "date"}
 )
@@ -70,8 +84,8 @@ class Faults:
     in_progress_polls: int = 0  # RequestInProgressException for the first N GetCertificate calls per ARN
     slow_seconds: float = 1.0
     latency: float = 0.0  # added before every call
-    max_faults_per_key: int | None = 3  # random faults per token or certificate ARN, at most
-    operations: frozenset[str] = frozenset({"IssueCertificate", "GetCertificate"})
+    max_faults_per_key: int | None = 3  # random faults per token, certificate ARN or revoked certificate, at most
+    operations: frozenset[str] = frozenset({"IssueCertificate", "GetCertificate"})  # also: "RevokeCertificate"
     seed: int = 0
 
 
@@ -88,6 +102,13 @@ class Stats:
         default_factory=Counter
     )  # per token: IssueCertificate calls sent to moto
     deduplicated: int = 0  # IssueCertificate calls answered from the token record
+    # per revoke_key(CA, serial): RevokeCertificate calls received, sent to moto, answered
+    # RequestAlreadyProcessedException by the proxy; the last received and forwarded (see _request_seen)
+    revoke_calls: Counter[str] = field(default_factory=Counter)
+    revoke_forwarded: Counter[str] = field(default_factory=Counter)
+    revoke_already_processed: Counter[str] = field(default_factory=Counter)
+    revoke_last_received: dict[str, dict[str, Any]] = field(default_factory=dict)
+    revoke_last_forwarded: dict[str, dict[str, Any]] = field(default_factory=dict)
     connections: int = 0  # TCP connections accepted
     upstream_connections: int = 0  # TCP connections opened to moto
     first_call: float | None = None  # time.time() of the first POST received
@@ -104,6 +125,11 @@ class Stats:
             "issue_calls": dict(self.issue_calls),
             "issue_forwarded": dict(self.issue_forwarded),
             "deduplicated": self.deduplicated,
+            "revoke_calls": dict(self.revoke_calls),
+            "revoke_forwarded": dict(self.revoke_forwarded),
+            "revoke_already_processed": dict(self.revoke_already_processed),
+            "revoke_last_received": {k: dict(v) for k, v in self.revoke_last_received.items()},
+            "revoke_last_forwarded": {k: dict(v) for k, v in self.revoke_last_forwarded.items()},
             "connections": self.connections,
             "upstream_connections": self.upstream_connections,
             "first_call": self.first_call,
@@ -118,6 +144,56 @@ class _Answer:
     status: int
     headers: list[tuple[str, str]]
     body: bytes
+
+
+def revoke_key(ca_arn: str, serial: object) -> str:
+    """The proxy's key for a RevokeCertificate of ``serial`` (hex, colons allowed) by ``ca_arn``:
+    the ARN AWS gives that certificate, the serial as 32 or more lowercase hex digits. A
+    serial that is not hex stays as it was sent."""
+    text = str(serial)
+    digits = text.replace(":", "")
+    try:
+        number = int(digits, 16) if digits and digits.isascii() and digits.isalnum() else None
+    except ValueError:
+        number = None
+    return f"{ca_arn}/certificate/{text if number is None else format(number, '032x')}"
+
+
+def _request_seen(target: str, content_type: str, request: dict[str, Any]) -> dict[str, Any]:
+    """What the proxy keeps of a RevokeCertificate call: its target, content type and JSON body."""
+    return {"target": target, "content_type": content_type, "body": request}
+
+
+def _roll(faults: Faults, fault_key: str, n: int) -> str | None:
+    """The fault the ``n``-th call (from 0) of ``fault_key`` draws, before max_faults_per_key."""
+    roll = random.Random(f"{faults.seed}:{fault_key}:{n}").random()
+    for kind, share in (
+        ("throttle", faults.throttle),
+        ("server_error", faults.server_error),
+        ("slow", faults.slow),
+        ("drop", faults.drop),
+    ):
+        if roll < share:
+            return kind
+        roll -= share
+    return None
+
+
+def planned_faults(faults: Faults, operation: str, key: str, *, calls: int = 64) -> list[str]:
+    """The faults the calls of ``key`` meet, in order, up to the first call that meets none,
+    when every fault is answered by another call (as a runner with enough attempts does).
+    ``key`` as the proxy draws it: the token, certificate ARN or :func:`revoke_key`."""
+    if operation not in faults.operations:
+        return []
+    met: list[str] = []
+    for n in range(calls):
+        if faults.max_faults_per_key is not None and len(met) >= faults.max_faults_per_key:
+            break
+        fault = _roll(faults, f"{operation}:{key}", n)
+        if fault is None:
+            break
+        met.append(fault)
+    return met
 
 
 def _aws_error(status: int, code: str, message: str) -> _Answer:
@@ -142,6 +218,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._token_locks: dict[tuple[str, str], threading.Lock] = {}
         self._issued: dict[tuple[str, str], tuple[_Answer, float]] = {}
+        self._revoked: set[str] = set()  # revoke_key()s moto has revoked (AWS's state, not a counter)
         self._fault_count: Counter[str] = Counter()
         self._call_number: Counter[str] = Counter()
         self._polls: Counter[str] = Counter()
@@ -202,18 +279,7 @@ class FaultProxy:
             self._call_number[fault_key] += 1
             if f.max_faults_per_key is not None and self._fault_count[fault_key] >= f.max_faults_per_key:
                 return None
-            roll = random.Random(f"{f.seed}:{fault_key}:{n}").random()
-            fault = None
-            for kind, share in (
-                ("throttle", f.throttle),
-                ("server_error", f.server_error),
-                ("slow", f.slow),
-                ("drop", f.drop),
-            ):
-                if roll < share:
-                    fault = kind
-                    break
-                roll -= share
+            fault = _roll(f, fault_key, n)
             if fault is not None:
                 self._fault_count[fault_key] += 1
                 self.stats.injected[fault] += 1
@@ -221,7 +287,7 @@ class FaultProxy:
             return fault
 
     def reset_stats(self) -> None:
-        """Counters from zero; the token record (AWS's state, not a counter) is kept."""
+        """Counters from zero; the token and revocation records (AWS's state, not counters) are kept."""
         with self._lock:
             self.stats = Stats()
 
@@ -309,6 +375,50 @@ class FaultProxy:
             if answer.status == 200:
                 self._issued[key] = (answer, now)
             return answer
+
+    def revoke(
+        self, path: str, headers: list[tuple[str, str]], body: bytes, request: dict[str, Any]
+    ) -> _Answer:
+        """RevokeCertificate as AWS answers it: once revoked, RequestAlreadyProcessedException."""
+        key = revoke_key(str(request.get("CertificateAuthorityArn", "")), request.get("CertificateSerial"))
+        with self._lock:
+            key_lock = self._token_locks.setdefault(("RevokeCertificate", key), threading.Lock())
+        with key_lock:  # a retry racing its first attempt waits for it
+            if key in self._revoked:
+                self._count("revoke_already_processed", key)
+                return _aws_error(400, ALREADY_PROCESSED, "The request has already been completed.")
+            seen = _request_seen(_header(headers, "X-Amz-Target"), _header(headers, "Content-Type"), request)
+            with self._lock:
+                self.stats.revoke_forwarded[key] += 1
+                self.stats.revoke_last_forwarded[key] = seen
+            answer = self.forward(path, headers, body, "RevokeCertificate")
+            if answer.status == 200:
+                self._revoked.add(key)
+            return answer
+
+    def answer(
+        self, operation: str, path: str, headers: list[tuple[str, str]], body: bytes, request: dict[str, Any]
+    ) -> _Answer:
+        """The answer to a call no fault kept from moto (a fault may still lose it afterwards)."""
+        if operation == "IssueCertificate":
+            return self.issue(path, headers, body, request)
+        if operation == "RevokeCertificate":
+            return self.revoke(path, headers, body, request)
+        return self.forward(path, headers, body, operation)
+
+
+def _header(headers: list[tuple[str, str]], name: str) -> str:
+    return next((v for k, v in headers if k.lower() == name.lower()), "")
+
+
+def _fault_key(operation: str, request: dict[str, Any]) -> str:
+    """What a call's faults are drawn for: the token, the certificate ARN, the revoked
+    certificate, or the CA."""
+    if operation == "RevokeCertificate":
+        return revoke_key(str(request.get("CertificateAuthorityArn", "")), request.get("CertificateSerial"))
+    return str(
+        request.get("IdempotencyToken") or request.get("CertificateArn") or request.get("CertificateAuthorityArn", "")
+    )
 
 
 def _complete(raw: bytes) -> bool:
@@ -405,16 +515,17 @@ class _Handler(BaseHTTPRequestHandler):
         if not isinstance(request, dict):
             request = {}
         proxy._count("calls", operation)
+        key = _fault_key(operation, request)
         if operation == "IssueCertificate":
             proxy._count("issue_calls", str(request.get("IdempotencyToken", "")))
+        elif operation == "RevokeCertificate":
+            proxy._count("revoke_calls", key)
+            seen = _request_seen(target, self.headers.get("Content-Type", ""), request)
+            with proxy._lock:
+                proxy.stats.revoke_last_received[key] = seen
         if proxy.faults.latency:
             time.sleep(proxy.faults.latency)
 
-        key = str(
-            request.get("IdempotencyToken")
-            or request.get("CertificateArn")
-            or request.get("CertificateAuthorityArn", "")
-        )
         if operation == "GetCertificate" and proxy._in_progress(str(request.get("CertificateArn", ""))):
             self._send(_aws_error(400, "RequestInProgressException", "The request is still in progress."))
             return
@@ -430,10 +541,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         headers = list(self.headers.items())
         try:
-            if operation == "IssueCertificate":
-                answer = proxy.issue(self.path, headers, body, request)
-            else:
-                answer = proxy.forward(self.path, headers, body, operation)
+            answer = proxy.answer(operation, self.path, headers, body, request)
         except (OSError, http.client.HTTPException) as exc:
             answer = _aws_error(502, "BadGateway", f"fault proxy: upstream failed: {exc}")
 
@@ -477,6 +585,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--drop", type=float, default=0.0)
     parser.add_argument("--slow-seconds", type=float, default=1.0)
     parser.add_argument("--in-progress-polls", type=int, default=0)
+    parser.add_argument(
+        "--operations", default="IssueCertificate,GetCertificate", help="comma-separated: the operations faults hit"
+    )
     args = parser.parse_args(argv)
     faults = Faults(
         throttle=args.throttle,
@@ -486,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
         slow_seconds=args.slow_seconds,
         in_progress_polls=args.in_progress_polls,
         latency=args.latency,
+        operations=frozenset(op for op in args.operations.split(",") if op),
     )
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())

@@ -220,6 +220,41 @@ def moto_process(env: Mapping[str, str] | None = None) -> Iterator[MotoProcess]:
             process.wait()
 
 
+def serial_certificate_arns(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto's certificate ARNs end in the certificate's serial (lowercase hex, 32 digits at
+    least), as AWS's do; moto's end in a random UUID, which is no serial at all. pca-batch
+    revoke reads the serial from the ARN, so its tests against moto need this. Only for a moto
+    in this process (moto_thread); undone with ``monkeypatch``."""
+    from moto.acmpca.models import CertificateAuthority
+
+    real = CertificateAuthority.issue_certificate
+
+    def issue_certificate(self: CertificateAuthority, csr_bytes: bytes, template_arn: str | None) -> str:
+        arn = real(self, csr_bytes, template_arn)
+        pem = self.issued_certificates.pop(arn)
+        serial = x509.load_pem_x509_certificate(pem).serial_number
+        aws_arn = f"{arn.rsplit('/', 1)[0]}/{format(serial, '032x')}"
+        self.issued_certificates[aws_arn] = pem
+        chains = self.issued_certificates_certificate_chains
+        if arn in chains:
+            chains[aws_arn] = chains.pop(arn)
+        return aws_arn
+
+    monkeypatch.setattr(CertificateAuthority, "issue_certificate", issue_certificate)
+
+
+def moto_revocations(ca_arn: str) -> dict[str, dict[str, Any]]:
+    """What moto's CA (in this process: moto_thread) recorded as revoked: per CertificateSerial
+    exactly as it was sent, the RevocationReason and time."""
+    from moto.acmpca.models import acmpca_backends
+
+    _, _, _, region, account, _ = ca_arn.split(":", 5)
+    revoked: dict[str, dict[str, Any]] = (
+        acmpca_backends[account][region].certificate_authorities[ca_arn].revoked_certificates
+    )
+    return dict(revoked)
+
+
 def create_active_ca(endpoint: str, region: str, common_name: str = "pca-batch test root") -> str:
     """Create a root CA on the server at ``endpoint`` and make it ACTIVE, as one does on AWS.
 
