@@ -144,6 +144,7 @@ class _Background:
 def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Console, background: _Background) -> int:
     from pca_batch.manifest.problems import print_problems
     from pca_batch.plan import converge
+    from pca_batch.plan.converge import KEY_COMPROMISED
     from pca_batch.plan.prune import find_orphans, pending_replaced
     from pca_batch.plan.renewal import IssuedIndex
     from pca_batch.report.json_report import write_report
@@ -159,6 +160,7 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
     findings = {}
     if pending and not options.offline:
         findings = plan_preflight(manifest, options, pending, background.take())
+    findings |= {s.entry.name: BackendError(KEY_COMPROMISED, s.decision.refusal) for s in steps if s.decision.refusal}
     results = [
         replace(r, error_code=findings[r.name].code, error_message=findings[r.name].message, action="refused")
         if r.name in findings else r

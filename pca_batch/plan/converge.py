@@ -28,8 +28,8 @@ from pca_batch.times import rfc3339
 
 KEY_ERROR = "PrivateKeyError"
 KEY_COMPROMISED = "KeyCompromised"
-_SAME_KEY = ("its CSR is for the same key as the certificate revoked for KEY_COMPROMISE: give it a CSR for a new key; "
-             "pca-batch will not certify a compromised key again")
+_SAME_KEY = ("its CSR is for the key of the certificate revoked for KEY_COMPROMISE: give it a CSR for a new key "
+             "(pca-batch will not certify a compromised key again)")
 _API_TEMPLATES = ("APIPassthrough", "APICSRPassthrough")
 
 
@@ -109,7 +109,7 @@ def decide_entry(entry: Entry, index: IssuedIndex, *, now: datetime, force: bool
         return Step(replace(entry, token=decision.record.token if decision.record else token), decision)
     if decision.compromised and entry.key is None and entry.csr is not None and decision.existing is not None \
             and decision.existing.spki_sha256 == entry.csr.public_key_sha256:
-        decision = replace(decision, reason=f"{decision.reason}; {_SAME_KEY}")
+        decision = replace(decision, refusal=_SAME_KEY)
     reuses_key = entry.key is None or pending or (entry.key.rotate == "never" and not decision.compromised)
     if decision.action == "issue" and decision.token is None and reuses_key:
         decision = _issued_before(decision, entry, index, token, token_request, force)
@@ -194,8 +194,8 @@ def prepare(step: Step, env: Mapping[str, str] | None = None) -> Entry:
     """The entry exactly as it is sent: in a worker, before its first call."""
     entry, decision = step.entry, step.decision
     if entry.key is None:
-        if _SAME_KEY in decision.reason:
-            raise BackendError(KEY_COMPROMISED, _SAME_KEY)
+        if decision.refusal is not None:
+            raise BackendError(KEY_COMPROMISED, decision.refusal)
         return replace(entry, token=decision.token or entry.token)
     assert entry.outputs.private_key is not None and entry.request is not None
     spec = replace(entry.key, rotate="always") if decision.compromised else entry.key  # never the same key again

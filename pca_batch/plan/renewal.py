@@ -145,6 +145,7 @@ class Decision:
     token: str | None = None  # the token to send, when it is not the entry's own
     replaces: JournalRecord | None = None  # the certificate a renewal replaces, when the journal knows it
     compromised: bool = False  # the certificate it replaces was revoked for KEY_COMPROMISE: never reuse its key
+    refusal: str | None = None  # why apply must not send this entry at all (its CSR is for a compromised key)
 
     @property
     def salt(self) -> str:
