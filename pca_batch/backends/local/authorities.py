@@ -83,7 +83,10 @@ def authority_row(store: Store, arn: str) -> AuthorityRow:
 
 
 def chain_of(store: Store, row: AuthorityRow) -> str:
-    """PEM of the CA's certificate followed by its ancestors', up to and including the root."""
+    """PEM of the CA's certificate followed by its ancestors', up to and including the root
+    (for a CA whose certificate was imported with a chain: that chain, as AWS answers it)."""
+    if row.chain_pem:
+        return _joined(row.certificate_pem, row.chain_pem)
     chain = [row.certificate_pem]
     parent, seen = row.parent_arn, {row.arn}
     while parent is not None and parent not in seen:
@@ -96,8 +99,22 @@ def chain_of(store: Store, row: AuthorityRow) -> str:
     return "".join(chain)
 
 
+def _joined(*pems: str) -> str:
+    return "".join(p if p.endswith("\n") else p + "\n" for p in pems if p)
+
+
+def _subject_key_identifier(cert: x509.Certificate) -> x509.SubjectKeyIdentifier:
+    """The certificate's SKI; an imported CA certificate may have none: then the key's own."""
+    try:
+        return cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return x509.SubjectKeyIdentifier.from_public_key(cert.public_key())  # type: ignore[arg-type]
+
+
 def load_authority(store: Store, arn: str) -> Authority:
     row = authority_row(store, arn)
+    if not row.has_certificate:
+        raise BackendError("InvalidStateException", f"certificate authority {arn} is {row.status}: it has no certificate yet")
     key = load_key(store.folder, row.key_file, arn)
     cert = x509.load_pem_x509_certificate(row.certificate_pem.encode("ascii"))
     bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
@@ -105,7 +122,7 @@ def load_authority(store: Store, arn: str) -> Authority:
         row=row,
         certificate=cert,
         key=key,
-        ski=cert.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value,
+        ski=_subject_key_identifier(cert),
         path_length=bc.path_length,
         chain_pem=chain_of(store, row),
         family=family_of(key),

@@ -13,9 +13,10 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -45,21 +46,35 @@ from pca_batch.backends.local.authorities import (
     status_at,
     utc,
 )
+from pca_batch.backends.local.keys import load_key
 from pca_batch.backends.local.passthrough import api_extensions, api_name
-from pca_batch.backends.local.store import CertificateRow, SerialTaken, Store
+from pca_batch.backends.local.store import AuthorityRow, CertificateRow, SerialTaken, Store
 from pca_batch.backends.local.templates import (
     Template,
     certificate_extensions,
     resolve_template,
     with_distribution_point,
 )
-from pca_batch.backends.local.x509 import ToBeSigned, new_serial, parse_csr, signing_algorithm
+from pca_batch.backends.local.x509 import CaKey, ToBeSigned, new_serial, parse_csr, signing_algorithm
 from pca_batch.errors import BackendError
 from pca_batch.model import AuthoritySpec
+from pca_batch.pki.algorithms import family_of
 from pca_batch.pki.validity import ValidityError, not_after, not_before
 from pca_batch.times import rfc3339
 
 __all__ = ["LocalBackend", "ensure_authorities"]
+
+
+@dataclass(frozen=True)
+class _Issuance:
+    """What a certificate's record says besides the certificate: its CA, template, token, times."""
+
+    ca_arn: str
+    template_arn: str
+    token: str | None
+    clock: datetime  # the moment of the request (microseconds kept: the token's time)
+    not_before: datetime
+    not_after: datetime
 
 _TOKEN = re.compile(rf"^[\t\n\r\x20-\xff]{{1,{TOKEN_MAX}}}$")
 _CERT_ARN = re.compile(r"^(.+)/certificate/([0-9a-f]{32})$")
@@ -101,10 +116,34 @@ def _checked_request(request: Mapping[str, Any]) -> tuple[str, Template, str | N
     return ca_arn, template, token
 
 
+class _Signer(Protocol):
+    """What issuance needs of the CA that signs: an :class:`Authority`, or a root CA still
+    waiting for its certificate, which signs its own (:class:`_PendingRoot`)."""
+
+    @property
+    def row(self) -> AuthorityRow: ...
+    @property
+    def key(self) -> CaKey: ...
+    @property
+    def ski(self) -> x509.SubjectKeyIdentifier | None: ...
+    @property
+    def path_length(self) -> int | None: ...
+
+
+@dataclass(frozen=True)
+class _PendingRoot:
+    """A root CA in PENDING_CERTIFICATE: it can sign one thing, its own certificate."""
+
+    row: AuthorityRow
+    key: CaKey
+    ski: x509.SubjectKeyIdentifier | None = None
+    path_length: int | None = None
+
+
 def _contents(
     request: Mapping[str, Any],
     template: Template,
-    authority: Authority,
+    authority: _Signer,
     csr: x509.CertificateSigningRequest,
     public_key: Any,
 ) -> tuple[x509.Name, list[x509.Extension[x509.ExtensionType]]]:
@@ -134,7 +173,7 @@ def _contents(
     return subject, extensions
 
 
-def _check_template(template: Template, authority: Authority, public_key: Any) -> None:
+def _check_template(template: Template, authority: _Signer, public_key: Any) -> None:
     if template.self_signed:
         der = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         if public_key.public_bytes(*der) != authority.key.public_key().public_bytes(*der):
@@ -171,6 +210,10 @@ class LocalBackend:
 
     def issue_certificate(self, request: Mapping[str, Any]) -> str:
         ca_arn, template, token = _checked_request(request)
+        if template.self_signed:
+            row = self._store.authority(ca_arn)
+            if row is not None and not row.has_certificate:
+                return self._issue_own(request, row, template, token)
         authority = self._authority(ca_arn)
         algorithm = signing_algorithm(request["SigningAlgorithm"], authority.family)
         clock = self._clock().astimezone(UTC)
@@ -183,7 +226,7 @@ class LocalBackend:
             mine = self._tokens.get((ca_arn, token))
             if mine is not None and mine[1] >= since:
                 return mine[0]
-        start, end = self._validity(request, authority, now)
+        start, end = self._validity(request, now, authority.not_after, authority.row.usage_mode)
         csr, public_key = parse_csr(request["Csr"])
         subject, extensions = _contents(request, template, authority, csr, public_key)
         sign = ToBeSigned(
@@ -196,6 +239,32 @@ class LocalBackend:
             signing_key=authority.key,
             algorithm=algorithm,
         ).sign
+        return self._record(sign, _Issuance(ca_arn, template.arn, token, clock, start, end))
+
+    def _issue_own(
+        self, request: Mapping[str, Any], row: AuthorityRow, template: Template, token: str | None
+    ) -> str:
+        """A root CA in PENDING_CERTIFICATE signs its own certificate (its CSR, a RootCACertificate
+        template), as AWS's users activate a root: the certificate is then imported."""
+        if row.parent_arn is not None or row.ca_type == "SUBORDINATE":
+            raise _invalid(f"{template.name} is for a root CA; {row.arn} is a subordinate CA")
+        if row.status != "PENDING_CERTIFICATE":
+            raise BackendError("InvalidStateException", f"certificate authority {row.arn} is {row.status}")
+        signer = _PendingRoot(row, load_key(self._store.folder, row.key_file, row.arn))
+        algorithm = signing_algorithm(request["SigningAlgorithm"], family_of(signer.key))
+        clock = self._clock().astimezone(UTC)
+        start, end = self._validity(request, clock.replace(microsecond=0), None, row.usage_mode)
+        csr, public_key = parse_csr(request["Csr"])
+        subject, extensions = _contents(request, template, signer, csr, public_key)
+        sign = ToBeSigned(subject, subject, public_key, start, end, extensions, signer.key, algorithm).sign
+        return self._record(sign, _Issuance(row.arn, template.arn, token, clock, start, end), pending=True)
+
+    def _record(self, sign: Callable[[int], x509.Certificate], issuance: _Issuance, *, pending: bool = False) -> str:
+        """Sign under a fresh serial and record the certificate; the ARN that holds."""
+        ca_arn, token, clock = issuance.ca_arn, issuance.token, issuance.clock
+        start, end = issuance.not_before, issuance.not_after
+        since = (clock - IDEMPOTENCY_WINDOW).timestamp()
+        now = clock.replace(microsecond=0)
 
         def row(serial: int, certificate_pem: str) -> CertificateRow:
             return CertificateRow(
@@ -204,13 +273,13 @@ class LocalBackend:
                 not_before=int(start.timestamp()),
                 not_after=int(end.timestamp()),
                 issued_at=int(now.timestamp()),
-                template_arn=template.arn,
+                template_arn=issuance.template_arn,
                 certificate_pem=certificate_pem,
                 token=token,
                 token_at=None if token is None else clock.timestamp(),
             )
 
-        arn, issued = self._add(sign, row, since)
+        arn, issued = self._add(sign, row, since, pending)
         if arn == issued.arn:
             self._remember(arn, issued.certificate_pem, None if token is None else (ca_arn, token, clock.timestamp()))
         return arn
@@ -239,7 +308,7 @@ class LocalBackend:
             status=status_at(row, self._clock().astimezone(UTC)),
             key_algorithm=row.key_algorithm,
             usage_mode=row.usage_mode,
-            not_after=utc(row.not_after),
+            not_after=utc(row.not_after) if row.has_certificate else None,
         )
 
     def revoke_certificate(self, ca_arn: str, serial: str, reason: RevocationReason) -> None:
@@ -264,6 +333,14 @@ class LocalBackend:
             raise BackendError("InvalidRequestException", "Self-signed certificate can not be revoked")
         self._store.revoke(ca_arn, serial_hex(number), at=int(now.timestamp()), reason=reason)
 
+    def forget(self, ca_arn: str) -> None:
+        """Drop what this backend keeps of a CA (its key, certificate, chain, status): the CA changed
+        (a certificate imported, its revocation configuration or status updated)."""
+        with self._lock:
+            self._authorities.pop(ca_arn, None)
+            self._chains.pop(ca_arn, None)
+            self._statuses.pop(ca_arn, None)
+
     def close(self) -> None:
         self._store.close()
 
@@ -282,6 +359,7 @@ class LocalBackend:
         sign: Callable[..., x509.Certificate],
         row: Callable[[int, str], CertificateRow],
         since: float,
+        pending: bool = False,
     ) -> tuple[str, CertificateRow]:
         """Sign under a fresh serial and record the certificate; the ARN the store answers
         (another certificate's, when the token was used since ``since``) and the row."""
@@ -289,7 +367,7 @@ class LocalBackend:
             serial = new_serial()
             issued = row(serial, pem(sign(serial)))
             try:
-                return self._store.add_certificate(issued, since=since), issued
+                return self._store.add_certificate(issued, since=since, pending=pending), issued
             except SerialTaken:
                 continue
 
@@ -308,8 +386,10 @@ class LocalBackend:
             return self._authorities[ca_arn].chain_pem
         chain = self._chains.get(ca_arn)
         if chain is None:
-            chain = chain_of(self._store, authority_row(self._store, ca_arn))
-            self._chains[ca_arn] = chain
+            row = authority_row(self._store, ca_arn)
+            chain = chain_of(self._store, row)
+            if row.has_certificate:  # a pending CA's chain comes with its certificate
+                self._chains[ca_arn] = chain
         return chain
 
     def _remember(self, arn: str, certificate_pem: str, token: tuple[str, str, float] | None) -> None:
@@ -332,8 +412,9 @@ class LocalBackend:
         return cached[0]
 
     def _validity(
-        self, request: Mapping[str, Any], authority: Authority, now: datetime
+        self, request: Mapping[str, Any], now: datetime, limit: datetime | None, usage_mode: str
     ) -> tuple[datetime, datetime]:
+        """NotBefore and NotAfter of the request; ``limit``: the CA's own NotAfter (None: a root's own)."""
         explicit_start = request.get("ValidityNotBefore")
         try:
             start = not_before(explicit_start, now)
@@ -346,12 +427,11 @@ class LocalBackend:
             raise _invalid("the certificate's NotAfter must be later than its NotBefore")
         if end <= now:
             raise _invalid(f"the certificate's NotAfter {rfc3339(end)} is in the past")
-        if end > authority.not_after:
+        if limit is not None and end > limit:
             raise _invalid(
-                f"the certificate's NotAfter {rfc3339(end)} is past the CA's own "
-                f"NotAfter {rfc3339(authority.not_after)}"
+                f"the certificate's NotAfter {rfc3339(end)} is past the CA's own NotAfter {rfc3339(limit)}"
             )
-        if authority.row.usage_mode == SHORT_LIVED:
+        if usage_mode == SHORT_LIVED:
             span = end - (start if explicit_start is not None else now)
             if span > SHORT_LIVED_MAX:
                 raise _invalid("a CA in SHORT_LIVED_CERTIFICATE mode issues certificates of at most 7 days")

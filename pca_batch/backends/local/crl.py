@@ -68,7 +68,8 @@ def build_crl(authority: Authority, contents: CrlContents) -> x509.CertificateRe
     )
     for row in contents.revoked:
         builder = builder.add_revoked_certificate(_entry(row))
-    algorithm = SIGNING_ALGORITHMS[default_signing_algorithm(authority.row.key_algorithm)]
+    name = authority.row.signing_algorithm or default_signing_algorithm(authority.row.key_algorithm)
+    algorithm = SIGNING_ALGORITHMS[name]
     rsa_padding = algorithm.padding()
     if rsa_padding is not None:
         return builder.sign(authority.key, algorithm.hash, rsa_padding=rsa_padding)  # type: ignore[arg-type]

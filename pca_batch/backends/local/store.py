@@ -38,6 +38,7 @@ class _Pending:
 
     row: CertificateRow
     since: float
+    also: str  # a status besides ACTIVE the CA may have (ACTIVE: none)
     finished: threading.Event = field(default_factory=threading.Event)
     arn: str | None = None
     error: BaseException | None = None
@@ -60,11 +61,12 @@ _TOKEN_HOLDER = (
     "SELECT serial FROM certificates WHERE ca_arn = ? AND token = ? AND token_at >= ? "
     "ORDER BY token_at DESC LIMIT 1"
 )
-# Insert the certificate only when its CA is ACTIVE and its token (if any) holds no
-# certificate of the last five minutes: the check and the write are one statement.
+# Insert the certificate only when its CA is ACTIVE (or, for a root's own certificate, still
+# PENDING_CERTIFICATE) and its token (if any) holds no certificate of the last five minutes:
+# the check and the write are one statement.
 _INSERT_IF = (
     f"INSERT INTO certificates ({', '.join(_CERT_COLUMNS)}) SELECT {_marks(_CERT_COLUMNS)} "
-    "WHERE (SELECT status FROM authorities WHERE arn = ?) = 'ACTIVE' AND (? IS NULL OR NOT EXISTS ("
+    "WHERE (SELECT status FROM authorities WHERE arn = ?) IN ('ACTIVE', ?) AND (? IS NULL OR NOT EXISTS ("
     "SELECT 1 FROM certificates WHERE ca_arn = ? AND token = ? AND token_at >= ?))"
 )
 
@@ -235,8 +237,10 @@ class Store:
 
     # -- certificates and idempotency tokens ------------------------------------------
 
-    def add_certificate(self, row: CertificateRow, *, since: float = 0.0) -> str:
+    def add_certificate(self, row: CertificateRow, *, since: float = 0.0, pending: bool = False) -> str:
         """Record an issued certificate atomically; returns the ARN that holds.
+
+        ``pending``: the CA may also be PENDING_CERTIFICATE (a root CA signing its own certificate).
 
         When another thread or process recorded a certificate under the same CA and
         ``row.token`` at or after ``since``, nothing is written and that certificate's
@@ -248,7 +252,7 @@ class Store:
         writes every queued row in one transaction, one statement a row, while the
         others wait for their row's event: many threads pay for one commit.
         """
-        item = _Pending(row, since)
+        item = _Pending(row, since, "PENDING_CERTIFICATE" if pending else "ACTIVE")
         with self._lock:
             self._queue.append(item)
             lead = not self._leading
@@ -305,6 +309,7 @@ class Store:
                 [
                     *(getattr(row, c) for c in _CERT_COLUMNS),
                     row.ca_arn,
+                    item.also,
                     row.token,
                     row.ca_arn,
                     row.token,

@@ -263,8 +263,25 @@ def test_database_file_is_where_the_store_says(tmp_path: Path) -> None:
     assert (tmp_path / "s" / DB_NAME).is_file()
 
 
+V4_COLUMNS = (
+    "ca_type", "signing_algorithm", "configuration", "revocation", "csr_pem", "chain_pem", "changed_at",
+    "deleted_from", "restorable_until", "key_storage", "create_token", "create_token_at",
+)  # fmt: skip
+V4_TABLES = ("tags", "permissions", "policies", "audit_reports")
+
+
+def _rewind_to_version_3(conn: sqlite3.Connection) -> None:
+    """Undo version 4 (serve's CA lifecycle) on a store's database."""
+    for table in V4_TABLES:
+        conn.execute(f"DROP TABLE {table}")
+    for column in V4_COLUMNS:
+        conn.execute(f"ALTER TABLE authorities DROP COLUMN {column}")
+    conn.execute("PRAGMA user_version = 3")
+
+
 def _rewind_to_version_2(conn: sqlite3.Connection) -> None:
-    """Undo version 3 (CRLs) on a store's database."""
+    """Undo versions 4 and 3 (CRLs) on a store's database."""
+    _rewind_to_version_3(conn)
     conn.execute("DROP INDEX certificates_revoked")
     for column in ("crl_url", "crl_days", "crl_number", "crl_at"):
         conn.execute(f"ALTER TABLE authorities DROP COLUMN {column}")
@@ -292,8 +309,40 @@ def test_a_version_2_store_is_migrated_to_one_with_crls(tmp_path: Path) -> None:
     finally:
         store.close()
     with sqlite3.connect(folder / DB_NAME) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
     conn.close()
+
+
+def test_a_version_3_store_is_migrated_to_one_with_the_ca_lifecycle(tmp_path: Path) -> None:
+    folder = tmp_path / "s"
+    ca = create_authority(folder, NewAuthority(common_name="Before serve"))
+    backend = LocalBackend(folder)
+    try:
+        issued = backend.issue_certificate(request(ca, IdempotencyToken="kept"))
+    finally:
+        backend.close()
+    with sqlite3.connect(folder / DB_NAME) as conn:
+        _rewind_to_version_3(conn)
+    conn.close()
+    backend = LocalBackend(folder)
+    try:  # the CA, its certificates and their tokens are all there, and it still issues
+        assert backend.issue_certificate(request(ca, IdempotencyToken="kept")) == issued
+        assert backend.get_certificate(ca, issued).certificate.startswith("-----BEGIN CERTIFICATE-----")
+        backend.issue_certificate(request(ca))
+    finally:
+        backend.close()
+    store = Store(folder)
+    try:
+        row = store.authority(ca)
+        assert row is not None and row.status == "ACTIVE" and row.has_certificate
+        assert (row.ca_type, row.configuration, row.chain_pem, row.restorable_until) == (None, None, None, None)
+    finally:
+        store.close()
+    with sqlite3.connect(folder / DB_NAME) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    conn.close()
+    assert set(V4_TABLES) <= tables
 
 
 def test_a_version_1_store_is_migrated(tmp_path: Path) -> None:
