@@ -130,7 +130,12 @@ def audit_report(folder: Path, ca_arn: str) -> list[dict[str, Any]]:
     """The CA's audit report: one object per certificate it issued, oldest first."""
     with _opened(folder, create=False) as store:
         _known(store, ca_arn)
-        rows = store.certificates(ca_arn)
+        return audit_entries(store, ca_arn)
+
+
+def audit_entries(store: Store, ca_arn: str) -> list[dict[str, Any]]:
+    """The objects of the CA's audit report, read from an open store."""
+    rows = store.certificates(ca_arn)
     account = account_of(ca_arn)
     return [
         {

@@ -114,7 +114,9 @@ def _subject_key_identifier(cert: x509.Certificate) -> x509.SubjectKeyIdentifier
 def load_authority(store: Store, arn: str) -> Authority:
     row = authority_row(store, arn)
     if not row.has_certificate:
-        raise BackendError("InvalidStateException", f"certificate authority {arn} is {row.status}: it has no certificate yet")
+        raise BackendError(
+            "InvalidStateException", f"certificate authority {arn} is {row.status}: it has no certificate yet"
+        )
     key = load_key(store.folder, row.key_file, arn)
     cert = x509.load_pem_x509_certificate(row.certificate_pem.encode("ascii"))
     bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value

@@ -244,3 +244,27 @@ def api_extensions(extensions: Mapping[str, Any]) -> list[x509.Extension[x509.Ex
             raise _invalid("Extensions", f"extension {ext.oid.dotted_string} is given twice")
         seen.add(ext.oid)
     return out
+
+
+def general_name(item: Mapping[str, Any], path: str) -> x509.GeneralName:
+    """One API GeneralName (an AccessLocation, a SAN entry) as cryptography's; InvalidArgsException
+    for one it cannot hold on its own (EdiPartyName)."""
+    name = _general_name(item, path)
+    if isinstance(name, bytes):
+        raise _invalid(path, "EdiPartyName is not supported here")
+    return name
+
+
+def key_usage(flags: Mapping[str, Any]) -> x509.KeyUsage | None:
+    """An API KeyUsage (``DigitalSignature``, ``KeyCertSign``, ...); None when no flag is set."""
+    return _key_usage(flags)
+
+
+def asn1_subject(name: x509.Name) -> dict[str, Any]:
+    """An X.509 name as the API's ASN1Subject: the standard attributes by member name; a name with
+    any other attribute as CustomAttributes (every attribute, in order), as AWS returns it."""
+    members = {oid: key for key, oid in _NAME_FIELDS}
+    attributes = list(name)
+    if all(a.oid in members for a in attributes) and len({a.oid for a in attributes}) == len(attributes):
+        return {members[a.oid]: str(a.value) for a in attributes}
+    return {"CustomAttributes": [{"ObjectIdentifier": a.oid.dotted_string, "Value": str(a.value)} for a in attributes]}
