@@ -14,7 +14,7 @@ from rich.console import Console
 
 from tests.support.common import Cli, CliResult, CsrFile, make_csr_pem
 
-pytest_plugins = ("tests.support.moto_server",)
+pytest_plugins = ("tests.support.moto_server", "tests.support.serve_server")
 
 
 @pytest.fixture
