@@ -106,7 +106,8 @@ def create_and_activate_root(aws: AwsCli) -> str:
     (folder / "ca.csr").write_text(aws.text("get-certificate-authority-csr", "--certificate-authority-arn", root))
     assert "verify OK" in openssl("req", "-in", "ca.csr", "-noout", "-verify", cwd=folder).stderr
     got = issue_and_get(aws, root, "ca.csr", "--signing-algorithm", "SHA256WITHRSA", "--template-arn",
-                        "arn:aws:acm-pca:::template/RootCACertificate/V1", "--validity", "Value=10,Type=YEARS")  # fmt: skip
+                        "arn:aws:acm-pca:::template/RootCACertificate/V1",
+                        "--validity", "Value=10,Type=YEARS")  # fmt: skip
     assert "CertificateChain" not in got  # a root's own certificate has no chain
     (folder / "root.pem").write_text(got["Certificate"])
     aws.ok("import-certificate-authority-certificate", "--certificate-authority-arn", root,
