@@ -1,4 +1,8 @@
-"""`pca-batch apply` with the aws backend, end to end over real HTTP: moto directly and through faults."""
+"""`pca-batch apply` with the aws backend, end to end over real HTTP, directly and through faults, against
+each of two AWS Private CA stand-ins: moto's server, and `pca-batch serve` (the ``endpoint`` fixture).
+
+The CAs are SHORT_LIVED_CERTIFICATE: moto reports every CA so, whatever was asked, and serve's are
+created so, so that one scenario holds for both (entries of 7 days pass, of 30 days fail preflight)."""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
 import pca_batch.backends.aws as aws_module
-from pca_batch.acmpca import region_of
+from pca_batch.acmpca import SHORT_LIVED, region_of
 from pca_batch.backends.aws import NO_CREDENTIALS, AwsBackend
 from pca_batch.model import Shard
 from pca_batch.plan.shards import in_shard
@@ -23,10 +27,28 @@ from tests.support.fault_proxy import FaultProxy, Faults
 from tests.support.moto_server import (
     AwsEntry,
     aws_test_env,
+    create_active_ca,
     free_port,
     patch_env,
     write_aws_manifest,
 )
+
+
+@pytest.fixture(scope="module", params=["moto", "serve"])
+def endpoint(request: pytest.FixtureRequest) -> str:
+    """moto's server, or `pca-batch serve` (each module-scoped): their endpoint URL."""
+    url: str = request.getfixturevalue("moto" if request.param == "moto" else "serve_endpoint")
+    return url
+
+
+@pytest.fixture(scope="module")
+def ca_east(endpoint: str) -> str:
+    return create_active_ca(endpoint, "us-east-1", "pca-batch test root east", SHORT_LIVED)
+
+
+@pytest.fixture(scope="module")
+def ca_west(endpoint: str) -> str:
+    return create_active_ca(endpoint, "us-west-2", "pca-batch test root west", SHORT_LIVED)
 
 
 @pytest.fixture
@@ -40,8 +62,8 @@ def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(aws_module, "AwsBackend", QuickAwsBackend)
 
 
-class MotoReader:
-    """GetCertificate straight from moto: plain boto3, no pca-batch, no proxy."""
+class Reader:
+    """GetCertificate straight from the server: plain boto3, no pca-batch, no proxy."""
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
@@ -64,8 +86,8 @@ class MotoReader:
 
 
 @pytest.fixture(scope="module")
-def reader(moto: str) -> Iterator[MotoReader]:
-    r = MotoReader(moto)
+def reader(endpoint: str) -> Iterator[Reader]:
+    r = Reader(endpoint)
     yield r
     r.close()
 
@@ -74,8 +96,8 @@ def read_report(path: Path) -> dict[str, dict[str, Any]]:
     return {r["name"]: r for r in json.loads(path.read_text())["results"]}
 
 
-def assert_issued_as_moto_has_them(
-    reader: MotoReader,
+def assert_issued_as_the_server_has_them(
+    reader: Reader,
     folder: Path,
     report: dict[str, dict[str, Any]],
     keys: dict[str, bytes],
@@ -103,31 +125,31 @@ def assert_issued_as_moto_has_them(
         cert.verify_directly_issued_by(x509.load_pem_x509_certificate(chain.encode()))
 
 
-def test_apply_issues_every_entry_from_moto(
-    cli: Cli, reader: MotoReader, moto: str, ca_east: str, tmp_path: Path
+def test_apply_issues_every_entry_from_the_server(
+    cli: Cli, reader: Reader, endpoint: str, ca_east: str, tmp_path: Path
 ) -> None:
     entries = [AwsEntry(f"direct-{i:02d}", ca_east) for i in range(12)]
-    manifest, keys = write_aws_manifest(tmp_path, moto, entries, region="us-east-1")
+    manifest, keys = write_aws_manifest(tmp_path, endpoint, entries, region="us-east-1")
 
     result = cli("apply", manifest, "--report", tmp_path / "r.json", "--concurrency", "8", "--max-rate", "0")
 
     assert result.code == 0, result.err
     report = read_report(tmp_path / "r.json")
-    assert_issued_as_moto_has_them(reader, tmp_path, report, keys, {e.name: ca_east for e in entries})
+    assert_issued_as_the_server_has_them(reader, tmp_path, report, keys, {e.name: ca_east for e in entries})
     assert {r["attempts"] for r in report.values()} == {1}
 
 
 def test_apply_issues_from_cas_of_two_regions_in_one_run(
-    cli: Cli, reader: MotoReader, moto: str, ca_east: str, ca_west: str, tmp_path: Path
+    cli: Cli, reader: Reader, endpoint: str, ca_east: str, ca_west: str, tmp_path: Path
 ) -> None:
     entries = [AwsEntry(f"region-{i}", ca_east if i % 2 else ca_west) for i in range(6)]
-    manifest, keys = write_aws_manifest(tmp_path, moto, entries, region=None)
+    manifest, keys = write_aws_manifest(tmp_path, endpoint, entries, region=None)
 
     result = cli("apply", manifest, "--report", tmp_path / "r.json", "--max-rate", "0")
 
     assert result.code == 0, result.err
     report = read_report(tmp_path / "r.json")
-    assert_issued_as_moto_has_them(reader, tmp_path, report, keys, {e.name: e.ca_arn for e in entries})
+    assert_issued_as_the_server_has_them(reader, tmp_path, report, keys, {e.name: e.ca_arn for e in entries})
     issuers = {
         name: x509.load_pem_x509_certificate((tmp_path / "out" / f"{name}.pem").read_bytes())
         .issuer.get_attributes_for_oid(NameOID.COMMON_NAME)[0]
@@ -142,7 +164,7 @@ def test_apply_issues_from_cas_of_two_regions_in_one_run(
 
 @pytest.mark.usefixtures("quick_timeouts")
 def test_command_line_endpoint_and_region_win_over_the_manifests(
-    cli: Cli, reader: MotoReader, moto: str, ca_west: str, tmp_path: Path
+    cli: Cli, reader: Reader, endpoint: str, ca_west: str, tmp_path: Path
 ) -> None:
     # The manifest names a port where nothing listens and the wrong region for the CA.
     nowhere = f"http://127.0.0.1:{free_port()}"
@@ -151,17 +173,17 @@ def test_command_line_endpoint_and_region_win_over_the_manifests(
 
     result = cli(
         "apply", manifest, "--report", tmp_path / "r.json", "--max-rate", "0",
-        "--endpoint-url", moto, "--region", "us-west-2",
+        "--endpoint-url", endpoint, "--region", "us-west-2",
     )  # fmt: skip
 
     assert result.code == 0, result.err
     report = read_report(tmp_path / "r.json")
-    assert_issued_as_moto_has_them(reader, tmp_path, report, keys, {e.name: ca_west for e in entries})
+    assert_issued_as_the_server_has_them(reader, tmp_path, report, keys, {e.name: ca_west for e in entries})
 
 
 @pytest.mark.usefixtures("quick_timeouts")
-def test_apply_through_faults_issues_every_entry_and_no_token_reaches_moto_twice(
-    cli: Cli, reader: MotoReader, moto: str, ca_east: str, tmp_path: Path
+def test_apply_through_faults_issues_every_entry_and_no_token_reaches_the_server_twice(
+    cli: Cli, reader: Reader, endpoint: str, ca_east: str, tmp_path: Path
 ) -> None:
     entries = [AwsEntry(f"faulty-{i:02d}", ca_east) for i in range(24)]
     faults = Faults(
@@ -174,7 +196,7 @@ def test_apply_through_faults_issues_every_entry_and_no_token_reaches_moto_twice
         max_faults_per_key=2,
         seed=5,
     )
-    with FaultProxy(moto, faults) as proxy:
+    with FaultProxy(endpoint, faults) as proxy:
         manifest, keys = write_aws_manifest(tmp_path, proxy.endpoint, entries, region="us-east-1")
         result = cli(
             "apply", manifest, "--report", tmp_path / "r.json", "--concurrency", "24", "--max-rate", "0"
@@ -183,12 +205,12 @@ def test_apply_through_faults_issues_every_entry_and_no_token_reaches_moto_twice
 
     assert result.code == 0, result.err
     report = read_report(tmp_path / "r.json")
-    assert_issued_as_moto_has_them(reader, tmp_path, report, keys, {e.name: ca_east for e in entries})
+    assert_issued_as_the_server_has_them(reader, tmp_path, report, keys, {e.name: ca_east for e in entries})
     # Every kind of fault happened, and the runner got through all of them.
     assert {"throttle", "server_error", "slow", "drop", "in_progress"} <= set(stats["injected"])
     assert stats["calls"]["IssueCertificate"] > len(entries)
     assert any(r["attempts"] > 1 for r in report.values())
-    # Each entry's token reached moto exactly once, however often the runner had to ask.
+    # Each entry's token reached the server exactly once, however often the runner had to ask.
     tokens = {r["idempotency_token"] for r in report.values()}
     assert len(tokens) == len(entries)
     assert stats["issue_forwarded"] == dict.fromkeys(tokens, 1)
@@ -203,7 +225,7 @@ def test_apply_through_faults_issues_every_entry_and_no_token_reaches_moto_twice
 
 
 def test_entries_preflight_refuses_end_failed_without_an_issue_call(
-    cli: Cli, moto: str, ca_east: str, tmp_path: Path
+    cli: Cli, endpoint: str, ca_east: str, tmp_path: Path
 ) -> None:
     unknown = ca_east.rsplit("/", 1)[0] + "/00000000-0000-4000-8000-000000000000"
     entries = [
@@ -211,9 +233,9 @@ def test_entries_preflight_refuses_end_failed_without_an_issue_call(
         AwsEntry("good-2", ca_east),
         AwsEntry("no-such-ca", unknown),
         AwsEntry("wrong-family", ca_east, signing_algorithm="SHA256WITHECDSA"),
-        AwsEntry("too-long", ca_east, validity_days=30),  # moto's CAs are SHORT_LIVED_CERTIFICATE
+        AwsEntry("too-long", ca_east, validity_days=30),  # the CAs are SHORT_LIVED_CERTIFICATE
     ]
-    with FaultProxy(moto) as proxy:
+    with FaultProxy(endpoint) as proxy:
         manifest, _ = write_aws_manifest(tmp_path, proxy.endpoint, entries)
         result = cli("apply", manifest, "--report", tmp_path / "r.json", "--max-rate", "0")
         stats = proxy.snapshot()
@@ -236,14 +258,14 @@ def test_entries_preflight_refuses_end_failed_without_an_issue_call(
 
 
 def test_a_shard_describes_only_the_cas_of_its_own_entries(
-    cli: Cli, moto: str, ca_east: str, ca_west: str, tmp_path: Path, foreseen: list[str]
+    cli: Cli, endpoint: str, ca_east: str, ca_west: str, tmp_path: Path, foreseen: list[str]
 ) -> None:
     shard = Shard(1, 2)
     names = [f"shard-{i}" for i in range(40)]
     mine = next(n for n in names if in_shard(n, shard))
     other = next(n for n in names if not in_shard(n, shard))
     entries = [AwsEntry(other, ca_west), AwsEntry(mine, ca_east)]
-    with FaultProxy(moto) as proxy:
+    with FaultProxy(endpoint) as proxy:
         manifest, _ = write_aws_manifest(tmp_path, proxy.endpoint, entries, region=None)
         result = cli("apply", manifest, "--max-rate", "0", "--shard", "1/2", "--report", tmp_path / "r.json")
         calls = proxy.snapshot()["calls"]
@@ -255,11 +277,11 @@ def test_a_shard_describes_only_the_cas_of_its_own_entries(
 
 
 def test_no_credentials_is_one_message_before_any_call(
-    cli: Cli, moto: str, ca_east: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, endpoint: str, ca_east: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     patch_env(monkeypatch, aws_test_env(tmp_path / "aws", credentials=False))
     entries = [AwsEntry(f"nocreds-{i}", ca_east) for i in range(3)]
-    with FaultProxy(moto) as proxy:
+    with FaultProxy(endpoint) as proxy:
         manifest, _ = write_aws_manifest(tmp_path, proxy.endpoint, entries)
         result = cli("apply", manifest, "--max-rate", "0")
         stats = proxy.snapshot()
@@ -272,12 +294,12 @@ def test_no_credentials_is_one_message_before_any_call(
 
 
 def test_an_invalid_manifest_is_reported_as_such_even_without_credentials(
-    cli: Cli, moto: str, ca_east: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    cli: Cli, endpoint: str, ca_east: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the aws backend is opened in the background while the entries are read: what it
     # finds (no credentials) must not hide the manifest's own problems
     patch_env(monkeypatch, aws_test_env(tmp_path / "aws", credentials=False))
-    with FaultProxy(moto) as proxy:
+    with FaultProxy(endpoint) as proxy:
         manifest, _ = write_aws_manifest(tmp_path, proxy.endpoint, [AwsEntry("ok", ca_east)])
         manifest.write_text(manifest.read_text().replace("SigningAlgorithm: SHA256WITHRSA", "SigningAlgorithm: MD5"))
         result = cli("apply", manifest, "--max-rate", "0")
@@ -289,10 +311,10 @@ def test_an_invalid_manifest_is_reported_as_such_even_without_credentials(
 
 
 def test_plan_shows_preflights_findings_from_the_ca_and_issues_nothing(
-    cli: Cli, moto: str, ca_east: str, tmp_path: Path
+    cli: Cli, endpoint: str, ca_east: str, tmp_path: Path
 ) -> None:
     entries = [AwsEntry("fine", ca_east), AwsEntry("too-long", ca_east, validity_days=30)]
-    with FaultProxy(moto) as proxy:
+    with FaultProxy(endpoint) as proxy:
         manifest, _ = write_aws_manifest(tmp_path, proxy.endpoint, entries)
         planned = cli("apply", manifest, "--plan", "--report", tmp_path / "plan.json")
         after_plan = proxy.snapshot()

@@ -255,7 +255,9 @@ def moto_revocations(ca_arn: str) -> dict[str, dict[str, Any]]:
     return dict(revoked)
 
 
-def create_active_ca(endpoint: str, region: str, common_name: str = "pca-batch test root") -> str:
+def create_active_ca(
+    endpoint: str, region: str, common_name: str = "pca-batch test root", usage_mode: str = "GENERAL_PURPOSE"
+) -> str:
     """Create a root CA on the server at ``endpoint`` and make it ACTIVE, as one does on AWS.
 
     CreateCertificateAuthority, GetCertificateAuthorityCsr, IssueCertificate of
@@ -272,7 +274,7 @@ def create_active_ca(endpoint: str, region: str, common_name: str = "pca-batch t
                 "Subject": {"CommonName": common_name, "Organization": "pca-batch tests"},
             },
             CertificateAuthorityType="ROOT",
-            UsageMode="GENERAL_PURPOSE",
+            UsageMode=usage_mode,
         )["CertificateAuthorityArn"]
         csr = client.get_certificate_authority_csr(CertificateAuthorityArn=arn)["Csr"]
         root_arn = client.issue_certificate(

@@ -24,6 +24,7 @@ from cryptography.x509.oid import ExtensionOID
 
 from pca_batch.acmpca import (
     CSR_MAX_BYTES,
+    GENERAL_PURPOSE,
     IDEMPOTENCY_WINDOW,
     REVOCATION_REASONS,
     SHORT_LIVED,
@@ -253,7 +254,8 @@ class LocalBackend:
         signer = _PendingRoot(row, load_key(self._store.folder, row.key_file, row.arn))
         algorithm = signing_algorithm(request["SigningAlgorithm"], family_of(signer.key))
         clock = self._clock().astimezone(UTC)
-        start, end = self._validity(request, clock.replace(microsecond=0), None, row.usage_mode)
+        # The CA's own certificate: neither its NotAfter nor its usage mode's 7 days bound it.
+        start, end = self._validity(request, clock.replace(microsecond=0), None, GENERAL_PURPOSE)
         csr, public_key = parse_csr(request["Csr"])
         subject, extensions = _contents(request, template, signer, csr, public_key)
         sign = ToBeSigned(subject, subject, public_key, start, end, extensions, signer.key, algorithm).sign
