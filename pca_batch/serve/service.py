@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from pca_batch.acmpca import region_of
+from pca_batch.backends.local.authorities import check_ca_arn
 from pca_batch.backends.local.backend import LocalBackend
 from pca_batch.backends.local.lifecycle import known, purge
 from pca_batch.backends.local.store import AuthorityRow, Store
@@ -91,7 +92,7 @@ class Service:
 
     def authority(self, arn: str, context: Context) -> AuthorityRow:
         """The CA of that ARN in the call's region; ResourceNotFoundException when there is none."""
-        return known(self.store, self.check_region(arn, context), self.now())
+        return known(self.store, self.check_region(check_ca_arn(arn), context), self.now())
 
     def changed(self, arn: str) -> None:
         """The CA changed (certificate, status, revocation configuration): drop what is cached of it."""
