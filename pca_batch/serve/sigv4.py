@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 from pca_batch.serve.protocol import ServiceError
 from pca_batch.serve.shapes import SERVICE_NAME
@@ -99,13 +99,20 @@ def read_authorization(request: SignedRequest) -> Authorization | None:
 
 
 def _canonical_path(path: str) -> tuple[str, str]:
+    """The canonical URI and query string as SigV4 makes them for services other than S3 (and as
+    botocore's signer does): the path with dot segments and empty segments removed, URI-encoded
+    once more; the query's pairs sorted as sent."""
     raw_path, _, query = path.partition("?")
-    segments = [quote(unquote(s), safe="-_.~") for s in raw_path.split("/")]
-    pairs = sorted(
-        (quote(unquote(k), safe="-_.~"), quote(unquote(v), safe="-_.~"))
-        for k, _, v in (item.partition("=") for item in query.split("&") if item)
-    )
-    return "/".join(segments) or "/", "&".join(f"{k}={v}" for k, v in pairs)
+    kept: list[str] = []
+    for segment in raw_path.split("/"):
+        if segment == "..":
+            if kept:
+                kept.pop()
+        elif segment and segment != ".":
+            kept.append(segment)
+    normalized = "/" + "/".join(kept) + ("/" if kept and raw_path.endswith("/") else "")
+    pairs = sorted(tuple(item.partition("=")[::2]) for item in query.split("&") if item)
+    return quote(normalized, safe="/~"), "&".join(f"{k}={v}" for k, v in pairs)
 
 
 def canonical_request(request: SignedRequest, signed_headers: Sequence[str]) -> str:
