@@ -62,15 +62,16 @@ class Service:
             raise
         self.buckets = Buckets(settings.s3_dir)
         purge(self.store, self.now())
+        from pca_batch.serve.operations import HANDLERS  # they import this module's helpers
+
+        self._handlers = HANDLERS
 
     def now(self) -> datetime:
         return self._clock().astimezone(UTC)
 
     def call(self, operation: str, params: dict[str, Any], context: Context) -> dict[str, Any]:
-        from pca_batch.serve.operations import HANDLERS
-
         try:
-            result = HANDLERS[operation](self, params, context)
+            result = self._handlers[operation](self, params, context)
         except BackendError as exc:
             raise ServiceError.from_backend(exc) from None
         return answer(operation, result)

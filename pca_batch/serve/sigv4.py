@@ -12,6 +12,7 @@ more than 15 minutes off). Without credentials nothing is checked; the region is
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -63,9 +64,15 @@ class SignedRequest:
     headers: Sequence[tuple[str, str]]
     body: bytes
 
+    @functools.cached_property
+    def _by_name(self) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for k, v in self.headers:
+            found.setdefault(k.lower(), v)
+        return found
+
     def header(self, name: str) -> str | None:
-        lowered = name.lower()
-        return next((v for k, v in self.headers if k.lower() == lowered), None)
+        return self._by_name.get(name.lower())
 
 
 @dataclass(frozen=True)
