@@ -155,13 +155,13 @@ class _Handler(socketserver.StreamRequestHandler):
         response = self.server.app.respond(request)
         connection = (request.header("Connection") or "").lower()
         close = connection == "close" or (version == "HTTP/1.0" and connection != "keep-alive")
-        self._send(response, head=method == "HEAD", close=close)
-        if self.server.app.log is not None:
+        if self.server.app.log is not None:  # before the answer: whoever has the answer finds the line
             elapsed = time.perf_counter() - started
             self.server.app.write_log(
                 f'{self.client_address[0]} [{datetime.now(UTC).isoformat(timespec="milliseconds")}] '
                 f'"{method} {path}" {response.status} {len(response.body)} {elapsed * 1000:.1f}ms {response.label}'
             )
+        self._send(response, head=method == "HEAD", close=close)
         return not close
 
     def _headers(self) -> list[tuple[str, str]]:

@@ -9,15 +9,12 @@ endpoints answer.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from pca_batch.acmpca import region_of
 from pca_batch.backends.local.authorities import check_ca_arn
@@ -26,11 +23,9 @@ from pca_batch.backends.local.lifecycle import known, purge
 from pca_batch.backends.local.store import AuthorityRow, Store
 from pca_batch.errors import BackendError
 from pca_batch.serve.buckets import Buckets, crl_configuration
+from pca_batch.serve.operations import HANDLERS
 from pca_batch.serve.protocol import ServiceError
 from pca_batch.serve.shapes import answer
-
-T = TypeVar("T")
-PAGE_MAX = 100  # ListCertificateAuthorities returns at most 100 items a page, whatever MaxResults says
 
 
 @dataclass(frozen=True)
@@ -62,16 +57,13 @@ class Service:
             raise
         self.buckets = Buckets(settings.s3_dir)
         purge(self.store, self.now())
-        from pca_batch.serve.operations import HANDLERS  # they import this module's helpers
-
-        self._handlers = HANDLERS
 
     def now(self) -> datetime:
         return self._clock().astimezone(UTC)
 
     def call(self, operation: str, params: dict[str, Any], context: Context) -> dict[str, Any]:
         try:
-            result = self._handlers[operation](self, params, context)
+            result = HANDLERS[operation](self, params, context)
         except BackendError as exc:
             raise ServiceError.from_backend(exc) from None
         return answer(operation, result)
@@ -108,22 +100,3 @@ class Service:
 
     def new_ca_arn(self, context: Context) -> str:
         return f"arn:aws:acm-pca:{context.region}:{self.settings.account}:certificate-authority/{uuid.uuid4()}"
-
-
-def page(items: Sequence[T], params: dict[str, Any], *, limit: int = PAGE_MAX) -> tuple[list[T], str | None]:
-    """One page of ``items`` (MaxResults, NextToken) and the NextToken of the next, if any."""
-    start = 0
-    token = params.get("NextToken")
-    if token is not None:
-        try:
-            start = int(json.loads(base64.urlsafe_b64decode(token.encode("ascii")))["offset"])
-        except (ValueError, KeyError, TypeError, binascii.Error, UnicodeEncodeError):
-            raise ServiceError("InvalidNextTokenException", "The token is not valid.") from None
-        if not 0 <= start <= len(items):
-            raise ServiceError("InvalidNextTokenException", "The token is not valid.")
-    size = min(int(params.get("MaxResults") or limit), limit)
-    end = start + size
-    following = None
-    if end < len(items):
-        following = base64.urlsafe_b64encode(json.dumps({"offset": end}).encode()).decode("ascii")
-    return list(items[start:end]), following

@@ -14,7 +14,7 @@ from pca_batch.backends.local import resources
 from pca_batch.backends.local.authorities import utc
 from pca_batch.backends.local.store import AuthorityRow
 from pca_batch.errors import BackendError
-from pca_batch.serve.service import page
+from pca_batch.serve.paging import page
 
 if TYPE_CHECKING:
     from pca_batch.serve.service import Context, Service

@@ -25,7 +25,7 @@ from pca_batch.backends.local.store import AuthorityRow
 from pca_batch.errors import BackendError
 from pca_batch.model import DEFAULT_CRL_DAYS
 from pca_batch.pki.algorithms import KEY_ALGORITHMS, default_signing_algorithm, key_family, signing_family
-from pca_batch.serve.service import page
+from pca_batch.serve.paging import page
 
 if TYPE_CHECKING:
     from pca_batch.serve.service import Context, Service
