@@ -13,23 +13,18 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
-from cryptography.x509.oid import ExtensionOID
 
 from pca_batch.acmpca import (
-    CSR_MAX_BYTES,
     GENERAL_PURPOSE,
     IDEMPOTENCY_WINDOW,
     REVOCATION_REASONS,
     SHORT_LIVED,
     SHORT_LIVED_MAX,
-    TOKEN_MAX,
     RevocationReason,
     parse_serial,
     serial_hex,
@@ -40,23 +35,17 @@ from pca_batch.backends.local.authorities import (
     authority_row,
     chain_of,
     check_ca_arn,
-    distribution_point,
     ensure_declared,
     load_authority,
     pem,
     status_at,
     utc,
 )
+from pca_batch.backends.local.issuance import Issuance, PendingRoot, certificate_contents, checked_request, invalid
 from pca_batch.backends.local.keys import load_key
-from pca_batch.backends.local.passthrough import api_extensions, api_name
 from pca_batch.backends.local.store import AuthorityRow, CertificateRow, SerialTaken, Store
-from pca_batch.backends.local.templates import (
-    Template,
-    certificate_extensions,
-    resolve_template,
-    with_distribution_point,
-)
-from pca_batch.backends.local.x509 import CaKey, ToBeSigned, new_serial, parse_csr, signing_algorithm
+from pca_batch.backends.local.templates import Template
+from pca_batch.backends.local.x509 import ToBeSigned, new_serial, parse_csr, signing_algorithm
 from pca_batch.errors import BackendError
 from pca_batch.model import AuthoritySpec
 from pca_batch.pki.algorithms import family_of
@@ -65,19 +54,6 @@ from pca_batch.times import rfc3339
 
 __all__ = ["LocalBackend", "ensure_authorities"]
 
-
-@dataclass(frozen=True)
-class _Issuance:
-    """What a certificate's record says besides the certificate: its CA, template, token, times."""
-
-    ca_arn: str
-    template_arn: str
-    token: str | None
-    clock: datetime  # the moment of the request (microseconds kept: the token's time)
-    not_before: datetime
-    not_after: datetime
-
-_TOKEN = re.compile(rf"^[\t\n\r\x20-\xff]{{1,{TOKEN_MAX}}}$")
 _CERT_ARN = re.compile(r"^(.+)/certificate/([0-9a-f]{32})$")
 _RECENT_MAX = 8192  # issued PEMs kept in memory for the GetCertificate that follows
 _TOKENS_MAX = 65536
@@ -95,98 +71,6 @@ def ensure_authorities(store: Path, specs: Sequence[AuthoritySpec]) -> None:
         ensure_declared(opened, specs)
     finally:
         opened.close()
-
-
-def _invalid(message: str) -> BackendError:
-    return BackendError("InvalidArgsException", message)
-
-
-def _checked_request(request: Mapping[str, Any]) -> tuple[str, Template, str | None]:
-    """The CA ARN, template and token of a request whose members have the API's shapes."""
-    ca_arn = check_ca_arn(request.get("CertificateAuthorityArn"))
-    for member in ("Csr", "SigningAlgorithm", "Validity"):
-        if request.get(member) is None:
-            raise _invalid(f"{member} is required")
-    template = resolve_template(request.get("TemplateArn"))
-    token = request.get("IdempotencyToken")
-    if token is not None and not (isinstance(token, str) and _TOKEN.match(token)):
-        raise _invalid(f"IdempotencyToken must be 1 to {TOKEN_MAX} characters of [\\t\\n\\r\\x20-\\xFF]")
-    csr_data = request["Csr"]
-    if isinstance(csr_data, bytes | bytearray | str) and len(csr_data) > CSR_MAX_BYTES:
-        raise _invalid(f"Csr is longer than {CSR_MAX_BYTES} bytes")
-    return ca_arn, template, token
-
-
-class _Signer(Protocol):
-    """What issuance needs of the CA that signs: an :class:`Authority`, or a root CA still
-    waiting for its certificate, which signs its own (:class:`_PendingRoot`)."""
-
-    @property
-    def row(self) -> AuthorityRow: ...
-    @property
-    def key(self) -> CaKey: ...
-    @property
-    def ski(self) -> x509.SubjectKeyIdentifier | None: ...
-    @property
-    def path_length(self) -> int | None: ...
-
-
-@dataclass(frozen=True)
-class _PendingRoot:
-    """A root CA in PENDING_CERTIFICATE: it can sign one thing, its own certificate."""
-
-    row: AuthorityRow
-    key: CaKey
-    ski: x509.SubjectKeyIdentifier | None = None
-    path_length: int | None = None
-
-
-def _contents(
-    request: Mapping[str, Any],
-    template: Template,
-    authority: _Signer,
-    csr: x509.CertificateSigningRequest,
-    public_key: Any,
-) -> tuple[x509.Name, list[x509.Extension[x509.ExtensionType]]]:
-    """The subject and extensions of the certificate: from the template, ApiPassthrough and the CSR."""
-    subject, extra = csr.subject, []
-    passthrough = request.get("ApiPassthrough") if template.api_passthrough else None
-    if passthrough:
-        try:
-            if passthrough.get("Subject"):
-                subject = api_name(passthrough["Subject"])
-            extra = api_extensions(passthrough.get("Extensions") or {})
-        except (AttributeError, TypeError, KeyError):
-            raise _invalid("ApiPassthrough does not have the shape of the API's ApiPassthrough") from None
-    _check_template(template, authority, public_key)
-    extensions = certificate_extensions(
-        template,
-        subject=subject,
-        public_key=public_key,
-        issuer_ski=None if template.self_signed else authority.ski,
-        csr_extensions=list(csr.extensions),
-        api_extensions=extra,
-    )
-    if not template.self_signed:
-        extensions = with_distribution_point(extensions, distribution_point(authority.row))
-    if not subject and not any(e.oid == ExtensionOID.SUBJECT_ALTERNATIVE_NAME for e in extensions):
-        raise BackendError("MalformedCSRException", "the CSR has neither a subject nor a subject alternative name")
-    return subject, extensions
-
-
-def _check_template(template: Template, authority: _Signer, public_key: Any) -> None:
-    if template.self_signed:
-        der = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        if public_key.public_bytes(*der) != authority.key.public_key().public_bytes(*der):
-            raise _invalid(f"{template.name} signs the CA's own key; the CSR carries another key")
-        return
-    if not template.ca:
-        return
-    if authority.row.usage_mode == SHORT_LIVED:
-        raise _invalid("a CA in SHORT_LIVED_CERTIFICATE mode cannot issue CA certificates")
-    limit = authority.path_length
-    if limit is not None and (limit == 0 or (template.path_length or 0) > limit - 1):
-        raise _invalid(f"{template.name} exceeds the CA's path length constraint of {limit}")
 
 
 class LocalBackend:
@@ -210,7 +94,7 @@ class LocalBackend:
     # -- the Backend protocol ---------------------------------------------------------
 
     def issue_certificate(self, request: Mapping[str, Any]) -> str:
-        ca_arn, template, token = _checked_request(request)
+        ca_arn, template, token = checked_request(request)
         if template.self_signed:
             row = self._store.authority(ca_arn)
             if row is not None and not row.has_certificate:
@@ -229,7 +113,7 @@ class LocalBackend:
                 return mine[0]
         start, end = self._validity(request, now, authority.not_after, authority.row.usage_mode)
         csr, public_key = parse_csr(request["Csr"])
-        subject, extensions = _contents(request, template, authority, csr, public_key)
+        subject, extensions = certificate_contents(request, template, authority, csr, public_key)
         sign = ToBeSigned(
             subject=subject,
             issuer=subject if template.self_signed else authority.certificate.subject,
@@ -240,7 +124,7 @@ class LocalBackend:
             signing_key=authority.key,
             algorithm=algorithm,
         ).sign
-        return self._record(sign, _Issuance(ca_arn, template.arn, token, clock, start, end))
+        return self._record(sign, Issuance(ca_arn, template.arn, token, clock, start, end))
 
     def _issue_own(
         self, request: Mapping[str, Any], row: AuthorityRow, template: Template, token: str | None
@@ -248,20 +132,20 @@ class LocalBackend:
         """A root CA in PENDING_CERTIFICATE signs its own certificate (its CSR, a RootCACertificate
         template), as AWS's users activate a root: the certificate is then imported."""
         if row.parent_arn is not None or row.ca_type == "SUBORDINATE":
-            raise _invalid(f"{template.name} is for a root CA; {row.arn} is a subordinate CA")
+            raise invalid(f"{template.name} is for a root CA; {row.arn} is a subordinate CA")
         if row.status != "PENDING_CERTIFICATE":
             raise BackendError("InvalidStateException", f"certificate authority {row.arn} is {row.status}")
-        signer = _PendingRoot(row, load_key(self._store.folder, row.key_file, row.arn))
+        signer = PendingRoot(row, load_key(self._store.folder, row.key_file, row.arn))
         algorithm = signing_algorithm(request["SigningAlgorithm"], family_of(signer.key))
         clock = self._clock().astimezone(UTC)
         # The CA's own certificate: neither its NotAfter nor its usage mode's 7 days bound it.
         start, end = self._validity(request, clock.replace(microsecond=0), None, GENERAL_PURPOSE)
         csr, public_key = parse_csr(request["Csr"])
-        subject, extensions = _contents(request, template, signer, csr, public_key)
+        subject, extensions = certificate_contents(request, template, signer, csr, public_key)
         sign = ToBeSigned(subject, subject, public_key, start, end, extensions, signer.key, algorithm).sign
-        return self._record(sign, _Issuance(row.arn, template.arn, token, clock, start, end), pending=True)
+        return self._record(sign, Issuance(row.arn, template.arn, token, clock, start, end), pending=True)
 
-    def _record(self, sign: Callable[[int], x509.Certificate], issuance: _Issuance, *, pending: bool = False) -> str:
+    def _record(self, sign: Callable[[int], x509.Certificate], issuance: Issuance, *, pending: bool = False) -> str:
         """Sign under a fresh serial and record the certificate; the ARN that holds."""
         ca_arn, token, clock = issuance.ca_arn, issuance.token, issuance.clock
         start, end = issuance.not_before, issuance.not_after
@@ -426,19 +310,19 @@ class LocalBackend:
             start = not_before(explicit_start, now)
             end = not_after(request["Validity"], now)
         except ValidityError as exc:
-            raise _invalid(str(exc)) from None
+            raise invalid(str(exc)) from None
         except (AttributeError, TypeError):
-            raise _invalid("Validity and ValidityNotBefore must each have a Value and a Type") from None
+            raise invalid("Validity and ValidityNotBefore must each have a Value and a Type") from None
         if end <= start:
-            raise _invalid("the certificate's NotAfter must be later than its NotBefore")
+            raise invalid("the certificate's NotAfter must be later than its NotBefore")
         if end <= now:
-            raise _invalid(f"the certificate's NotAfter {rfc3339(end)} is in the past")
+            raise invalid(f"the certificate's NotAfter {rfc3339(end)} is in the past")
         if limit is not None and end > limit:
-            raise _invalid(
+            raise invalid(
                 f"the certificate's NotAfter {rfc3339(end)} is past the CA's own NotAfter {rfc3339(limit)}"
             )
         if usage_mode == SHORT_LIVED:
             span = end - (start if explicit_start is not None else now)
             if span > SHORT_LIVED_MAX:
-                raise _invalid("a CA in SHORT_LIVED_CERTIFICATE mode issues certificates of at most 7 days")
+                raise invalid("a CA in SHORT_LIVED_CERTIFICATE mode issues certificates of at most 7 days")
         return start, end
