@@ -152,3 +152,22 @@ def test_a_bug_is_internal_failure_and_the_server_goes_on(
     with pytest.raises(urllib.error.HTTPError) as missing:
         fetch(f"{served[0]}/crl/{ca.rsplit('/', 1)[1]}.crl")  # a CA without CRLs has none
     assert missing.value.code == 404
+
+
+def test_pca_batch_ca_sees_a_pending_ca_and_leaves_it_pending(cli: Cli, served: tuple[str, Path], acm: Any) -> None:
+    store = served[1]
+    pending = acm.create_certificate_authority(
+        CertificateAuthorityConfiguration={"KeyAlgorithm": "EC_secp384r1", "SigningAlgorithm": "SHA384WITHECDSA",
+                                           "Subject": {"CommonName": "Waiting"}},
+        CertificateAuthorityType="SUBORDINATE",
+    )["CertificateAuthorityArn"]  # fmt: skip
+    listed = cli("ca", "list", "--store", store)
+    assert listed.code == 0, listed.err
+    (row,) = [ca for ca in json.loads(listed.out)["CertificateAuthorities"] if ca["Arn"] == pending]
+    assert row["Status"] == "PENDING_CERTIFICATE" and row["Type"] == "SUBORDINATE" and "NotAfter" not in row
+    assert row["CertificateAuthorityConfiguration"]["SigningAlgorithm"] == "SHA384WITHECDSA"
+    for command in ("certificate", "enable"):
+        refused = cli("ca", command, pending, "--store", store)
+        assert refused.code == 1 and "PENDING_CERTIFICATE" in refused.err
+    status = acm.describe_certificate_authority(CertificateAuthorityArn=pending)["CertificateAuthority"]["Status"]
+    assert status == "PENDING_CERTIFICATE"

@@ -71,38 +71,50 @@ def list_authorities(folder: Path, *, now: datetime | None = None) -> list[dict[
     now = now or datetime.now(UTC)
     with _opened(folder, create=False) as store:
         rows = store.authorities()
-    return [
-        {
-            "Arn": row.arn,
-            "OwnerAccount": account_of(row.arn),
-            "CreatedAt": utc(row.created_at).isoformat(),
-            "Type": "SUBORDINATE" if row.parent_arn else "ROOT",
-            "ParentArn": row.parent_arn,
-            "Status": status_at(row, now),
-            "UsageMode": row.usage_mode,
-            "NotBefore": utc(row.not_before).isoformat(),
-            "NotAfter": utc(row.not_after).isoformat(),
-            "CertificateAuthorityConfiguration": {
-                "KeyAlgorithm": row.key_algorithm,
-                "SigningAlgorithm": default_signing_algorithm(row.key_algorithm),
-                "Subject": {"CommonName": row.common_name},
-            },
-        }
-        for row in rows
-    ]
+    return [_listed(row, now) for row in rows]
+
+
+def _listed(row: AuthorityRow, now: datetime) -> dict[str, Any]:
+    listed: dict[str, Any] = {
+        "Arn": row.arn,
+        "OwnerAccount": account_of(row.arn),
+        "CreatedAt": utc(row.created_at).isoformat(),
+        "Type": row.ca_type or ("SUBORDINATE" if row.parent_arn else "ROOT"),
+        "ParentArn": row.parent_arn,
+        "Status": status_at(row, now),
+        "UsageMode": row.usage_mode,
+        "NotBefore": utc(row.not_before).isoformat(),
+        "NotAfter": utc(row.not_after).isoformat(),
+        "CertificateAuthorityConfiguration": {
+            "KeyAlgorithm": row.key_algorithm,
+            "SigningAlgorithm": row.signing_algorithm or default_signing_algorithm(row.key_algorithm),
+            "Subject": {"CommonName": row.common_name},
+        },
+    }
+    if not row.has_certificate:  # made by `pca-batch serve`, waiting for its certificate
+        del listed["NotBefore"], listed["NotAfter"]
+    return listed
 
 
 def authority_certificate(folder: Path, ca_arn: str) -> str:
     """The CA's own certificate, PEM."""
     with _opened(folder, create=False) as store:
-        return _known(store, ca_arn).certificate_pem
+        return _certified(store, ca_arn).certificate_pem
+
+
+def _certified(store: Store, ca_arn: str) -> AuthorityRow:
+    """The CA's row, when it has a certificate (one `pca-batch serve` made may wait for it)."""
+    row = _known(store, ca_arn)
+    if not row.has_certificate:
+        raise BackendError("InvalidStateException", f"certificate authority {ca_arn} is {row.status}: no certificate")
+    return row
 
 
 def get_certificate_authority_certificate(folder: Path, ca_arn: str) -> dict[str, str]:
     """GetCertificateAuthorityCertificate's answer: the CA's own certificate (PEM) and, for a
     subordinate CA, its CertificateChain (its issuer's certificate and theirs, up to the root)."""
     with _opened(folder, create=False) as store:
-        row = _known(store, ca_arn)
+        row = _certified(store, ca_arn)
         answer = {"Certificate": row.certificate_pem}
         if row.parent_arn is not None:
             answer["CertificateChain"] = chain_of(store, authority_row(store, row.parent_arn))
@@ -114,7 +126,9 @@ def set_authority_status(folder: Path, ca_arn: str, status: str) -> None:
     if status not in CA_STATUSES:
         raise BackendError("InvalidArgsException", f"Status must be one of {', '.join(CA_STATUSES)}")
     with _opened(folder, create=False) as store:
-        _known(store, ca_arn)
+        row = _certified(store, ca_arn)
+        if row.status not in CA_STATUSES:  # DELETED: RestoreCertificateAuthority brings it back, not this
+            raise BackendError("InvalidStateException", f"certificate authority {ca_arn} is {row.status}")
         store.set_authority_status(ca_arn, status)
 
 
