@@ -151,6 +151,7 @@ def test_a_bug_is_internal_failure_and_the_server_goes_on(
     assert acm.describe_certificate_authority(CertificateAuthorityArn=ca)["CertificateAuthority"]["Status"] == "ACTIVE"
     with pytest.raises(urllib.error.HTTPError) as missing:
         fetch(f"{served[0]}/crl/{ca.rsplit('/', 1)[1]}.crl")  # a CA without CRLs has none
+    missing.value.close()
     assert missing.value.code == 404
 
 
