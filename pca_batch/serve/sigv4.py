@@ -26,7 +26,6 @@ from pca_batch.serve.shapes import SERVICE_NAME
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = timedelta(minutes=15)
-CREDENTIALS_ENV = "PCA_BATCH_SERVE_CREDENTIALS"
 _AUTH = re.compile(
     r"^AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+),\s*SignedHeaders=(?P<signed>[^,\s]+),"
     r"\s*Signature=(?P<signature>[0-9a-f]{64})\s*$"

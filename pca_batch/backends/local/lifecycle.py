@@ -32,7 +32,7 @@ from pca_batch.backends.local.passthrough import general_name, key_usage
 from pca_batch.backends.local.store import AuthorityRow, Store
 from pca_batch.backends.local.x509 import CaKey, generate_key, signing_algorithm
 from pca_batch.errors import BackendError
-from pca_batch.pki.algorithms import family_of
+from pca_batch.pki.algorithms import default_signing_algorithm, family_of
 
 PENDING = "PENDING_CERTIFICATE"
 DELETED = "DELETED"
@@ -227,13 +227,8 @@ def csr_of(store: Store, row: AuthorityRow) -> str:
         return row.csr_pem
     key = load_key(store.folder, row.key_file, row.arn)
     subject = x509.load_pem_x509_certificate(row.certificate_pem.encode("ascii")).subject
-    return make_csr(key, subject, row.signing_algorithm or _default_signing(row), csr_extensions(None))
-
-
-def _default_signing(row: AuthorityRow) -> str:
-    from pca_batch.pki.algorithms import default_signing_algorithm
-
-    return default_signing_algorithm(row.key_algorithm)
+    algorithm = row.signing_algorithm or default_signing_algorithm(row.key_algorithm)
+    return make_csr(key, subject, algorithm, csr_extensions(None))
 
 
 def _set(tx: Any, arn: str, values: Mapping[str, object]) -> None:
