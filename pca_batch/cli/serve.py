@@ -91,10 +91,7 @@ def _handle(args: argparse.Namespace, out: Console, err: Console) -> int:
         )
         out.file.flush()
 
-    try:
-        serve(options, announce)
-    except OSError as exc:
-        raise UsageError(f"pca-batch serve: cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    serve(options, announce)
     out.file.write("pca-batch serve: stopped\n")
     out.file.flush()
     return EXIT_OK

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from pca_batch.errors import UsageError
 from pca_batch.serve.server import ApiServer, Application
 from pca_batch.serve.service import Service, Settings
 from pca_batch.serve.sigv4 import Credentials
@@ -46,11 +47,19 @@ def is_loopback(host: str) -> bool:
 
 @contextmanager
 def running(options: ServeOptions, log: IO[str] | None = None) -> Iterator[ApiServer]:
-    """The server, bound and serving from a background thread; shut down and closed on exit."""
-    server = ApiServer((options.host, options.port))
+    """The server, bound and serving from a background thread; shut down and closed on exit.
+    UsageError when the address cannot be bound or the store cannot be opened."""
+    try:
+        server = ApiServer((options.host, options.port))
+    except OSError as exc:
+        where = f"{options.host}:{options.port}"
+        raise UsageError(f"pca-batch serve: cannot listen on {where}: {exc.strerror or exc}") from None
     try:
         settings = Settings(options.store, options.buckets, options.region, options.account, server.url)
-        service = Service(settings)
+        try:
+            service = Service(settings)
+        except OSError as exc:
+            raise UsageError(f"pca-batch serve: cannot open the store {options.store}: {exc.strerror or exc}") from None
         try:
             known = {options.credentials.access_key_id: options.credentials} if options.credentials else {}
             server.app = Application(service, known, log)

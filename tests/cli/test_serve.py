@@ -156,6 +156,12 @@ def test_a_port_in_use_is_exit_2(cli: Cli, tmp_path: Path) -> None:
     assert result.code == 2 and "cannot listen on 127.0.0.1:" in result.err
 
 
+def test_a_store_that_cannot_be_made_is_exit_2(cli: Cli, tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    result = cli("serve", "--store", tmp_path / "file" / "store")
+    assert result.code == 2 and "cannot open the store" in result.err
+
+
 def test_loopback_addresses() -> None:
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1")
