@@ -242,6 +242,11 @@ class _Session:
         interrupted = interrupted or self.stop_revoking.is_set()
         self._write_reports(results)
         print_final(self.console, results, time.monotonic() - self.started, interrupted=interrupted)
+        if decided.orphans and not self.options.prune:
+            names = ", ".join(o.name for o in decided.orphans[:5]) + (", ..." if len(decided.orphans) > 5 else "")
+            write_lines(self.console, [f"{len(decided.orphans)} name(s) no longer in the manifest still have a "
+                                       f"certificate on record ({names}): apply --prune revokes them and removes "
+                                       "their files"])
         if self.own_backend and self.backend is not None and not self.calls_left_running:
             self.backend.close()
         return exit_code(results, interrupted)

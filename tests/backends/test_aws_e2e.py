@@ -13,9 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-import pca_batch.backends.aws as aws_module
 from pca_batch.acmpca import region_of
-from pca_batch.backends.aws import NO_CREDENTIALS, AwsBackend
+from pca_batch.backends.aws import NO_CREDENTIALS
 from pca_batch.model import Shard
 from pca_batch.plan.shards import in_shard
 from tests.support.common import Cli
@@ -27,17 +26,6 @@ from tests.support.moto_server import (
     patch_env,
     write_aws_manifest,
 )
-
-
-@pytest.fixture
-def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The backend that `apply` opens gives up on a silent server after 0.5 s, not 30 s."""
-
-    class QuickAwsBackend(AwsBackend):
-        def __init__(self, **options: Any) -> None:
-            super().__init__(**{**options, "connect_timeout": 0.5, "read_timeout": 0.5})
-
-    monkeypatch.setattr(aws_module, "AwsBackend", QuickAwsBackend)
 
 
 class MotoReader:
