@@ -187,7 +187,7 @@ class EntryBuilder:
         draft.sources.append(Source(raw, line, True))
         if not self._entry_ok(raw):
             draft.problems += problems_from_errors(
-                schema.def_validator(schema.MANIFEST, "entry").iter_errors(raw),
+                schema.def_validator(schema.LOADER_MANIFEST, "entry").iter_errors(raw),
                 file=self.file,
                 entry=draft.label,
                 sources=draft.sources[:1],

@@ -32,7 +32,7 @@ SUPPORTED_VERSIONS = (1,)
 
 def _top_schema() -> dict[str, Any]:
     """The manifest schema without the entries, which are checked one by one."""
-    top = copy.deepcopy(schema.load(schema.MANIFEST))
+    top = copy.deepcopy(schema.load(schema.LOADER_MANIFEST))
     top["properties"]["certificates"] = {"type": "array", "minItems": 1}
     return top
 
