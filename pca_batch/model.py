@@ -235,6 +235,7 @@ class Manifest:
     settings: RunSettings
     entries: tuple[Entry, ...]
     problems: tuple[Problem, ...] = ()  # manifest-level problems (not tied to one entry)
+    unset_env: tuple[str, ...] = ()  # read without requiring the environment: the unset ${VAR}s (unchecked)
 
     def all_problems(self) -> list[Problem]:
         out = list(self.problems)

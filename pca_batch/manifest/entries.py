@@ -181,7 +181,8 @@ class EntryBuilder:
 
             def report_unfilled(p: list[Any], at: int, message: str) -> None:
                 self.unfilled.add((json_path(p), at))
-                draft.report(p, at, message)
+                if not self.ctx.excuses(message):
+                    draft.report(p, at, message)
 
             interpolate.walk(raw, self.ctx.env, [], line, report_unfilled)
         draft.sources.append(Source(raw, line, True))

@@ -166,7 +166,7 @@ def _validity_member() -> dict[str, Any]:
     shorthand = {
         "type": "string",
         "pattern": SHORTHAND_PATTERN,
-        "description": "The CLI shorthand: Value=N,Type=TYPE",
+        "$comment": "the CLI shorthand: Value=N,Type=TYPE",
     }
     return {
         "type": ["object", "string"],
@@ -178,9 +178,9 @@ def _csr_member() -> dict[str, Any]:
     return {
         "type": "string",
         "anyOf": [
-            {"pattern": "^file://.+", "description": "file://PATH: a PEM file"},
-            {"pattern": "^fileb://.+", "description": "fileb://PATH: a PEM or DER file"},
-            {"pattern": r"^\s*-----BEGIN", "maxLength": 32768, "description": "the PEM text"},
+            {"pattern": "^file://.+", "$comment": "file://PATH: a PEM file"},
+            {"pattern": "^fileb://.+", "$comment": "fileb://PATH: a PEM or DER file"},
+            {"pattern": r"^\s*-----BEGIN", "maxLength": 32768, "$comment": "the PEM text"},
             _ref(VARIABLE),
         ],
     }

@@ -72,6 +72,10 @@ class LanguageServer:
         except (LspError, OSError, subprocess.TimeoutExpired):
             self.proc.kill()
             self.proc.wait()
+        finally:
+            for stream in (self.proc.stdin, self.proc.stdout):
+                if stream is not None:
+                    stream.close()
 
     # -- the wire -------------------------------------------------------------
     def _read(self, stream: IO[bytes]) -> None:
