@@ -80,7 +80,9 @@ def test_the_hook_is_declared_as_users_expect() -> None:
     assert hook["language"] == "python"
 
 
-def test_a_valid_manifest_passes_and_other_yaml_is_left_alone(runs: dict[str, subprocess.CompletedProcess[str]]) -> None:
+def test_a_valid_manifest_passes_and_other_yaml_is_left_alone(
+    runs: dict[str, subprocess.CompletedProcess[str]],
+) -> None:
     done = runs["valid"]
     assert done.returncode == 0, done.stdout + done.stderr
     assert "pca-batch validate" in done.stdout and "Passed" in done.stdout

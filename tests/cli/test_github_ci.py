@@ -108,7 +108,9 @@ def test_entries_the_ca_would_refuse_are_annotated_in_the_plan(tmp_path: Path, g
     assert "| lost | x refused (ResourceNotFoundException: " in github.read_text()
 
 
-def test_outside_github_actions_there_is_no_annotation(tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_outside_github_actions_there_is_no_annotation(
+    tmp_path: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("GITHUB_ACTIONS", raising=False)
     monkeypatch.delenv("GITHUB_STEP_SUMMARY", raising=False)
     manifest, _, _ = _invalid(tmp_path)
