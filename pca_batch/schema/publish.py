@@ -6,7 +6,7 @@ schema's types, enums, bounds and patterns (plus what a manifest allows on top o
 The request members are derived here from ``issue-certificate.schema.json``, never written by
 hand; ``python -m pca_batch.schema.publish`` refreshes them in the file, and a test checks that
 the file is up to date. pca-batch itself does not read them (see :func:`for_loading`): it checks
-the merged request against the request schema, after ``${VAR}``\\ s are filled in and the
+the merged request against the request schema, once the ``${VAR}`` values are filled in and the
 shorthand is read, with messages of its own.
 """
 
