@@ -247,6 +247,7 @@ class Manifest:
     problems: tuple[Problem, ...] = ()  # manifest-level problems (not tied to one entry)
     shard: Shard | None = None  # set by select_shard: ``entries`` are that shard's
     others: tuple[Entry, ...] = ()  # with a shard: the other shards' entries (still the manifest's)
+    unset_env: tuple[str, ...] = ()  # read without requiring the environment: the unset ${VAR}s (unchecked)
 
     def all_problems(self) -> list[Problem]:
         out = list(self.problems)

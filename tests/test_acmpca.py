@@ -32,7 +32,7 @@ def test_the_limits_are_the_request_schemas() -> None:
 
 
 def test_the_usage_modes_are_the_manifest_schemas() -> None:
-    authority = schema.load(schema.MANIFEST)["$defs"]["authority"]
+    authority = schema.load(schema.LOADER_MANIFEST)["$defs"]["authority"]
     assert tuple(authority["properties"]["usage_mode"]["enum"]) == acmpca.USAGE_MODES
 
 

@@ -7,13 +7,14 @@ that other commands start without it.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pca_batch.cli.args import add_backend_options, positive_int, rate, shard
-from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, BackendError, ManifestError
+from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, BackendError, ManifestError, Problem
 from pca_batch.model import SKIPPED, ApplyOptions, BackendConfig, Entry, Manifest, Result, RunSettings
 
 if TYPE_CHECKING:
@@ -87,6 +88,7 @@ def run_apply(manifest_path: str, options: ApplyOptions, console: Console, err: 
                 on_entry=background.on_entry,
             )
         except ManifestError as exc:
+            _problems_to_github(exc.problems, manifest_path, options, console)
             if options.plan and options.detailed_exitcode:  # as Terraform: 1 is an error, 2 changes pending
                 print_problems(exc.problems, err)
                 return EXIT_FAILED
@@ -172,6 +174,7 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
     if problems:
         print_problems(problems, err)
     console.print(f"Plan: {plan_summary(manifest, results)}", markup=False, highlight=False)
+    _plan_to_github(manifest, results, problems, options, console)
     if options.report is not None:
         write_report(options.report, results)
     if problems:
@@ -190,6 +193,7 @@ def _apply(manifest: Manifest, options: ApplyOptions, console: Console, err: Con
     if problems:
         print_problems(problems, err)
         err.print("Nothing was issued: fix the manifest first.", markup=False, highlight=False)
+        _problems_to_github(problems, manifest.display, options, console)
         if options.report is not None:
             write_report(options.report, _refused(manifest))
         return EXIT_INVALID
@@ -255,3 +259,22 @@ def _refused(manifest: Manifest) -> list[Result]:
     rows = build_plan(manifest)
     return [r if r.status != "planned" else replace(r, status=SKIPPED, action=None) for r in rows]
 
+
+
+def _problems_to_github(problems: Sequence[Problem], display: str, options: ApplyOptions, console: Console) -> None:
+    """Under GitHub Actions, an annotation per problem and their table in the step summary."""
+    from pca_batch.report.github import report_problems
+
+    report_problems(problems, display=display, command="plan" if options.plan else "apply", console=console)
+
+
+def _plan_to_github(
+    manifest: Manifest, results: list[Result], problems: list[Problem], options: ApplyOptions, console: Console
+) -> None:
+    """Under GitHub Actions, the plan's table and counts in the step summary, and annotations."""
+    from pca_batch.report.github import report_plan
+    from pca_batch.report.plan_view import plan_cells, plan_summary
+
+    _problems_to_github(problems, manifest.display, options, console)
+    counts = plan_summary(manifest, results)
+    report_plan(manifest, results, plan_cells(manifest, results), counts=counts, console=console)

@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from pca_batch.errors import ManifestError, Problem
+from pca_batch.manifest.interpolate import Unset
 from pca_batch.model import BackendConfig, Entry, RunSettings
 
 
@@ -20,6 +21,16 @@ class LoadContext:
     env: Mapping[str, str]  # where ${VAR} values come from
     now: datetime  # the clock Validity ends are checked against
     allow_outside_paths: bool = False
+    # None: a ${VAR} that is not set is a problem. A set (validate --offline, as in a pre-commit hook,
+    # away from the CI's environment): it is not, its name is noted here, and the value it fills goes unchecked.
+    unset_env: set[str] | None = None
+
+    def excuses(self, message: str) -> bool:
+        """Is this the message of an unset variable that need not be set? Notes its name if so."""
+        if self.unset_env is None or not isinstance(message, Unset):
+            return False
+        self.unset_env.add(message.name)
+        return True
 
     def fatal(self, line: int, message: str, where: str = "$") -> ManifestError:
         """The error for a manifest that cannot be read at all."""

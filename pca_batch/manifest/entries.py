@@ -184,13 +184,14 @@ class EntryBuilder:
 
             def report_unfilled(p: list[Any], at: int, message: str) -> None:
                 self.unfilled.add((json_path(p), at))
-                draft.report(p, at, message)
+                if not self.ctx.excuses(message):
+                    draft.report(p, at, message)
 
             interpolate.walk(raw, self.ctx.env, [], line, report_unfilled)
         draft.sources.append(Source(raw, line, True))
         if not self._entry_ok(raw):
             draft.problems += problems_from_errors(
-                schema.def_validator(schema.MANIFEST, "entry").iter_errors(raw),
+                schema.def_validator(schema.LOADER_MANIFEST, "entry").iter_errors(raw),
                 file=self.file,
                 entry=draft.label,
                 sources=draft.sources[:1],

@@ -18,6 +18,18 @@ _VAR = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{([^}
 Reporter = Callable[[list[Any], int, str], None]
 
 
+class Unset(str):
+    """The message for a variable that is not set (and has no default): ``.name`` says which."""
+
+    name: str
+
+    def __new__(cls, name: str) -> Unset:
+        text = f"the environment variable {name} is not set (use ${{{name}:-default}} for a default)"
+        message = super().__new__(cls, text)
+        message.name = name
+        return message
+
+
 def substitute(text: str, env: Mapping[str, str], path: list[Any], line: int, report: Reporter) -> str:
     if "${" not in text:
         return text
@@ -37,7 +49,7 @@ def substitute(text: str, env: Mapping[str, str], path: list[Any], line: int, re
         if value is None or (value == "" and m.group(2) is not None):
             if m.group(2) is not None:
                 return m.group(2)
-            report(path, line, f"the environment variable {name} is not set (use ${{{name}:-default}} for a default)")
+            report(path, line, Unset(name))
             return ""
         return value
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -32,7 +33,7 @@ SUPPORTED_VERSIONS = (1,)
 
 def _top_schema() -> dict[str, Any]:
     """The manifest schema without the entries, which are checked one by one."""
-    top = copy.deepcopy(schema.load(schema.MANIFEST))
+    top = copy.deepcopy(schema.load(schema.LOADER_MANIFEST))
     top["properties"]["certificates"] = {"type": "array", "minItems": 1}
     return top
 
@@ -71,8 +72,23 @@ def load_manifest(
     CSR not yet checked). Both are for getting the backend ready while the
     entries are still being read.
     """
+    ctx = _context(path, allow_outside_paths, env, now)
+    return _load_file(ctx, Listeners(on_backend, on_entry))
+
+
+def load_without_env(path: Path | str, *, allow_outside_paths: bool = False) -> Manifest:
+    """As :func:`load_manifest`, away from the environment of a run (validate --offline, a pre-commit
+    hook): a ``${VAR}`` that is not set is no problem, the value it fills goes unchecked, and the
+    manifest's ``unset_env`` names it."""
+    ctx = replace(_context(path, allow_outside_paths, None, None), unset_env=set())
+    return _load_file(ctx, Listeners())
+
+
+def _context(
+    path: Path | str, allow_outside_paths: bool, env: Mapping[str, str] | None, now: datetime | None
+) -> LoadContext:
     file = Path(os.path.abspath(path))
-    ctx = LoadContext(
+    return LoadContext(
         display=str(path),
         path=file,
         root=file.parent,
@@ -80,6 +96,10 @@ def load_manifest(
         now=now or datetime.now(UTC),
         allow_outside_paths=allow_outside_paths,
     )
+
+
+def _load_file(ctx: LoadContext, listeners: Listeners) -> Manifest:
+    file = ctx.path
     try:
         data = csrmod.read_limited(file, yamlload.MAX_BYTES, "the manifest")
     except csrmod.InputError as exc:
@@ -87,7 +107,7 @@ def load_manifest(
     # Start the CSR workers now, so that they are ready when the entries have been read.
     checker = CsrChecker(data.count(b"Csr"), manifest=data, root=str(ctx.root))
     try:
-        return _load(data, ctx, checker, Listeners(on_backend, on_entry))
+        return _load(data, ctx, checker, listeners)
     finally:
         checker.close()
 
@@ -113,6 +133,7 @@ def _load(data: bytes, ctx: LoadContext, checker: CsrChecker, listeners: Listene
         settings=settings or RunSettings(),
         entries=tuple(entries),
         problems=tuple(sorted(problems, key=lambda p: p.line)),
+        unset_env=tuple(sorted(ctx.unset_env or ())),
     )
 
 
@@ -143,6 +164,7 @@ def _top_problems(doc: yamlload.LineDict, ctx: LoadContext) -> tuple[list[Proble
     variable is not set is reported as that, not again as the empty value it became.
     """
     filled: list[Problem] = []
+    excused: set[tuple[str, int]] = set()  # (path, line) of values whose unset ${VAR} is no problem
     unfilled: set[tuple[str, int]] = set()  # as the entries see the defaults' paths
     for key in ("backend", "settings", "defaults"):
         if isinstance(doc.get(key), dict):
@@ -150,12 +172,15 @@ def _top_problems(doc: yamlload.LineDict, ctx: LoadContext) -> tuple[list[Proble
             def note(p: list[Any], line: int, message: str) -> None:
                 # a defaults value: entries see it at the same line, without the "defaults" step
                 unfilled.add(("$" + json_path(p[1:])[1:], line))
-                filled.append(Problem(ctx.display, line, "-", json_path(p), message))
+                if ctx.excuses(message):
+                    excused.add((json_path(p), line))
+                else:
+                    filled.append(Problem(ctx.display, line, "-", json_path(p), message))
 
             interpolate.walk(doc[key], ctx.env, [key], doc.value_lines[key], note)
     problems: list[Problem] = []
     if not _top_ok()(doc):
-        echoes = {(p.path, p.line) for p in filled}
+        echoes = {(p.path, p.line) for p in filled} | excused
         found = problems_from_errors(
             _top_validator().iter_errors(doc),
             file=ctx.display,

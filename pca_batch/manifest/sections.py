@@ -35,7 +35,7 @@ from pca_batch.schema import fastcheck
 @cache
 def accepts(definition: str) -> fastcheck.Check:
     """The compiled check of one ``$defs`` member of the manifest schema."""
-    return fastcheck.compile_schema(schema.subschema(schema.MANIFEST, definition))
+    return fastcheck.compile_schema(schema.subschema(schema.LOADER_MANIFEST, definition))
 
 
 def default_backend(root: Path) -> BackendConfig:

@@ -15,8 +15,9 @@ import xml.etree.ElementTree as ET
 from collections.abc import Sequence
 from pathlib import Path
 
+from pca_batch.errors import Problem
 from pca_batch.files import atomic_write
-from pca_batch.model import FAILED, INVALID, RECOVERED, RECOVERED_NOTE, SKIPPED, Result
+from pca_batch.model import FAILED, INVALID, RECOVERED, RECOVERED_NOTE, SKIPPED, Manifest, Result
 
 # Characters XML 1.0 cannot hold at all, not even escaped.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
@@ -92,3 +93,41 @@ def junit_xml(results: Sequence[Result], *, suite: str, elapsed_s: float | None 
 def write_junit(path: Path, results: Sequence[Result], *, suite: str, elapsed_s: float | None = None) -> None:
     """Write the JUnit XML atomically (a reader never sees half a file)."""
     atomic_write(path, junit_xml(results, suite=suite, elapsed_s=elapsed_s))
+
+
+# -- validate --junit: one test case per entry, so a CI's test view shows which entry is wrong --
+
+MANIFEST_CASE = "(manifest)"  # problems outside the entries: version, backend, settings, defaults
+
+
+def _problem_case(parent: ET.Element, suite: str, name: str, problems: Sequence[Problem]) -> None:
+    case = ET.SubElement(parent, "testcase", {"classname": _clean(suite), "name": _clean(name), "time": "0.000"})
+    if problems:
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        failure = ET.SubElement(
+            case, "failure", {"type": "InvalidManifest", "message": _clean(f"{first.path}: {first.message}{more}")}
+        )
+        failure.text = _clean("\n".join(str(p) for p in problems))
+
+
+def validation_junit(manifests: Sequence[tuple[str, Manifest | None, Sequence[Problem]]]) -> bytes:
+    """A suite per manifest (display, manifest or None when it could not be read, its own problems):
+    a case per entry, failing with every problem of that entry; one more, ``(manifest)``, when the
+    manifest has problems outside its entries."""
+    root = ET.Element("testsuites", {"name": "pca-batch validate"})
+    total = failed = 0
+    for display, manifest, problems in manifests:
+        suite = ET.SubElement(root, "testsuite", {"name": _clean(display)})
+        if problems:
+            _problem_case(suite, display, MANIFEST_CASE, problems)
+        for entry in manifest.entries if manifest is not None else ():
+            _problem_case(suite, display, entry.name, entry.problems)
+        cases = suite.findall("testcase")
+        failures = sum(1 for c in cases if c.find("failure") is not None)
+        suite.attrib.update({"tests": str(len(cases)), "failures": str(failures), "errors": "0", "skipped": "0"})
+        total, failed = total + len(cases), failed + failures
+    root.attrib.update({"tests": str(total), "failures": str(failed), "errors": "0", "skipped": "0"})
+    ET.indent(root)
+    body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return body + b"\n"

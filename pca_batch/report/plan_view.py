@@ -223,3 +223,22 @@ def _names(entry: Entry | None, sep: str = ", ") -> str:
     parts = [entry.csr.subject] if entry.csr.subject else []
     parts += list(entry.csr.sans)
     return sep.join(parts)
+
+
+def plan_cells(manifest: Manifest, results: Sequence[Result]) -> tuple[list[str], list[list[str]]]:
+    """The plan as a header and rows of text, for tables outside the terminal (the GitHub step summary)."""
+    entries = {e.name: e for e in manifest.entries}
+    header = ["name", "action", "CA", "signing algorithm", "validity", "subject / SANs", "idempotency token"]
+    rows = []
+    for r in results:
+        e = entries.get(r.name)
+        rows.append([
+            r.name,
+            _action(r),
+            r.certificate_authority_arn or "",
+            _get(e, "SigningAlgorithm"),
+            validity.describe(e.request.get("Validity") if e and e.request else None),
+            _names(e),
+            r.idempotency_token or _no_token(e),
+        ])
+    return header, rows

@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from pca_batch.backends import Backend
 
 ALREADY = "RequestAlreadyProcessedException"
+IN_PROGRESS = "RequestInProgressException"
 INTERRUPTED = "Interrupted"
 OUTPUT_ERROR = "OutputError"
 
@@ -135,13 +136,27 @@ class Revoker:
             if self._stop.is_set() or not self._limits.acquire(ca_arn, REVOKE):
                 raise RetryAborted(BackendError(INTERRUPTED, "interrupted"))
             counter.made += 1
-            backend.revoke_certificate(ca_arn, item.serial, item.reason)
+            try:
+                backend.revoke_certificate(ca_arn, item.serial, item.reason)
+            except BackendError as exc:
+                if exc.code == IN_PROGRESS:  # an earlier attempt is still being done: ask again (then: done)
+                    raise _InProgress(exc.code, exc.message, status=exc.status) from exc
+                raise
 
         try:
             self._retrier.call(call)
         except BackendError as exc:
             if exc.code != ALREADY:
                 raise
+
+
+class _InProgress(BackendError):
+    """RequestInProgressException on RevokeCertificate: retried like throttling, until the CA
+    answers that it is done (RequestAlreadyProcessedException) or the attempts run out."""
+
+    @property
+    def retryable(self) -> bool:
+        return True
 
 
 @dataclass

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 
 from pca_batch.backends import Backend, Opening
 from pca_batch.backends.base import CaDescription
-from pca_batch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BackendError
-from pca_batch.model import FAILED, ApplyOptions, BackendConfig, Entry, Manifest, Result, RunSettings
+from pca_batch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BackendError, PcaBatchError
+from pca_batch.model import FAILED, SKIPPED, ApplyOptions, BackendConfig, Entry, Manifest, Result, RunSettings
 from pca_batch.plan import converge
 from pca_batch.plan.preflight import preflight
 from pca_batch.plan.prune import Revocation, find_orphans
@@ -135,6 +135,7 @@ class _Session:
         self.own_backend = False  # opened here, so closed here
         self.runner: Runner | None = None
         self.results: list[Result] | None = None
+        self.retire_error: PcaBatchError | None = None  # raised once the reports are written
 
     def open_backend(self, given: Backend | None, opening: Opening | None) -> Described | None:
         """The backend to run with; returns the CAs the opening described already, if any."""
@@ -196,7 +197,11 @@ class _Session:
         )
         lines = None if self.console.is_terminal else (lambda r: write_lines(self.console, [plain_line(r)]))
         with _graceful_signals(self.stop_revoking.set):
-            return retire(how, decided.valid, results, self.prune, on_result=lines, stop=self.stop_revoking)
+            try:
+                return retire(how, decided.valid, results, self.prune, on_result=lines, stop=self.stop_revoking)
+            except PcaBatchError as exc:  # no backend for the revocations (no credentials, ...): finish() raises it
+                self.retire_error = exc
+                return results + [_not_revoked(o, exc) for o in self.prune]
 
     def _backend_for_revocations(self) -> Backend:
         if self.backend is None:
@@ -242,8 +247,15 @@ class _Session:
         interrupted = interrupted or self.stop_revoking.is_set()
         self._write_reports(results)
         print_final(self.console, results, time.monotonic() - self.started, interrupted=interrupted)
+        if decided.orphans and not self.options.prune:
+            names = ", ".join(o.name for o in decided.orphans[:5]) + (", ..." if len(decided.orphans) > 5 else "")
+            write_lines(self.console, [f"{len(decided.orphans)} name(s) no longer in the manifest still have a "
+                                       f"certificate on record ({names}): apply --prune revokes them and removes "
+                                       "their files"])
         if self.own_backend and self.backend is not None and not self.calls_left_running:
             self.backend.close()
+        if self.retire_error is not None:
+            raise self.retire_error
         return exit_code(results, interrupted)
 
 
@@ -275,6 +287,14 @@ def execute(
             opening.discard()
         code = session.finish(decided)
     return code
+
+
+def _not_revoked(orphan: Revocation, error: PcaBatchError) -> Result:
+    return Result(
+        name=orphan.name, status=SKIPPED, certificate_authority_arn=orphan.issued.ca_arn,
+        certificate_arn=orphan.issued.certificate_arn, serial=orphan.serial, outputs=orphan.outputs,
+        error_code=NOT_STARTED, error_message=f"not revoked: {error}", action="revoke",
+    )
 
 
 def _in_order(valid: list[Entry], settled: Mapping[str, Result], ran: list[Result]) -> list[Result]:

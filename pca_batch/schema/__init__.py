@@ -14,6 +14,9 @@ if TYPE_CHECKING:
 REQUEST = "issue-certificate.schema.json"
 MANIFEST = "manifest.schema.json"
 REPORT = "report.schema.json"
+# The manifest schema as the loader reads it: pca-batch's own keys, the request members left to
+# the request schema (see pca_batch.schema.publish.for_loading). Not a file: derived from MANIFEST.
+LOADER_MANIFEST = "manifest.schema.json (loader)"
 
 
 def _read(name: str) -> str:
@@ -25,8 +28,17 @@ def _read(name: str) -> str:
     return (Path(__file__).resolve().parents[2] / "schemas" / name).read_text(encoding="utf-8")
 
 
+def text(name: str) -> str:
+    """A published schema as its file holds it (what `pca-batch schema` prints)."""
+    return _read(name)
+
+
 @cache
 def load(name: str) -> dict[str, Any]:
+    if name == LOADER_MANIFEST:
+        from pca_batch.schema.publish import for_loading
+
+        return for_loading(load(MANIFEST), set(load(REQUEST)["properties"]))
     schema: dict[str, Any] = json.loads(_read(name))
     return schema
 

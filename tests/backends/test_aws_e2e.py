@@ -17,9 +17,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from cryptography.x509.oid import NameOID
 
-import pca_batch.backends.aws as aws_module
 from pca_batch.acmpca import SHORT_LIVED, region_of
-from pca_batch.backends.aws import NO_CREDENTIALS, AwsBackend
+from pca_batch.backends.aws import NO_CREDENTIALS
 from pca_batch.model import Shard
 from pca_batch.plan.shards import in_shard
 from tests.support.common import Cli
@@ -49,17 +48,6 @@ def ca_east(endpoint: str) -> str:
 @pytest.fixture(scope="module")
 def ca_west(endpoint: str) -> str:
     return create_active_ca(endpoint, "us-west-2", "pca-batch test root west", SHORT_LIVED)
-
-
-@pytest.fixture
-def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The backend that `apply` opens gives up on a silent server after 0.5 s, not 30 s."""
-
-    class QuickAwsBackend(AwsBackend):
-        def __init__(self, **options: Any) -> None:
-            super().__init__(**{**options, "connect_timeout": 0.5, "read_timeout": 0.5})
-
-    monkeypatch.setattr(aws_module, "AwsBackend", QuickAwsBackend)
 
 
 class Reader:

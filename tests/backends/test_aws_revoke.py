@@ -25,8 +25,6 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, ConnectionClosedError
 from cryptography import x509
 
-import pca_batch.backends.aws as aws_module
-from pca_batch.backends.aws import AwsBackend
 from tests.support.common import Cli
 from tests.support.fault_proxy import FaultProxy, Faults, planned_faults, revoke_key
 from tests.support.local_ca import openssl_text
@@ -50,15 +48,6 @@ def aws_shaped_arns(moto: str) -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The backend that `revoke` opens gives up on a silent server after 0.5 s, not 30 s."""
-
-    class QuickAwsBackend(AwsBackend):
-        def __init__(self, **options: Any) -> None:
-            super().__init__(**{**options, "connect_timeout": 0.5, "read_timeout": 0.5})
-
-    monkeypatch.setattr(aws_module, "AwsBackend", QuickAwsBackend)
 
 
 # -- helpers ------------------------------------------------------------------

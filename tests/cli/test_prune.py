@@ -149,6 +149,8 @@ def test_prune_revokes_removes_the_files_and_a_second_run_has_nothing_to_do(issu
     write(issued, ["web", "api", "db"])
     plain = cli("apply", issued)  # without --prune nothing is revoked
     assert plain.code == 0 and not revoked_lines(folder)
+    assert "2 name(s) no longer in the manifest still have a certificate on record (cache, queue): apply --prune" \
+        in plain.out
     assert (folder / "out" / "cache.key").exists()
     pruned = cli("apply", issued, "--prune")
     assert pruned.code == 0, pruned.out + pruned.err

@@ -52,6 +52,6 @@ def test_the_default_signing_algorithm_fits_the_key() -> None:
 def test_the_names_are_the_schemas() -> None:
     request = schema.load(schema.REQUEST)
     assert tuple(request["properties"]["SigningAlgorithm"]["enum"]) == algorithms.SIGNING_ALGORITHMS
-    manifest = schema.load(schema.MANIFEST)["$defs"]
+    manifest = schema.load(schema.LOADER_MANIFEST)["$defs"]
     assert tuple(manifest["authority"]["properties"]["key_algorithm"]["enum"]) == algorithms.KEY_ALGORITHMS
     assert tuple(manifest["key"]["properties"]["algorithm"]["enum"]) == algorithms.KEY_ALGORITHMS

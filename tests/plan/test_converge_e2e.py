@@ -31,6 +31,7 @@ from tests.support.moto_server import (
     AwsEntry,
     create_active_ca,
     moto_thread,
+    serial_certificate_arns,
     write_aws_manifest,
 )
 
@@ -41,23 +42,8 @@ PASS_VAR = "PB_E2E_KEY_PASSPHRASE"
 def moto(aws_env: Path) -> Iterator[str]:
     """moto, except that a certificate ARN ends in the certificate's serial number in hex, as on
     AWS (moto draws a random id): pca-batch knows a certificate on disk by that serial."""
-    from moto.acmpca.models import CertificateAuthority
-
-    original = CertificateAuthority.issue_certificate
-
-    def issue_certificate(self: Any, csr_bytes: bytes, template_arn: str | None) -> str:
-        arn: str = original(self, csr_bytes, template_arn)
-        pem = self.issued_certificates.pop(arn)
-        serial = x509.load_pem_x509_certificate(pem).serial_number
-        as_aws = f"{arn.rsplit('/', 1)[0]}/{serial:032x}"
-        self.issued_certificates[as_aws] = pem
-        chains = self.issued_certificates_certificate_chains
-        if arn in chains:
-            chains[as_aws] = chains.pop(arn)
-        return as_aws
-
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(CertificateAuthority, "issue_certificate", issue_certificate)
+        serial_certificate_arns(mp)
         with moto_thread() as endpoint:
             yield endpoint
 

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pca_batch import schema
 from pca_batch.manifest import load, sections
 
-DEFS = schema.load(schema.MANIFEST)["$defs"]
+DEFS = schema.load(schema.LOADER_MANIFEST)["$defs"]
 
 
 def _constrained(name: str, node: dict[str, Any]) -> None:

@@ -258,9 +258,9 @@ def test_fastcheck_refuses_keywords_it_does_not_know() -> None:
 
 
 def test_fastcheck_agrees_on_the_manifest_entry_schema() -> None:
-    entry = schema.subschema(schema.MANIFEST, "entry")
+    entry = schema.subschema(schema.LOADER_MANIFEST, "entry")
     ok = fastcheck.compile_schema(entry)
-    check = schema.def_validator(schema.MANIFEST, "entry")
+    check = schema.def_validator(schema.LOADER_MANIFEST, "entry")
     cases = [
         {"name": "a"},
         {"name": "-a"},

@@ -403,3 +403,15 @@ def ca_east(moto: str) -> str:
 @pytest.fixture(scope="module")
 def ca_west(moto: str) -> str:
     return create_active_ca(moto, "us-west-2", "pca-batch test root west")
+
+
+@pytest.fixture
+def quick_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The aws backend that a command opens gives up on a silent server after 0.5 s, not 30 s."""
+    import pca_batch.backends.aws as aws_module
+
+    class QuickAwsBackend(aws_module.AwsBackend):
+        def __init__(self, **options: Any) -> None:
+            super().__init__(**{**options, "connect_timeout": 0.5, "read_timeout": 0.5})
+
+    monkeypatch.setattr(aws_module, "AwsBackend", QuickAwsBackend)
