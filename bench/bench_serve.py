@@ -64,6 +64,7 @@ REGION = "us-east-1"
 WARM_UP = 200
 ROOT_TEMPLATE = "arn:aws:acm-pca:::template/RootCACertificate/V1"
 CA_CONFIG = {"KeyAlgorithm": "RSA_2048", "SigningAlgorithm": "SHA256WITHRSA", "Subject": {"CommonName": "Bench CA"}}
+REPO = Path(__file__).resolve().parent.parent
 LOCAL_ARN = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/0be0c0a0-5e4e-4000-8000-000000000014"
 
 
@@ -200,15 +201,29 @@ def stock_moto(env: dict[str, str]) -> Iterator[tuple[str, int]]:
 
 @contextmanager
 def serve_process(store: Path, env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    with listening([sys.executable, "-m", "pca_batch", "serve", "--store", str(store)], env) as found:
+        yield found
+
+
+@contextmanager
+def null_server(env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """bench._null_acmpca: canned answers, no work: the boto3 client's own ceiling."""
+    with listening([sys.executable, "-m", "bench._null_acmpca"], {**env, "PYTHONPATH": str(REPO)}) as found:
+        yield found
+
+
+@contextmanager
+def listening(command: list[str], env: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """A server process that prints ``listening on URL`` first; stopped with SIGTERM."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "pca_batch", "serve", "--store", str(store)],
+        command,
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
     )  # fmt: skip
     try:
         assert process.stdout is not None
         found = re.search(r"listening on (http://127\.0\.0\.1:\d+)", process.stdout.readline())
         if found is None:
-            raise RuntimeError("pca-batch serve did not start")
+            raise RuntimeError(f"{command[2]} did not start")
         threading.Thread(target=process.stdout.read, daemon=True).start()  # drain whatever else it prints
         yield found.group(1), process.pid
     finally:
@@ -245,6 +260,9 @@ def main(argv: list[str] | None = None) -> int:
         with serve_process(folder / "serve-store", env) as (endpoint, pid):
             served = over_the_wire("pca-batch serve", endpoint, pid, csrs, args.threads)
         print(served.line(), flush=True)
+        with null_server(env) as (endpoint, pid):
+            floor = over_the_wire("null server (floor)", endpoint, pid, csrs, args.threads)
+        print(floor.line() + "  <- the client's ceiling: canned answers, no work", flush=True)
         with stock_moto(env) as (endpoint, pid):
             mocked = over_the_wire("moto server", endpoint, pid, sample, args.threads, warm_up=WARM_UP // 10)
         print(mocked.line() + "  <- a sample", flush=True)
@@ -254,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     print(f"reference: serve / moto with the tests' speed-ups {served.rate / quick.rate:8.2f}", flush=True)
+    print(f"reference: serve / null server (the most a boto3 client reaches here) {served.rate / floor.rate:8.2f}; "
+          f"in-process / null server {local.rate / floor.rate:8.2f}", flush=True)
     goals = Goals()
     versus_moto = served.rate / mocked.rate
     versus_local = served.rate / local.rate
