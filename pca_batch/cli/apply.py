@@ -55,6 +55,8 @@ def _handle(args: argparse.Namespace, out: Console, err: Console) -> int:
         report=args.report,
         junit=args.junit,
         journal=args.journal,
+        state=args.state,
+        lock_timeout=args.lock_timeout,
         store=args.store,
         region=args.region,
         profile=args.profile,
@@ -151,10 +153,14 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
     from pca_batch.plan.renewal import IssuedIndex
     from pca_batch.report.json_report import write_report
     from pca_batch.report.plan_view import build_plan, orphan_rows, plan_summary, render_plan, with_replaced
-    from pca_batch.run.journal import default_journal_path
+    from pca_batch.state import open_state
 
     problems = manifest.all_problems()
-    index = IssuedIndex.load(options.journal or default_journal_path(manifest.path))
+    state = open_state(manifest, options)  # read without a lock: the plan changes nothing
+    try:
+        index = IssuedIndex.from_events(state.read().events)
+    finally:
+        state.close()
     steps = converge.decide_all(
         [e for e in manifest.entries if e.valid], index, now=datetime.now(UTC), force=options.force
     )

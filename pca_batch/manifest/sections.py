@@ -27,6 +27,7 @@ from pca_batch.model import (
     BackendType,
     CrlConfig,
     RunSettings,
+    StateConfig,
 )
 from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM
 from pca_batch.schema import fastcheck
@@ -118,6 +119,23 @@ def run_settings(doc: Mapping[str, Any]) -> RunSettings | None:
         max_rate=float(rate) if rate is not None else None,
         max_attempts=_whole(raw.get("max_attempts")),
     )
+
+
+def state_config(doc: Mapping[str, Any], root: Path) -> StateConfig | None:
+    """The manifest's ``state:`` block (the default file state when it has none); None when refused."""
+    if "state" not in doc:
+        return StateConfig()
+    raw = doc["state"]
+    if not accepts("state")(raw):
+        return None
+    if raw["type"] == "file":
+        path = raw.get("path")
+        if path is None:
+            return StateConfig()
+        resolved = Path(os.path.expanduser(path))
+        return StateConfig(type="file", path=resolved if resolved.is_absolute() else root / resolved)
+    return StateConfig(type="s3", bucket=raw["bucket"], key=raw["key"], region=raw.get("region"),
+                       endpoint_url=raw.get("endpoint_url"))
 
 
 def _whole(value: int | float | None) -> int | None:
