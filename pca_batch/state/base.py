@@ -9,6 +9,7 @@ Commands get theirs from :func:`pca_batch.state.open_state` and never know which
 from __future__ import annotations
 
 import abc
+import getpass
 import json
 import os
 import socket
@@ -66,7 +67,11 @@ class LockInfo:
 
     @classmethod
     def new(cls, operation: str, path: str, scope: str) -> LockInfo:
-        who = f"{os.environ.get('USER') or os.environ.get('USERNAME') or 'unknown'}@{socket.gethostname()}"
+        try:
+            user = getpass.getuser()
+        except (KeyError, OSError):  # no name for this uid (a container)
+            user = f"uid {os.getuid()}"
+        who = f"{user}@{socket.gethostname()}"
         return cls(id=str(uuid.uuid4()), operation=operation, who=f"{who} (pid {os.getpid()})",
                    version=__version__, created=utc_now(), path=path, scope=scope)
 
