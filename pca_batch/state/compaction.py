@@ -7,9 +7,11 @@ those, and every certificate a renewal replaced that is not revoked yet (``revok
 still owes its revocation). Everything older is history: it moves to the archive, where
 nothing reads it but people.
 
-Kept, per (manifest, entry name, CA ARN): the newest :data:`KEEP` ``issued`` records;
-transitively, every record a kept record ``replaces`` that has no revocation; the
-revocations of kept records. The order of recording is preserved.
+Kept, per (manifest, entry name, CA ARN): the newest :data:`KEEP` ``issued`` records, and the
+newest one not revoked with the one before it (a run finds an entry's certificate by it when
+its files are gone and the newest were revoked); every record some record ``replaces`` that
+has no revocation, with that record; the revocations of kept records. The order of recording
+is preserved.
 """
 
 from __future__ import annotations
@@ -25,20 +27,21 @@ def split(events: Sequence[Event]) -> tuple[list[Event], list[Event]]:
     """(kept, archived), each in the order of ``events``."""
     issued = [(n, e) for n, e in enumerate(events) if isinstance(e, JournalRecord)]
     revoked = {e.certificate_arn for e in events if isinstance(e, RevocationRecord)}
-    newest: dict[tuple[str | None, str, str], list[int]] = {}
-    for n, record in reversed(issued):
-        slot = newest.setdefault((record.issued.manifest, record.name, record.ca_arn), [])
-        if len(slot) < KEEP:
-            slot.append(n)
-    keep = {n for slot in newest.values() for n in slot}
+    lineages: dict[tuple[str | None, str, str], list[int]] = {}
+    for n, record in issued:
+        lineages.setdefault((record.issued.manifest, record.name, record.ca_arn), []).append(n)
+    keep: set[int] = set()
+    for lineage in lineages.values():
+        keep.update(lineage[-KEEP:])
+        current = next((i for i in range(len(lineage) - 1, -1, -1)
+                        if _record(events, lineage[i]).certificate_arn not in revoked), None)
+        if current is not None:  # the newest one not revoked, and the one before it (its token's salt)
+            keep.update(lineage[max(0, current - 1): current + 1])
     by_arn = {e.certificate_arn: n for n, e in issued}
-    todo = list(keep)
-    while todo:  # the lineage that revoke_replaced still owes a revocation
-        replaces = _record(events, todo.pop()).issued.replaces
-        found = by_arn.get(replaces or "")
-        if found is not None and found not in keep and replaces not in revoked:
-            keep.add(found)
-            todo.append(found)
+    for n, record in issued:  # a replaced certificate revoke_replaced still owes a revocation, and who replaced it
+        owed = by_arn.get(record.issued.replaces or "")
+        if owed is not None and record.issued.replaces not in revoked:
+            keep.update((n, owed))
     kept_arns = {_record(events, n).certificate_arn for n in keep}
     kept: list[Event] = []
     archived: list[Event] = []
