@@ -36,12 +36,10 @@ class StateError(PcaBatchError):
 
 @dataclass(frozen=True)
 class StateView:
-    """The state as read: its events in order of recording and how many damaged lines were skipped.
-    ``history`` counts the records it held beyond what compaction would keep."""
+    """The state as read: its events in order of recording and how many damaged lines were skipped."""
 
     events: tuple[Event, ...]
     damaged: int = 0
-    history: int = 0
     pieces: int = 1  # objects or files read (s3: the snapshot and each log object)
 
     @property

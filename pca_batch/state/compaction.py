@@ -51,9 +51,10 @@ def split(events: Sequence[Event]) -> tuple[list[Event], list[Event]]:
     return kept, archived
 
 
-def history(events: Sequence[Event]) -> int:
-    """How many records compaction would move to the archive."""
-    return len(split(events)[1])
+def worth_it(events: Sequence[Event]) -> bool:
+    """Whether compacting these records would pay (one pass of :func:`split`, for after a run)."""
+    kept, archived = split(events)
+    return worth_compacting(len(kept), len(archived))
 
 
 def worth_compacting(kept: int, archived: int) -> bool:

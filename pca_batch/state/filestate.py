@@ -36,7 +36,7 @@ class FileState(State):
 
     def read(self) -> StateView:
         events, damaged = read_events(self.path)
-        return StateView(tuple(events), damaged, history=compaction.history(events))
+        return StateView(tuple(events), damaged)
 
     def open_recorder(self, view: StateView | None = None) -> Recorder:
         return Journal(self.path)
@@ -129,7 +129,7 @@ class FileState(State):
     def maybe_compact(self, before: StateView, *, whole: bool, force: bool = False) -> Compacted | None:
         if not whole:
             return None  # other processes may have the journal open for appending
-        if not force and not compaction.worth_compacting(len(before.events) - before.history, before.history):
+        if not force and not compaction.worth_it(before.events):
             return None
         kept, archived = compaction.split(list(self.read().events))
         if not archived:

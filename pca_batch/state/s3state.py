@@ -232,8 +232,7 @@ class S3State(State):
             if body is None:
                 raise _Vanished(name)
             events += self._parse_log(body, name)
-        kept, archived = compaction.split(events)
-        view = StateView(tuple(events), 0, history=len(archived), pieces=1 + len(fresh))
+        view = StateView(tuple(events), 0, pieces=1 + len(fresh))
         return view, logs
 
     def _parse_snapshot(self, body: bytes) -> tuple[set[str], list[Event]]:
@@ -331,8 +330,7 @@ class S3State(State):
     # -- compaction -------------------------------------------------------------------------
 
     def maybe_compact(self, before: StateView, *, whole: bool, force: bool = False) -> Compacted | None:
-        worth = compaction.worth_compacting(len(before.events) - before.history, before.history)
-        if not (force or worth or len(self._list(self._logs)) > MAX_LOGS):
+        if not (force or len(self._list(self._logs)) > MAX_LOGS or compaction.worth_it(before.events)):
             return None
         lock = LockInfo.new("compaction", self.display, COMPACT)
         if not self._take_compaction_lock(lock):
