@@ -108,8 +108,11 @@ class Revoker:
                 return _failed(item, started, SKIPPED, INTERRUPTED,
                                f"interrupted while waiting to retry after {aborted.last_error.code}")
             attempts = counter.made
-            self._journal.record_revoked(name=item.name, ca_arn=item.issued.ca_arn,
-                                         certificate_arn=item.issued.certificate_arn, reason=item.reason)
+            try:
+                self._journal.record_revoked(name=item.name, ca_arn=item.issued.ca_arn,
+                                             certificate_arn=item.issued.certificate_arn, reason=item.reason)
+            except BackendError as exc:  # the state could not be written (s3): the next run asks the CA again
+                return replace(_failed(item, started, FAILED, exc.code, exc.message), attempts=attempts)
         elif item.revoked is not None:
             note = f"already revoked {item.revoked.time}"
         try:

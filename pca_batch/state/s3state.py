@@ -33,6 +33,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
@@ -227,8 +228,13 @@ class S3State(State):
         snapshot = self._get(self.key)
         covers, events = self._parse_snapshot(snapshot) if snapshot is not None else (set(), [])
         fresh = [name for name in logs if name not in covers]
-        for name in fresh:
-            body = self._get(name)
+        bodies: list[bytes | None] = []
+        if len(fresh) > 1:  # a killed run leaves one object per write: read them side by side
+            with ThreadPoolExecutor(min(16, len(fresh)), thread_name_prefix="pca-batch-state") as pool:
+                bodies = list(pool.map(self._get, fresh))
+        elif fresh:
+            bodies = [self._get(fresh[0])]
+        for name, body in zip(fresh, bodies, strict=True):
             if body is None:
                 raise _Vanished(name)
             events += self._parse_log(body, name)

@@ -373,3 +373,17 @@ def test_compaction_keeps_what_the_next_run_needs(
     assert cli("apply", fresh, "--state", rig.state, "--report", tmp_path / "r.json").code == 0
     assert {r["status"] for r in report(tmp_path / "r.json").values()} == {"recovered"}
     assert rig.proxy.snapshot()["calls"].get("IssueCertificate", 0) == 0
+
+
+def test_a_record_that_cannot_be_written_fails_its_entry_naming_the_arn(rig: Rig) -> None:
+    from pca_batch.errors import BackendError
+    from pca_batch.state.base import StateView
+
+    gone = S3State(StateConfig(type="s3", bucket="no-such-bucket-here", key="certs.state"))
+    recorder = gone.open_recorder(StateView(()))
+    arn = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/x/certificate/0a"
+    with pytest.raises(BackendError) as raised:
+        recorder.record_issued(name="web", token="t", ca_arn="arn:ca", certificate_arn=arn)
+    assert raised.value.code == "StateNotWritten" and arn in raised.value.message
+    assert "the bucket no-such-bucket-here does not exist" in raised.value.message
+    gone.close()
