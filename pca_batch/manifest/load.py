@@ -190,7 +190,8 @@ def _top_problems(doc: yamlload.LineDict, ctx: LoadContext) -> tuple[list[Proble
             fallback_line=doc.line,
         )
         problems += [p for p in found if (p.path, p.line) not in echoes]
-    return problems + filled + sections.undeclared_parents(doc, ctx.display), unfilled
+    extra = sections.undeclared_parents(doc, ctx.display) + sections.state_problems(doc, ctx.display)
+    return problems + filled + extra, unfilled
 
 
 def _build_entries(

@@ -17,6 +17,7 @@ from typing import Any
 from pca_batch import schema
 from pca_batch.acmpca import GENERAL_PURPOSE
 from pca_batch.errors import Problem
+from pca_batch.manifest import yamlload
 from pca_batch.manifest.yamlload import LineList
 from pca_batch.model import (
     DEFAULT_CRL_DAYS,
@@ -106,6 +107,23 @@ def undeclared_parents(doc: Mapping[str, Any], display: str) -> list[Problem]:
     ]
 
 
+_S3_ONLY = ("bucket", "key", "region", "endpoint_url")
+
+
+def state_problems(doc: Mapping[str, Any], display: str) -> list[Problem]:
+    """What the schema of ``state:`` does not say by itself: an s3 state needs a bucket and a key,
+    a file state has no S3 settings."""
+    raw = doc.get("state")
+    if not isinstance(raw, dict) or raw.get("type") not in ("file", "s3"):
+        return []
+    line = raw.line if isinstance(raw, yamlload.LineDict) else 0
+    if raw["type"] == "s3":
+        return [Problem(display, line, "-", f"$.state.{k}", f"an s3 state needs `{k}`")
+                for k in ("bucket", "key") if k not in raw]
+    return [Problem(display, line, "-", f"$.state.{k}", f"`{k}` is for an s3 state (type: s3), not a file state")
+            for k in _S3_ONLY if k in raw]
+
+
 def run_settings(doc: Mapping[str, Any]) -> RunSettings | None:
     """The runner knobs a manifest sets (none when it has no block); None when its block is refused."""
     if "settings" not in doc:
@@ -127,6 +145,8 @@ def state_config(doc: Mapping[str, Any], root: Path) -> StateConfig | None:
         return StateConfig()
     raw = doc["state"]
     if not accepts("state")(raw):
+        return None
+    if state_problems(doc, ""):
         return None
     if raw["type"] == "file":
         path = raw.get("path")
