@@ -260,7 +260,7 @@ class Manifest:
     shard: Shard | None = None  # set by select_shard: ``entries`` are that shard's
     others: tuple[Entry, ...] = ()  # with a shard: the other shards' entries (still the manifest's)
     unset_env: tuple[str, ...] = ()  # read without requiring the environment: the unset ${VAR}s (unchecked)
-    state: StateConfig = StateConfig()  # the manifest's ``state:`` block (the command line may override it)
+    state: StateConfig | None = StateConfig()  # the manifest's ``state:`` block (None: refused); --state overrides it
 
     def all_problems(self) -> list[Problem]:
         out = list(self.problems)

@@ -53,9 +53,16 @@ def _options(args: argparse.Namespace) -> ApplyOptions:
 
 
 def _manifest(path: str) -> Manifest:
-    from pca_batch.manifest.load import load_without_env
+    """The manifest, for where its state is and its entries' outputs: problems elsewhere (an entry
+    that does not validate) do not stop a look at the state; one in its ``state:`` block does."""
+    from pca_batch.errors import ManifestError
+    from pca_batch.manifest.load import load_manifest
 
-    return load_without_env(path)  # only where the state is and the entries' outputs matter here
+    manifest = load_manifest(path)
+    wrong = [p for p in manifest.problems if p.path == "$.state" or p.path.startswith("$.state.")]
+    if wrong:
+        raise ManifestError(wrong)
+    return manifest
 
 
 def _handle_list(args: argparse.Namespace, out: Console, err: Console) -> int:

@@ -24,7 +24,7 @@ from pca_batch.manifest.context import Listeners, LoadContext
 from pca_batch.manifest.csrpool import CsrChecker
 from pca_batch.manifest.entries import EntryBuilder
 from pca_batch.manifest.problems import Source, json_path, problems_from_errors
-from pca_batch.model import BackendConfig, Entry, Manifest, RunSettings, StateConfig
+from pca_batch.model import BackendConfig, Entry, Manifest, RunSettings
 from pca_batch.pki import csr as csrmod
 from pca_batch.schema import fastcheck
 
@@ -131,7 +131,7 @@ def _load(data: bytes, ctx: LoadContext, checker: CsrChecker, listeners: Listene
         version=version if isinstance(version, int) else 0,
         backend=backend or sections.default_backend(ctx.root),  # a refused block: the manifest is invalid anyway
         settings=settings or RunSettings(),
-        state=sections.state_config(doc, ctx.root) or StateConfig(),
+        state=sections.state_config(doc, ctx.root),
         entries=tuple(entries),
         problems=tuple(sorted(problems, key=lambda p: p.line)),
         unset_env=tuple(sorted(ctx.unset_env or ())),

@@ -44,11 +44,14 @@ def resolve_state(manifest: Manifest, options: ApplyOptions) -> StateConfig:
     An s3 URL takes the region and endpoint of an s3 ``state:`` block, if the manifest has one."""
     if options.state is not None:
         config = state_from_url(options.state)
-        if config.type == "s3" and manifest.state.type == "s3":
+        if config.type == "s3" and manifest.state is not None and manifest.state.type == "s3":
             config = replace(config, region=manifest.state.region, endpoint_url=manifest.state.endpoint_url)
         return config
     if options.journal is not None:
         return StateConfig(type="file", path=options.journal)
+    if manifest.state is None:
+        raise StateError(f"{manifest.display}: its `state:` block is not valid (see its problems), so the state "
+                         "cannot be found; nothing was read or issued")
     if manifest.state.type == "file" and manifest.state.path is None:
         return StateConfig(type="file", path=default_journal_path(manifest.path))
     return manifest.state
