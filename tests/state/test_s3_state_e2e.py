@@ -23,6 +23,7 @@ from cryptography import x509
 
 from pca_batch.model import Shard, StateConfig
 from pca_batch.plan.shards import in_shard
+from pca_batch.run.journal import JournalRecord
 from pca_batch.state.s3state import S3State
 from tests.support.common import Cli
 from tests.support.fault_proxy import FaultProxy
@@ -387,3 +388,59 @@ def test_a_record_that_cannot_be_written_fails_its_entry_naming_the_arn(rig: Rig
     assert raised.value.code == "StateNotWritten" and arn in raised.value.message
     assert "the bucket no-such-bucket-here does not exist" in raised.value.message
     gone.close()
+
+
+COMPACT = ("import sys; from pca_batch.model import StateConfig; from pca_batch.state.s3state import S3State; "
+           "s = S3State(StateConfig(type='s3', bucket=sys.argv[1], key=sys.argv[2])); "
+           "print('go', flush=True); s.maybe_compact(s.read(), whole=True, force=True)")
+
+
+def test_an_s3_compaction_killed_at_any_moment_loses_no_record(rig: Rig) -> None:
+    """A history in one log object and 40 more log objects; ``state compact`` killed after 0 to 1.2 s
+    (reading, archiving, writing the snapshot, deleting, or done): the state still reads every record
+    a run needs, and with the archive every record; the next compaction finishes the work."""
+    from pca_batch.state import compaction
+    from pca_batch.state.base import StateView
+    from tests.state.test_compaction import CAS, history
+
+    plan = [("issue", f"svc{i}", CAS[0], "certs.yaml", 0, False) for _ in range(12) for i in range(400)]
+    events = history(plan)  # type: ignore[arg-type]
+    kept, _ = compaction.split(events)
+    header = b'{"format": "pca-batch-state-log", "version": 1}\n'
+    for n, delay in enumerate([0.0, 0.1, 0.2, 0.35, 0.5, 0.8, 1.2]):
+        key = f"crash/{n}.state"
+        rig.s3.put_object(Bucket=BUCKET, Key=f"{key}.d/log/20260101T000000000000Z-old-000001.jsonl",
+                          Body=header + compaction.lines(events[:-40]))
+        state = S3State(StateConfig(type="s3", bucket=BUCKET, key=key))
+        recorder = state.open_recorder(StateView(()))
+        for record in events[-40:]:
+            assert isinstance(record, JournalRecord)
+            recorder.record_issued(name=record.name, token=record.token, ca_arn=record.ca_arn,
+                                   certificate_arn=record.certificate_arn, issued=record.issued)
+        proc = subprocess.Popen([sys.executable, "-c", COMPACT, BUCKET, key], env=rig.env, cwd=REPO,
+                                stdout=subprocess.PIPE)
+        assert proc.stdout is not None and proc.stdout.readline() == b"go\n"
+        time.sleep(delay)  # where the kill lands varies; what must hold does not
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
+        seen = {(e.certificate_arn, e.token) for e in state.read().events if isinstance(e, JournalRecord)}
+        assert {(e.certificate_arn, e.token) for e in kept if isinstance(e, JournalRecord)} <= seen
+        archived: set[tuple[str, str]] = set()
+        for name in objects(rig.s3, f"{key}.d/archive/"):
+            body = rig.s3.get_object(Bucket=BUCKET, Key=name)["Body"].read()
+            archived |= {(e.certificate_arn, e.token) for e in read_lines(body) if isinstance(e, JournalRecord)}
+        assert seen | archived == {(e.certificate_arn, e.token) for e in events if isinstance(e, JournalRecord)}
+        lock = S3State(StateConfig(type="s3", bucket=BUCKET, key=key))
+        for held in lock.locks():  # a killed compaction's lock: taken over once stale, or removed by hand
+            lock.unlock(held.id)
+        lock.maybe_compact(lock.read(), whole=True, force=True)
+        assert len(lock.read().events) == len(kept) and objects(rig.s3, f"{key}.d/log/") == []
+        lock.close()
+        state.close()
+
+
+def read_lines(body: bytes) -> list[Any]:
+    from pca_batch.run.journal import _parse_line
+
+    return [e for e in map(_parse_line, body.splitlines()) if e is not None]
