@@ -444,3 +444,18 @@ def read_lines(body: bytes) -> list[Any]:
     from pca_batch.run.journal import _parse_line
 
     return [e for e in map(_parse_line, body.splitlines()) if e is not None]
+
+
+def test_revoke_records_in_the_s3_state_and_a_fresh_runner_knows_it(tmp_path: Path, cli: Cli, rig: Rig) -> None:
+    ca = create_active_ca(rig.moto, "us-east-1", "state revoke")
+    manifest, _ = write_aws_manifest(tmp_path / "one", rig.proxy.endpoint, entries(ca, 2))
+    assert cli("apply", manifest, "--state", rig.state).code == 0
+    done = cli("revoke", manifest, "svc00", "--reason", "SUPERSEDED", "--state", rig.state)
+    assert done.code == 0, done.err
+    fresh = runner_copy(tmp_path / "one", tmp_path / "two", outputs=True)
+    rig.proxy.reset_stats()
+    again = cli("revoke", fresh, "svc00", "--reason", "SUPERSEDED", "--state", rig.state)
+    assert again.code == 0 and "already revoked" in again.out
+    assert rig.proxy.snapshot()["calls"].get("RevokeCertificate", 0) == 0
+    listed = json.loads(cli("state", "list", fresh, "--state", rig.state, "--json").out)["certificates"]
+    assert [(r["entry"], r["status"]) for r in listed] == [("svc00", "revoked (SUPERSEDED)"), ("svc01", "current")]
