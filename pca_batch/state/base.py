@@ -14,7 +14,7 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
@@ -70,7 +70,7 @@ class LockInfo:
         except (KeyError, OSError):  # no name for this uid (a container)
             user = f"uid {os.getuid()}"
         who = f"{user}@{socket.gethostname()}"
-        return cls(id=str(uuid.uuid4()), operation=operation, who=f"{who} (pid {os.getpid()})",
+        return cls(id=str(uuid.uuid4()), operation=operation, who=f"{who} (pid {os.getpid()}){_ci_job(os.environ)}",
                    version=__version__, created=utc_now(), path=path, scope=scope)
 
     def to_json(self) -> str:
@@ -92,6 +92,16 @@ class LockInfo:
     def describe(self) -> str:
         return (f"held by {self.who} since {self.created} for `{self.operation}` "
                 f"(lock ID {self.id}, {self.scope if self.scope != ALL else 'whole manifest'})")
+
+
+def _ci_job(env: Mapping[str, str]) -> str:
+    """The CI job a lock's holder runs in, when there is one: runners' host names say nothing."""
+    if env.get("GITHUB_RUN_ID") and env.get("GITHUB_REPOSITORY"):
+        server = env.get("GITHUB_SERVER_URL", "https://github.com")
+        return f", {server}/{env['GITHUB_REPOSITORY']}/actions/runs/{env['GITHUB_RUN_ID']}"
+    if env.get("CI_JOB_URL"):
+        return f", {env['CI_JOB_URL']}"
+    return ""
 
 
 class LockHeld(StateError):

@@ -141,3 +141,16 @@ def test_state_urls_that_do_not_read(url: str, says: str) -> None:
 def test_state_url_forms() -> None:
     assert state_from_url("s3://bucket/ci/certs.state").key == "ci/certs.state"
     assert state_from_url("file:///tmp/x.jsonl").path == Path("/tmp/x.jsonl")
+
+
+def test_a_lock_says_which_ci_job_holds_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pca_batch.state.base import LockInfo
+
+    monkeypatch.setenv("GITHUB_RUN_ID", "42")
+    monkeypatch.setenv("GITHUB_REPOSITORY", "acme/certs")
+    assert LockInfo.new("apply", "p", "all").who.endswith(", https://github.com/acme/certs/actions/runs/42")
+    monkeypatch.delenv("GITHUB_RUN_ID")
+    monkeypatch.setenv("CI_JOB_URL", "https://gitlab.example/acme/certs/-/jobs/7")
+    info = LockInfo.new("apply", "p", "all")
+    assert info.who.endswith(", https://gitlab.example/acme/certs/-/jobs/7")
+    assert LockInfo.from_json(info.to_json().encode(), "p") == info
