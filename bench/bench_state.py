@@ -8,6 +8,10 @@ moves to the archive); then ``apply --plan`` is timed on both states, as whole p
 median of 3, with each process's peak resident memory. Goals, for each kind: plan on the
 compacted history state within 1.2x the time and 1.5x the memory of the fresh one.
 
+Peak memory is what wait4 reports for the child, which on Linux includes what the child held
+before it exec'd pca-batch: a copy of this process. So this process stays small (the big
+states are written and uploaded by helper processes) and prints its own peak beside them.
+
     python -m bench.bench_state [--entries 2000] [--renewals 100]
 """
 
@@ -16,8 +20,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import secrets
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -27,12 +33,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench._gen import WORK, Goals, installed_env, local_backend, machine_speed, write_manifest
+from bench._gen import REPO, WORK, Goals, installed_env, local_backend, machine_speed, write_manifest
 
 COUNT = 2_000
 RENEWALS = 100
 BACKEND = local_backend("Bench State CA")
 HEADER = b'{"format": "pca-batch-state", "version": 1, "covers": []}\n'
+BUCKET = "bench"
 
 
 @dataclass(frozen=True)
@@ -41,13 +48,22 @@ class Figure:
     rss_mb: float
 
 
+@dataclass(frozen=True)
+class States:
+    kind: str  # file or s3
+    option: str  # the option that names a state: --journal or --state
+    fresh: str
+    history: str
+
+
 def timed(env: dict[str, str], *args: str | Path) -> Figure:
-    """As :func:`run`, with the child's own peak memory (wait4 on it, not on every child)."""
+    """One whole pca-batch process: its wall time and its own peak resident memory (wait4)."""
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "pca_batch", *map(str, args)], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     assert proc.stderr is not None
     err = proc.stderr.read()
+    proc.stderr.close()
     _, status, usage = os.wait4(proc.pid, 0)
     elapsed = time.perf_counter() - start
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -74,7 +90,13 @@ def history_lines(journal: bytes, renewals: int) -> bytes:
     return b"\n".join(out) + b"\n"
 
 
-def prepare(count: int) -> tuple[Path, bytes, dict[str, str]]:
+def helper(*args: str, env: dict[str, str] | None = None) -> None:
+    """This module in a process of its own, for the work that holds a big state in memory."""
+    subprocess.run([sys.executable, "-m", "bench.bench_state", *args], cwd=REPO, check=True,
+                   env={**(env or os.environ), "PYTHONPATH": str(REPO)})
+
+
+def prepare(count: int) -> tuple[Path, Path, dict[str, str]]:
     env = installed_env()
     folder = WORK / f"state-{count}"
     manifest = write_manifest(folder, count, backend=BACKEND)
@@ -83,28 +105,20 @@ def prepare(count: int) -> tuple[Path, bytes, dict[str, str]]:
         print(f"issuing {count} certificates once (local CA) ...", flush=True)
         t = timed(env, "apply", manifest, "--concurrency", "8")
         print(f"  done in {t.seconds:.1f} s", flush=True)
-    return manifest, journal.read_bytes(), env
-
-
-@dataclass(frozen=True)
-class States:
-    kind: str  # file or s3
-    option: str  # the option that names a state: --journal or --state
-    fresh: str
-    history: str
+    return manifest, journal, env
 
 
 def compare(goals: Goals, states: States, env: dict[str, str], manifest: Path) -> None:
-    kind, state_option, fresh, history = states.kind, states.option, states.fresh, states.history
-    before = timed(env, "apply", manifest, "--plan", "--offline", state_option, history)
+    kind, option = states.kind, states.option
+    before = timed(env, "apply", manifest, "--plan", "--offline", option, states.history)
     print(f"{kind}: plan before compaction {before.seconds:.2f} s, {before.rss_mb:.0f} MB", flush=True)
-    compacting = timed(env, "apply", manifest, state_option, history)
+    compacting = timed(env, "apply", manifest, option, states.history)
     print(f"{kind}: apply that compacts the history state {compacting.seconds:.2f} s, {compacting.rss_mb:.0f} MB",
           flush=True)
     fresh_runs, history_runs = [], []
     for _ in range(3):
-        fresh_runs.append(timed(env, "apply", manifest, "--plan", "--offline", state_option, fresh))
-        history_runs.append(timed(env, "apply", manifest, "--plan", "--offline", state_option, history))
+        fresh_runs.append(timed(env, "apply", manifest, "--plan", "--offline", option, states.fresh))
+        history_runs.append(timed(env, "apply", manifest, "--plan", "--offline", option, states.history))
     f, h = median(fresh_runs), median(history_runs)
     print(f"{kind}: plan, fresh state     {f.seconds:.2f} s, {f.rss_mb:.0f} MB (median of 3, whole process)")
     print(f"{kind}: plan, compacted state {h.seconds:.2f} s, {h.rss_mb:.0f} MB (median of 3, whole process)")
@@ -114,46 +128,88 @@ def compare(goals: Goals, states: States, env: dict[str, str], manifest: Path) -
                 h.rss_mb <= 1.5 * f.rss_mb)
 
 
-def file_states(goals: Goals, manifest: Path, journal: bytes, renewals: int, env: dict[str, str]) -> None:
+def file_states(goals: Goals, manifest: Path, journal: Path, renewals: int, env: dict[str, str]) -> None:
     folder = manifest.parent / "states"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
-    (folder / "fresh.jsonl").write_bytes(journal)
-    (folder / "history.jsonl").write_bytes(history_lines(journal, renewals))
+    shutil.copy(journal, folder / "fresh.jsonl")
+    helper("--write-history", str(journal), str(folder / "history.jsonl"), str(renewals))
     compare(goals, States("file", "--journal", str(folder / "fresh.jsonl"), str(folder / "history.jsonl")), env,
             manifest)
 
 
+def aws_env(env: dict[str, str]) -> dict[str, str]:
+    """Dummy credentials and empty config files: nothing reaches past loopback."""
+    folder = WORK / "aws"
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("aws-config", "aws-credentials"):
+        (folder / name).touch()
+    out = {k: v for k, v in env.items() if not k.startswith("AWS_") and "proxy" not in k.lower()}
+    return out | {"AWS_ACCESS_KEY_ID": "AKIDPCABATCHBENCH", "AWS_SECRET_ACCESS_KEY": "bench",
+                  "AWS_CONFIG_FILE": str(folder / "aws-config"),
+                  "AWS_SHARED_CREDENTIALS_FILE": str(folder / "aws-credentials"),
+                  "AWS_EC2_METADATA_DISABLED": "true", "AWS_DEFAULT_REGION": "us-east-1",
+                  "NO_PROXY": "127.0.0.1,localhost"}
+
+
 @contextmanager
 def s3_server(env: dict[str, str]) -> Iterator[dict[str, str]]:
-    from tests.support.moto_server import apply_env, aws_test_env, moto_process
+    """moto's server in a process of its own (tests/support/moto_server.py); the environment to reach it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    base = aws_env(env)
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.moto_server", str(port)], cwd=REPO, env=base,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise SystemExit("moto's server did not start") from None
+                time.sleep(0.1)
+        yield base | {"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
-    changes = aws_test_env(WORK / "aws")
-    with moto_process(apply_env(changes, env)) as moto:
-        yield apply_env({**changes, "AWS_ENDPOINT_URL_S3": moto.endpoint, "AWS_DEFAULT_REGION": "us-east-1"}, env)
+
+def s3_states(goals: Goals, manifest: Path, journal: Path, renewals: int, env: dict[str, str]) -> None:
+    with s3_server(env) as s3_env:
+        # as states written by a pca-batch that never compacted: one snapshot with every record
+        helper("--upload", s3_env["AWS_ENDPOINT_URL_S3"], str(journal), str(renewals), env=s3_env)
+        compare(goals, States("s3", "--state", f"s3://{BUCKET}/fresh.state", f"s3://{BUCKET}/history.state"),
+                s3_env, manifest)
 
 
-def s3_states(goals: Goals, manifest: Path, journal: bytes, renewals: int, env: dict[str, str]) -> None:
+def upload(endpoint: str, journal: Path, renewals: int) -> None:
     import boto3
 
-    with s3_server(env) as s3_env:
-        client = boto3.client("s3", endpoint_url=s3_env["AWS_ENDPOINT_URL_S3"], region_name="us-east-1",
-                              aws_access_key_id=s3_env["AWS_ACCESS_KEY_ID"],
-                              aws_secret_access_key=s3_env["AWS_SECRET_ACCESS_KEY"])
-        client.create_bucket(Bucket="bench")
-        # as states written by a pca-batch that never compacted: one snapshot with every record
-        client.put_object(Bucket="bench", Key="fresh.state", Body=HEADER + journal)
-        client.put_object(Bucket="bench", Key="history.state", Body=HEADER + history_lines(journal, renewals))
-        client.close()
-        compare(goals, States("s3", "--state", "s3://bench/fresh.state", "s3://bench/history.state"), s3_env,
-                manifest)
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    data = journal.read_bytes()
+    client.put_object(Bucket=BUCKET, Key="fresh.state", Body=HEADER + data)
+    client.put_object(Bucket=BUCKET, Key="history.state", Body=HEADER + history_lines(data, renewals))
+    client.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--entries", type=int, default=COUNT)
     parser.add_argument("--renewals", type=int, default=RENEWALS)
+    parser.add_argument("--write-history", nargs=3, metavar=("JOURNAL", "OUT", "RENEWALS"), help=argparse.SUPPRESS)
+    parser.add_argument("--upload", nargs=3, metavar=("ENDPOINT", "JOURNAL", "RENEWALS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.write_history:
+        source, target, count = args.write_history
+        Path(target).write_bytes(history_lines(Path(source).read_bytes(), int(count)))
+        return 0
+    if args.upload:
+        upload(args.upload[0], Path(args.upload[1]), int(args.upload[2]))
+        return 0
     print(machine_speed(), flush=True)
     manifest, journal, env = prepare(args.entries)
     records = args.entries * (args.renewals + 1)
@@ -161,6 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     goals = Goals()
     file_states(goals, manifest, journal, args.renewals, env)
     s3_states(goals, manifest, journal, args.renewals, env)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"(this bench process's own peak: {own:.0f} MB, a floor under every figure above)")
     return goals.exit_status()
 
 
