@@ -441,9 +441,9 @@ def test_an_s3_compaction_killed_at_any_moment_loses_no_record(rig: Rig) -> None
 
 
 def read_lines(body: bytes) -> list[Any]:
-    from pca_batch.run.journal import _parse_line
+    from pca_batch.run.journal import parse_line
 
-    return [e for e in map(_parse_line, body.splitlines()) if e is not None]
+    return [e for e in map(parse_line, body.splitlines()) if e is not None]
 
 
 def test_revoke_records_in_the_s3_state_and_a_fresh_runner_knows_it(tmp_path: Path, cli: Cli, rig: Rig) -> None:
