@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from pca_batch.backends import Backend, Opening
+    from pca_batch.plan.renewal import IssuedIndex
 
 
 def register(subparsers: Any) -> None:
@@ -55,6 +56,8 @@ def _handle(args: argparse.Namespace, out: Console, err: Console) -> int:
         report=args.report,
         junit=args.junit,
         journal=args.journal,
+        state=args.state,
+        lock_timeout=args.lock_timeout,
         store=args.store,
         region=args.region,
         profile=args.profile,
@@ -148,13 +151,18 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
     from pca_batch.plan import converge
     from pca_batch.plan.converge import KEY_COMPROMISED
     from pca_batch.plan.prune import find_orphans, pending_replaced
-    from pca_batch.plan.renewal import IssuedIndex
     from pca_batch.report.json_report import write_report
     from pca_batch.report.plan_view import build_plan, orphan_rows, plan_summary, render_plan, with_replaced
-    from pca_batch.run.journal import default_journal_path
+    from pca_batch.state.base import StateError
 
     problems = manifest.all_problems()
-    index = IssuedIndex.load(options.journal or default_journal_path(manifest.path))
+    try:
+        index = _read_state(manifest, options)
+    except StateError as exc:
+        if not options.detailed_exitcode:
+            raise
+        err.print(f"pca-batch: {exc}", markup=False, highlight=False)
+        return EXIT_FAILED  # as Terraform: with --detailed-exitcode, 2 means changes pending, an error is 1
     steps = converge.decide_all(
         [e for e in manifest.entries if e.valid], index, now=datetime.now(UTC), force=options.force
     )
@@ -200,6 +208,18 @@ def _apply(manifest: Manifest, options: ApplyOptions, console: Console, err: Con
     from pca_batch.run.session import execute
 
     return execute(manifest, options, console, opening=background.take())
+
+
+def _read_state(manifest: Manifest, options: ApplyOptions) -> IssuedIndex:
+    """The state, read without a lock: the plan changes nothing."""
+    from pca_batch.plan.renewal import IssuedIndex
+    from pca_batch.state import open_state
+
+    state = open_state(manifest, options)
+    try:
+        return IssuedIndex.from_events(state.read().events)
+    finally:
+        state.close()
 
 
 def plan_preflight(

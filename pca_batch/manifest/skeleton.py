@@ -30,6 +30,11 @@ backend:
 #   max_rate: 20              # IssueCertificate calls per second (0: no limit)
 #   max_attempts: 8
 
+# state:                      # what was issued: default a file beside this one (.pca-batch/journal.jsonl)
+#   type: s3                  # s3: shared by CI runners that keep no folder (--state s3://BUCKET/KEY)
+#   bucket: acme-pca-state
+#   key: certs/prod.state
+
 defaults:                     # merged under every entry (the entry wins)
   CertificateAuthorityArn: ${PCA_CA_ARN}
   SigningAlgorithm: SHA256WITHECDSA

@@ -132,6 +132,12 @@ class IssuedIndex:
     @classmethod
     def load(cls, journal: Path) -> IssuedIndex:
         events, _ = read_events(journal)
+        return cls.from_events(events)
+
+    @classmethod
+    def from_events(cls, events: Iterable[JournalRecord | RevocationRecord]) -> IssuedIndex:
+        """The index of a state's records (see pca_batch.state), in the order they were recorded."""
+        events = list(events)
         return cls([e for e in events if isinstance(e, JournalRecord)],
                    [e for e in events if isinstance(e, RevocationRecord)])
 

@@ -11,6 +11,11 @@ from pca_batch.model import ApplyOptions, BackendConfig, RunSettings
 from pca_batch.run.ratelimit import DEFAULT_AWS_RATE
 from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS
 from pca_batch.run.runner import DEFAULT_CONCURRENCY, RunConfig
+from pca_batch.state import open_state
+
+# A run's state (its journal, in a file or S3) comes from open_state(manifest, options), as its backend
+# comes from open_for_run: every command that reads or records certificates gets it there.
+__all__ = ["open_for_run", "open_state", "resolve_config"]
 
 
 def resolve_config(backend: BackendConfig, settings: RunSettings, options: ApplyOptions) -> RunConfig:
