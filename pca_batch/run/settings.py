@@ -1,7 +1,9 @@
 """A run's settings and backend: command line > manifest ``settings:`` > defaults.
 
-The defaults: concurrency 16, max_attempts 8, max_rate 20 a second for the aws
-backend and unlimited for the local one (0 lifts the limit).
+The defaults: concurrency 16, max_attempts 8, throttle_timeout 15 minutes,
+max_rate a ceiling of 200 a second for the aws backend, whose rate is learned
+below it (pca_batch.run.ratelimit), and unlimited for the local one (0 lifts
+the ceiling, never the adaptation).
 """
 
 from __future__ import annotations
@@ -9,7 +11,8 @@ from __future__ import annotations
 from pca_batch.backends import Backend, open_backend
 from pca_batch.model import ApplyOptions, BackendConfig, RunSettings
 from pca_batch.run.ratelimit import DEFAULT_AWS_RATE
-from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS
+from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_THROTTLE_TIMEOUT
+from pca_batch.run.revoke import RevokeConfig
 from pca_batch.run.runner import DEFAULT_CONCURRENCY, RunConfig
 
 
@@ -26,9 +29,17 @@ def resolve_config(backend: BackendConfig, settings: RunSettings, options: Apply
     return RunConfig(
         concurrency=max(1, int(concurrency or 1)),
         max_attempts=max(1, int(attempts or 1)),
-        max_rate=max_rate if max_rate else None,  # 0 lifts the limiter
+        max_rate=max_rate if max_rate else None,  # 0 lifts the ceiling
+        adaptive=backend.type == "aws",
+        throttle_timeout=DEFAULT_THROTTLE_TIMEOUT if options.throttle_timeout is None else options.throttle_timeout,
         fail_fast=options.fail_fast,
     )
+
+
+def revoke_config(run: RunConfig) -> RevokeConfig:
+    """RevokeCertificate's settings: the run's."""
+    return RevokeConfig(concurrency=run.concurrency, max_attempts=run.max_attempts, max_rate=run.max_rate,
+                        adaptive=run.adaptive, throttle_timeout=run.throttle_timeout)
 
 
 def open_for_run(config: BackendConfig, settings: RunSettings, options: ApplyOptions) -> Backend:
