@@ -62,12 +62,13 @@ DEFAULT_AWS_RATE = 200.0
 START_RATES = {ISSUE: 10.0, GET: 30.0, REVOKE: 10.0, DESCRIBE: 5.0}
 MIN_RATE = 0.5  # never slower than this (a call every two seconds)
 BETA = 0.7  # multiplicative decrease on a throttle (CUBIC's and botocore's)
-SCALE = 0.4  # CUBIC's scale constant (botocore's)
+SCALE = 0.2  # CUBIC: calls a second per second cubed, probing past w_max (botocore: 0.4)
 RECOVER_MIN_S = 4.0
 RECOVER_MAX_S = 10.0
 DOUBLING_S = 0.5  # slow start: the rate doubles this often until the first throttle
 JITTER = 0.5  # pacing intervals are uniform in [1 - JITTER, 1 + JITTER] / rate
 MEASURE_S = 1.0  # the window over which the rate calls are made at is measured
+THROUGH_FLOOR = 0.25  # a cut starts from what got through, but from no less than this share of what was sent
 
 
 class WaitInterrupted(Exception):
@@ -106,7 +107,9 @@ class RateController:
         if self.slow_start:
             return self._start * 2.0 ** min(60.0, (now - self._anchor) / DOUBLING_S)
         t = now - self.last_cut - self._k
-        return self.w_max * (1.0 + (1.0 - BETA) * (t / self._k) ** 3)
+        if t < 0:  # concave: back to w_max after K seconds, flattening out as it nears it
+            return self.w_max * (1.0 + (1.0 - BETA) * (t / self._k) ** 3)
+        return self.w_max + SCALE * t**3  # convex: probing past it, as fast for every share
 
     def on_success(self, now: float, measured: float) -> float:
         """A call succeeded at ``now``; ``measured``: calls a second actually made lately."""
@@ -115,12 +118,20 @@ class RateController:
         self.rate = self._bounded(max(MIN_RATE, min(self._curve(now), demand_cap)))
         return self.rate
 
-    def on_throttle(self, now: float, started: float, measured: float) -> bool:
-        """The service throttled a call that started at ``started``; True when this cut the rate."""
+    def on_throttle(self, now: float, started: float, measured: float, succeeding: float | None = None) -> bool:
+        """The service throttled a call that started at ``started``; True when this cut the rate.
+
+        ``measured``: calls a second sent lately; ``succeeding``: of those, the ones the service
+        let through. When many were throttled (several processes starting at once, each too
+        fast), the cut starts from what got through, not from what was sent, so that one round
+        trip brings them all under the quota instead of several rounds of throttles.
+        """
         self.throttles += 1
         if started < self.last_cut:  # sent before the last cut: that cut answered it already
             return False
         sending = min(self.rate, measured) if measured > 0 else self.rate
+        if succeeding is not None:
+            sending = max(sending * THROUGH_FLOOR, min(sending, succeeding))
         self.w_max = max(MIN_RATE, sending)
         self.rate = self._bounded(max(MIN_RATE, sending * BETA))
         self._k = min(RECOVER_MAX_S, max(RECOVER_MIN_S, (self.w_max * (1.0 - BETA) / SCALE) ** (1.0 / 3.0)))
@@ -177,12 +188,15 @@ class RateLimiter:
         self._clock = clock
         self._sleep = sleep or _real_sleep
         self._rand = rand
-        self._lock = threading.Lock()
-        self._next = -math.inf
+        self._turn = threading.Lock()  # the waiters queue here: one waits for the next slot at a time
+        self._lock = threading.Lock()  # the state, held briefly (answers must never wait for a slot)
+        self._last = -math.inf  # when the last start was granted
+        self._stretch = 1.0  # the jitter of the interval after it
         self.controller = RateController(start, self.rate, now=clock()) if start is not None else None
         # The ceiling's window of `rate` starts; a fractional rate (0.5/s) still allows one start in a window.
         self._window: deque[float] = deque(maxlen=max(1, math.floor(self.rate)) if self.rate else 1)
         self._recent: deque[float] = deque()  # the grants of the last MEASURE_S seconds
+        self._oks: deque[float] = deque()  # the successful answers of the last MEASURE_S seconds
         self._first: float | None = None
         self.calls = 0
 
@@ -201,28 +215,29 @@ class RateLimiter:
 
     def grant(self) -> float | None:
         """Wait for a start slot; the time it was granted, or None when the wait was interrupted."""
-        with self._lock:
-            if self.unlimited:
+        if self.unlimited:
+            with self._lock:
                 return self._granted(self._clock())
+        with self._turn:
             while True:
-                now = self._clock()
-                due = self._due()
-                if now >= due:
-                    break
+                with self._lock:
+                    now = self._clock()
+                    due = self._due()
+                    if now >= due:
+                        if self.rate is not None:
+                            self._window.append(now)
+                        if self.controller is not None:  # jittered, so that processes sharing a quota drift apart
+                            self._stretch = 1.0 + JITTER * (2.0 * self._rand() - 1.0)
+                        self._last = now
+                        return self._granted(now)
                 if self._sleep(due - now):
                     return None
-            if self.rate is not None:
-                self._window.append(now)
-            allowance = self.allowance
-            assert allowance is not None
-            interval = 1.0 / allowance
-            if self.controller is not None:  # jittered, so that processes sharing a quota drift apart
-                interval *= 1.0 + JITTER * (2.0 * self._rand() - 1.0)
-            self._next = now + interval
-            return self._granted(now)
 
     def _due(self) -> float:
-        due = self._next
+        """The next start's time: an interval after the last at the current allowance (so that a
+        cut or a rise applies to a wait already begun), and within the ceiling's window."""
+        allowance = self.allowance
+        due = self._last + self._stretch / allowance if allowance else -math.inf
         if self.rate is not None and len(self._window) == self._window.maxlen:
             due = max(due, self._window[0] + 1.0 + 1e-6)  # the microsecond: no float rounding lets one in
         return due
@@ -239,23 +254,27 @@ class RateLimiter:
         self._recent.append(now)
         return now
 
-    def _measured(self, now: float) -> float:
-        while self._recent and self._recent[0] <= now - MEASURE_S:
-            self._recent.popleft()
+    def _per_second(self, times: deque[float], now: float) -> float:
+        while times and times[0] <= now - MEASURE_S:
+            times.popleft()
         span = min(MEASURE_S, max(0.25, now - (self._first if self._first is not None else now)))
-        return len(self._recent) / span
+        return len(times) / span
+
+    def _measured(self, now: float) -> float:
+        return self._per_second(self._recent, now)
 
     def succeeded(self) -> None:
         if self.controller is not None:
             with self._lock:
                 now = self._clock()
+                self._oks.append(now)
                 self.controller.on_success(now, self._measured(now))
 
     def throttled(self, started: float) -> None:
         if self.controller is not None:
             with self._lock:
                 now = self._clock()
-                self.controller.on_throttle(now, started, self._measured(now))
+                self.controller.on_throttle(now, started, self._measured(now), self._per_second(self._oks, now))
 
     def learned(self, operation: str, region: str | None, account: str | None) -> LearnedRate:
         with self._lock:

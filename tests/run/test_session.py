@@ -182,6 +182,7 @@ def test_settings_resolve_command_line_over_manifest_over_defaults(tmp_path: Pat
     aws = _of(manifest(tmp_path, [], backend="aws"))
     assert resolve_config(*aws, ApplyOptions()).max_rate == 200  # a ceiling; the rate is learned below it
     assert resolve_config(*aws, ApplyOptions()).adaptive
+    assert resolve_config(*aws, ApplyOptions()).concurrency == 32  # waiting for answers: more in flight
     assert resolve_config(*aws, ApplyOptions(max_rate=0)).max_rate is None
     assert resolve_config(*aws, ApplyOptions(max_rate=0)).adaptive  # 0 lifts the ceiling, not the adaptation
     assert resolve_config(*aws, ApplyOptions()).throttle_timeout == 900
