@@ -144,7 +144,8 @@ def run_scenario(scenario: Scenario, n: int, latency: float, env: dict[str, str]
         client_cpu = _children_cpu() - client_cpu
         server_cpu = cpu_seconds(srv.pid) - server_cpu
         seen = stats(url)
-    for p, out in zip(running, outputs, strict=True):
+    for k, (p, out) in enumerate(zip(running, outputs, strict=True), 1):
+        (folder / f"output-{k}.txt").write_text(out)  # what each process printed, to read afterwards
         if p.returncode not in (0, 1):
             raise SystemExit(f"pca-batch apply exited {p.returncode}:\n{out[-3000:]}")
     reports = [json.loads((folder / f"report-{k}.json").read_text()) for k in range(1, scenario.processes + 1)]

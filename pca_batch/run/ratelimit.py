@@ -10,9 +10,17 @@ rate limiting do (botocore/retries/adaptive.py, cubic.py):
 - it starts at a safe rate (:data:`START_RATES`, well under the default quotas)
   and doubles it every :data:`DOUBLING_S` seconds while calls succeed (slow start);
 - on a ``ThrottlingException`` it cuts the rate to :data:`BETA` (0.7) times the
-  rate it was sending at, and then grows it again along CUBIC's curve
-  ``w_max + SCALE (t - K)^3``: quickly back to just under the rate that was
-  throttled, slowly past it, quickly beyond if the service still says yes;
+  rate it was sending at (``w_max``; when much was throttled, what got through
+  instead, so that processes starting at once all fall under the quota in one
+  round trip), and then grows it again along CUBIC's curve: back to just under
+  ``w_max`` after K seconds, flattening as it nears it (concave), then past it
+  as ``w_max + SCALE (t - K)^3`` (convex), as fast for a small share as for a
+  large one, so that the small ones catch up and a share another process gave
+  up is soon taken;
+- K is botocore's ``cbrt(w_max (1 - BETA) / SCALE)`` but at least
+  :data:`RECOVER_MIN_S`: each process is throttled about once per cycle, so a
+  share of a few calls a second needs cycles of some seconds to keep the share
+  of throttled calls low (some 4% for four processes sharing 25 a second);
 - one cut per round trip: a throttle answering a call that started before the
   last cut says nothing new and does not cut again;
 - it never grows past twice the rate calls are actually made at (a run that
@@ -27,8 +35,9 @@ rate limiting do (botocore/retries/adaptive.py, cubic.py):
 Every limiter also keeps a sliding window at the ceiling: no one-second window
 ever holds more than ``ceiling`` starts, as measured by the limiter's clock.
 The local backend has no quota: its limiters are fixed at ``--max-rate``
-(unlimited by default). Waiters queue on one lock, holding it while they wait:
-calls start in the order they asked, one slot at a time.
+(unlimited by default). Waiters queue on one lock, holding it while they wait
+(one slot at a time); the answers that teach the controller take only a
+short-lived state lock, so they never wait for a slot.
 
 Nothing is shared between processes: shards, concurrent CI jobs and regions
 each adapt on their own and meet at their share of the quota.
@@ -63,8 +72,8 @@ START_RATES = {ISSUE: 10.0, GET: 30.0, REVOKE: 10.0, DESCRIBE: 5.0}
 MIN_RATE = 0.5  # never slower than this (a call every two seconds)
 BETA = 0.7  # multiplicative decrease on a throttle (CUBIC's and botocore's)
 SCALE = 0.2  # CUBIC: calls a second per second cubed, probing past w_max (botocore: 0.4)
-RECOVER_MIN_S = 5.0
-RECOVER_MAX_S = 10.0
+RECOVER_MIN_S = 5.0  # CUBIC's K, the seconds from a cut back to w_max: at least this ...
+RECOVER_MAX_S = 10.0  # ... and at most this
 DOUBLING_S = 0.5  # slow start: the rate doubles this often until the first throttle
 JITTER = 0.5  # pacing intervals are uniform in [1 - JITTER, 1 + JITTER] / rate
 MEASURE_S = 1.0  # the window over which the rate calls are made at is measured
@@ -158,7 +167,8 @@ class LearnedRate:
         if self.throttles:
             return f"{name}: settled at {self.settled:.1f}/s after {self.throttles} throttle(s) in {self.calls} calls"
         limit = f"ceiling {self.ceiling:g}/s" if self.ceiling is not None else "no ceiling"
-        return f"{name}: never throttled, up to {self.settled:.1f}/s in {self.calls} calls ({limit})"
+        reached = f", up to {self.settled:.1f}/s" if self.calls >= 10 else ""  # a rate of a few calls says little
+        return f"{name}: never throttled in {self.calls} call(s){reached} ({limit})"
 
     def as_json(self) -> dict[str, object]:
         return {

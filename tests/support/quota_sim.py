@@ -72,23 +72,25 @@ class Outcome:
 def simulate(  # noqa: PLR0913 - a simulation's knobs, all keyword-only
     *, processes: int = 1, quota: float = 25.0, burst: float | None = None, seconds: float = 60.0,
     ceiling: float | None = None, latency: float = 0.05, concurrency: int = 16, seed: int = 0,
-    start: float = START_RATES[ISSUE], work: int | None = None,
+    start: float = START_RATES[ISSUE], work: int | None = None, stagger: float = 0.0,
 ) -> Outcome:
     """``processes`` sharing ``quota`` calls a second (a bucket of ``burst``, default one
     second's worth) for ``seconds``; see the module's docstring. ``work``: each process
-    stops once that many of its calls got through (else: it always has work)."""
+    stops once that many of its calls got through (else: it always has work). ``stagger``:
+    process n starts n * stagger seconds after the first."""
     clock = SimClock()
     rng = random.Random(seed)
-    procs = [
-        Process(RateLimiter(ceiling, start=start, clock=clock, sleep=clock.sleep, rand=rng.random))
-        for _ in range(processes)
-    ]
+    procs = []
+    for n in range(processes):
+        clock.now = n * stagger  # each limiter's slow start begins when its process does
+        procs.append(Process(RateLimiter(ceiling, start=start, clock=clock, sleep=clock.sleep, rand=rng.random)))
+    clock.now = 0.0
     capacity = quota if burst is None else burst
     tokens, refilled = capacity, 0.0
     answers: list[tuple[float, int, int, float, bool]] = []  # (time, seq, process, started, throttled)
     seq = 0
     while True:
-        ready = [(p.limiter.due(), n) for n, p in enumerate(procs)
+        ready = [(max(p.limiter.due(), n * stagger), n) for n, p in enumerate(procs)
                  if p.in_flight < concurrency and (work is None or len(p.ok) + p.in_flight < work)]
         next_start = min(ready) if ready else (float("inf"), -1)
         next_answer = answers[0][0] if answers else float("inf")
