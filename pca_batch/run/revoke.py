@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from pca_batch.acmpca import RevocationReason
     from pca_batch.backends import Backend
+    from pca_batch.run.runner import RunConfig
 
 ALREADY = "RequestAlreadyProcessedException"
 IN_PROGRESS = "RequestInProgressException"
@@ -48,6 +49,12 @@ class RevokeConfig:
     max_rate: float | None = None  # RevokeCertificate calls a second per region at most; None: no ceiling
     adaptive: bool = False  # learn the rate below the ceiling from throttles (aws)
     throttle_timeout: float = DEFAULT_THROTTLE_TIMEOUT  # seconds a call may go on being throttled
+
+
+def revoke_config(run: RunConfig) -> RevokeConfig:
+    """RevokeCertificate's settings: the run's."""
+    return RevokeConfig(concurrency=run.concurrency, max_attempts=run.max_attempts, max_rate=run.max_rate,
+                        adaptive=run.adaptive, throttle_timeout=run.throttle_timeout)
 
 
 class Revoker:
@@ -225,7 +232,7 @@ def run_revoke(manifest: Manifest, names: Sequence[str], reason: RevocationReaso
     from pca_batch.report.json_report import summary_line, write_report
     from pca_batch.report.live import plain_line
     from pca_batch.report.text import write_lines
-    from pca_batch.run.settings import open_for_run, resolve_config, revoke_config
+    from pca_batch.run.settings import open_for_run, resolve_config
 
     journal_path = options.journal or default_journal_path(manifest.path)
     chosen = targets(manifest, names, journal_path, reason)

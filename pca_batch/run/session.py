@@ -42,8 +42,9 @@ from pca_batch.run.describe import Describer
 from pca_batch.run.journal import Issued, Journal, default_journal_path
 from pca_batch.run.ratelimit import LearnedRate, learned_lines
 from pca_batch.run.retire import Retirement, retire
+from pca_batch.run.revoke import revoke_config
 from pca_batch.run.runner import EntrySteps, Runner, base_result
-from pca_batch.run.settings import open_for_run, resolve_config, revoke_config
+from pca_batch.run.settings import open_for_run, resolve_config
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -12,7 +12,6 @@ from pca_batch.backends import Backend, open_backend
 from pca_batch.model import ApplyOptions, BackendConfig, RunSettings
 from pca_batch.run.ratelimit import DEFAULT_AWS_RATE
 from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_THROTTLE_TIMEOUT
-from pca_batch.run.revoke import RevokeConfig
 from pca_batch.run.runner import DEFAULT_AWS_CONCURRENCY, DEFAULT_CONCURRENCY, RunConfig
 
 
@@ -35,12 +34,6 @@ def resolve_config(backend: BackendConfig, settings: RunSettings, options: Apply
         throttle_timeout=DEFAULT_THROTTLE_TIMEOUT if options.throttle_timeout is None else options.throttle_timeout,
         fail_fast=options.fail_fast,
     )
-
-
-def revoke_config(run: RunConfig) -> RevokeConfig:
-    """RevokeCertificate's settings: the run's."""
-    return RevokeConfig(concurrency=run.concurrency, max_attempts=run.max_attempts, max_rate=run.max_rate,
-                        adaptive=run.adaptive, throttle_timeout=run.throttle_timeout)
 
 
 def open_for_run(config: BackendConfig, settings: RunSettings, options: ApplyOptions) -> Backend:
