@@ -62,6 +62,21 @@ class ManifestError(PcaBatchError):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+# AWS error codes that say "too many calls": the rate adapts, and no attempt is spent on them.
+THROTTLING_CODES = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ProvisionedThroughputExceededException",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+    }
+)
+
 # AWS error codes that a retry can mend. Everything else fails the entry at once.
 RETRYABLE_CODES = frozenset(
     {
@@ -103,6 +118,11 @@ class BackendError(PcaBatchError):
         self.message = message
         self.status = status
         super().__init__(f"{code}: {message}")
+
+    @property
+    def throttled(self) -> bool:
+        """The service refused the call for its rate (a quota), not for what it asked."""
+        return self.code in THROTTLING_CODES
 
     @property
     def retryable(self) -> bool:

@@ -315,8 +315,9 @@ class ApplyOptions:
     profile: str | None = None
     endpoint_url: str | None = None
     concurrency: int | None = None  # None: the manifest's, else the default
-    max_rate: float | None = None  # None: the manifest's, else 20 (aws) / unlimited (local); 0 = unlimited
+    max_rate: float | None = None  # a ceiling; None: the manifest's, else 200 (aws) / unlimited (local); 0 = none
     max_attempts: int | None = None  # None: the manifest's, else 8
+    throttle_timeout: float | None = None  # seconds a call may go on being throttled; None: 15 minutes
     fail_fast: bool = False
     allow_outside_paths: bool = False
     offline: bool = False

@@ -131,3 +131,39 @@ def test_the_proxy_opens_a_new_connection_when_moto_closes_each(moto: str) -> No
             backend.close()
         stats = proxy.snapshot()
     assert stats["upstream_connections"] == 6  # werkzeug, moto's own server, closes after every answer
+
+
+def test_the_quota_stand_in_throttles_past_its_bucket_and_issues_each_token_once(
+    aws_env: Any,  # noqa: F811
+) -> None:
+    import pytest
+
+    from bench._quota_acmpca import Service, TokenBucket, _Server, handler_for
+    from pca_batch.errors import BackendError
+
+    service = Service(issue_rate=1.0, get_rate=100.0, latency=0.0)
+    server = _Server(("127.0.0.1", 0), handler_for(service))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    ca = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/1b1b1b1b-2222-4333-8444-555555555555"
+    csr, key = make_csr("quota.example")
+    backend = AwsBackend(endpoint_url=f"http://127.0.0.1:{server.server_address[1]}", region="us-east-1")
+    try:
+        arn = backend.issue_certificate(issue_request(ca, csr, token="tok-quota"))
+        with pytest.raises(BackendError) as caught:  # the bucket holds one second's worth: 1 call
+            backend.issue_certificate(issue_request(ca, csr, token="tok-quota"))
+        assert caught.value.code == "ThrottlingException"
+        service.buckets["IssueCertificate"] = TokenBucket(1000.0)  # room again: the same token, the same ARN
+        assert backend.issue_certificate(issue_request(ca, csr, token="tok-quota")) == arn
+        bundle = backend.get_certificate(ca, arn)
+        assert backend.describe_certificate_authority(ca).status == "ACTIVE"
+    finally:
+        backend.close()
+        server.shutdown()
+        server.server_close()
+    cert = x509.load_pem_x509_certificate(bundle.certificate.encode())
+    assert cert.public_key().public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo) == key.public_key(
+    ).public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+    stats = service.stats()
+    assert stats["calls"]["IssueCertificate"] == 3 and stats["throttled"] == {"IssueCertificate": 1}
+    assert stats["signed_per_token"] == {"tok-quota": 1}

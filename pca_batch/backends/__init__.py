@@ -5,10 +5,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pca_batch.backends.base import Backend, CaDescription, CertificateBundle
 from pca_batch.errors import BackendError, UsageError
 from pca_batch.model import BackendConfig
+
+if TYPE_CHECKING:
+    from pca_batch.run.describe import Describer
 
 __all__ = ["Backend", "CaDescription", "CertificateBundle", "Opening", "open_backend"]
 
@@ -27,7 +31,8 @@ class Opening:
     invalid manifest's problems must not wait for it).
     """
 
-    def __init__(self, open_it: Callable[[], Backend]) -> None:
+    def __init__(self, open_it: Callable[[], Backend], describer: Describer | None = None) -> None:
+        self.describer = describer  # paces and retries the describing (else: one plain call each)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._backend: Backend | None = None
@@ -65,7 +70,10 @@ class Opening:
                     return
                 arn = self._foreseen.pop(0)
             try:
-                found: CaDescription | BackendError = backend.describe_certificate_authority(arn)
+                found: CaDescription | BackendError = (
+                    self.describer.describe(backend, arn) if self.describer is not None
+                    else backend.describe_certificate_authority(arn)
+                )
             except BackendError as exc:
                 found = exc
             except Exception:  # noqa: BLE001 - not kept: the preflight asks again and reports it

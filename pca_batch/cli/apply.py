@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pca_batch.cli.args import add_backend_options, positive_int, rate, shard
+from pca_batch.cli.args import add_backend_options, add_throttle_timeout, positive_int, rate, shard
 from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, BackendError, ManifestError, Problem
 from pca_batch.model import SKIPPED, ApplyOptions, BackendConfig, Entry, Manifest, Result, RunSettings
 
@@ -31,9 +31,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
     p.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report here")
     add_backend_options(p)
-    p.add_argument("--concurrency", type=positive_int, metavar="N", help="entries in flight at once (default 16)")
-    p.add_argument("--max-rate", type=rate, metavar="N", help="IssueCertificate calls per second (0: no limit)")
-    p.add_argument("--max-attempts", type=positive_int, metavar="N", help="attempts per call (default 8)")
+    p.add_argument("--concurrency", type=positive_int, metavar="N",
+                   help="entries in flight at once (default 16; aws: 32)")
+    p.add_argument("--max-rate", type=rate, metavar="N",
+                   help="IssueCertificate calls per second at most (aws: the rate is learned below it; "
+                        "default 200; 0: no ceiling)")
+    p.add_argument("--max-attempts", type=positive_int, metavar="N",
+                   help="attempts per call on errors other than throttling (default 8)")
+    add_throttle_timeout(p)
     p.add_argument("--fail-fast", action="store_true", help="start no new entry after a failure")
     p.add_argument("--allow-outside-paths", action="store_true", help="let outputs lie outside the manifest's folder")
     p.add_argument("--offline", action="store_true", help="with --plan: make no call at all (skip preflight)")
@@ -65,6 +70,7 @@ def _handle(args: argparse.Namespace, out: Console, err: Console) -> int:
         concurrency=args.concurrency,
         max_rate=args.max_rate,
         max_attempts=args.max_attempts,
+        throttle_timeout=args.throttle_timeout,
         fail_fast=args.fail_fast,
         allow_outside_paths=args.allow_outside_paths,
         offline=args.offline,

@@ -38,6 +38,24 @@ def rate(text: str) -> float:
     return value
 
 
+_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
+
+
+def duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``15m``, ``1h30m``, ``2.5s``."""
+    m = _DURATION.fullmatch(text.strip())
+    if not text.strip() or m is None or not any(m.groups()):
+        raise argparse.ArgumentTypeError(f"expected a duration such as 90s, 15m or 1h, not {text!r}")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups())
+    return hours * 3600 + minutes * 60 + seconds
+
+
+def add_throttle_timeout(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--throttle-timeout", type=duration, metavar="DURATION",
+                   help="how long a call may go on being throttled before its entry fails, e.g. 90s, 15m, 1h "
+                        "(default 15m; throttled calls spend no attempt; 0: fail at the first throttle)")
+
+
 def days(low: int, high: int, bound: str = "") -> Callable[[str], int]:
     """The type of a whole number of days from ``low`` to ``high`` (``bound`` says whose bound)."""
 
@@ -51,14 +69,6 @@ def days(low: int, high: int, bound: str = "") -> Callable[[str], int]:
         return value
 
     return parse
-
-
-def duration(text: str) -> float:
-    """Seconds from ``90``, ``90s``, ``5m`` or ``1h``."""
-    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smh]?)", text.strip())
-    if not m:
-        raise argparse.ArgumentTypeError(f"expected a duration such as 60s, 5m or 1h, not {text!r}")
-    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
 
 
 def add_state_options(p: argparse.ArgumentParser, *, lock: bool = True) -> None:

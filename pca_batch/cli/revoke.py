@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from pca_batch.acmpca import REVOCATION_REASONS, UNSPECIFIED, RevocationReason
-from pca_batch.cli.args import add_backend_options, positive_int
+from pca_batch.cli.args import add_backend_options, add_throttle_timeout, positive_int
 from pca_batch.errors import UsageError
 from pca_batch.model import ApplyOptions
 
@@ -43,7 +43,9 @@ def register(subparsers: Any) -> None:
                    help=f"one of {', '.join(REVOCATION_REASONS)} (default {UNSPECIFIED})")
     p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
     add_backend_options(p)
-    p.add_argument("--max-attempts", type=positive_int, metavar="N", help="attempts per call (default 8)")
+    p.add_argument("--max-attempts", type=positive_int, metavar="N",
+                   help="attempts per call on errors other than throttling (default 8)")
+    add_throttle_timeout(p)
     p.set_defaults(handler=_handle)
 
 
@@ -52,6 +54,7 @@ def _handle(args: argparse.Namespace, out: Console, err: Console) -> int:
     options = ApplyOptions(
         report=args.report, journal=args.journal, state=args.state, lock_timeout=args.lock_timeout, store=args.store,
         region=args.region, profile=args.profile, endpoint_url=args.endpoint_url, max_attempts=args.max_attempts,
+        throttle_timeout=args.throttle_timeout,
     )
     return cmd_revoke(args.manifest, args.names, why, options, out)
 

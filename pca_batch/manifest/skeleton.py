@@ -26,8 +26,8 @@ backend:
   # endpoint_url: https://acm-pca.us-east-1.amazonaws.com
 
 # settings:                   # the command line wins over these
-#   concurrency: 16
-#   max_rate: 20              # IssueCertificate calls per second (0: no limit)
+#   concurrency: 32           # entries in flight (local backend: 16)
+#   max_rate: 200             # IssueCertificate calls per second at most; learned below it (0: no ceiling)
 #   max_attempts: 8
 
 # state:                      # what was issued: default a file beside this one (.pca-batch/journal.jsonl)

@@ -14,7 +14,7 @@ entries are left unjudged: issuing will tell, under the runner's retries.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -86,12 +86,14 @@ def preflight(
     *,
     now: datetime | None = None,
     described: Mapping[str, CaDescription | BackendError] | None = None,
+    describe: Callable[[str], CaDescription] | None = None,
 ) -> dict[str, BackendError]:
     """Describe each distinct CA once; return, per entry name, the error that entry would get.
 
     Entries that are not valid or name no CA are left out (validation reports them).
     ``described``: CAs already described during this run (see ``backends.Opening``),
-    with what describing them answered; they are not described again.
+    with what describing them answered; they are not described again. ``describe``: how to
+    describe one (the run's paced, retried call); by default one plain call to the backend.
     """
     moment = now or datetime.now(UTC)
     by_ca: dict[str, list[Entry]] = {}
@@ -105,7 +107,8 @@ def preflight(
             known = described.get(arn) if described else None
             if isinstance(known, BackendError):
                 raise known
-            ca = known if known is not None else backend.describe_certificate_authority(arn)
+            describe_one = describe or backend.describe_certificate_authority
+            ca = known if known is not None else describe_one(arn)
         except BackendError as exc:
             if exc.code in _CA_MISSING:
                 what = "was not found" if exc.code == "ResourceNotFoundException" else "is not a valid CA ARN"

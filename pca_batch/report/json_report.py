@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pca_batch import schema
 from pca_batch.errors import PcaBatchError
@@ -14,6 +14,9 @@ from pca_batch.files import atomic_write
 from pca_batch.model import OUTPUT_KINDS, STATUSES, Result, Retired, Status
 from pca_batch.pki.csr import InputError, read_limited
 from pca_batch.schema import fastcheck
+
+if TYPE_CHECKING:
+    from pca_batch.run.ratelimit import LearnedRate
 
 
 def result_json(result: Result) -> dict[str, Any]:
@@ -51,8 +54,10 @@ def summary(results: Sequence[Result]) -> dict[str, int]:
     return counts
 
 
-def build_report(results: Sequence[Result]) -> dict[str, Any]:
-    return {"summary": summary(results), "results": [result_json(r) for r in results]}
+def build_report(results: Sequence[Result], rates: Sequence[LearnedRate] = ()) -> dict[str, Any]:
+    """The report; ``rates``: what the aws backend's rate limiters learned (summary.rates)."""
+    head: dict[str, Any] = {**summary(results), "rates": [r.as_json() for r in rates]}
+    return {"summary": head, "results": [result_json(r) for r in results]}
 
 
 @cache
@@ -60,9 +65,9 @@ def _report_ok() -> Callable[[Any], bool]:
     return fastcheck.compile_schema(schema.load(schema.REPORT))
 
 
-def write_report(path: Path, results: Sequence[Result]) -> None:
+def write_report(path: Path, results: Sequence[Result], rates: Sequence[LearnedRate] = ()) -> None:
     """Write the report atomically; it is checked against its own schema first."""
-    report = build_report(results)
+    report = build_report(results, rates)
     if not _report_ok()(report):  # a bug in pca-batch, not a user error: say what is wrong
         errors = sorted(schema.validator(schema.REPORT).iter_errors(report), key=lambda e: list(e.path))
         raise AssertionError(f"report does not match its schema: {errors[0].message if errors else '?'}")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from pca_batch.model import FAILED, ISSUED, RECOVERED, REVOKED, UNCHANGED, Entry, Result, Retired
 from pca_batch.plan.prune import Revocation, replaced
 from pca_batch.plan.renewal import IssuedIndex
+from pca_batch.run.ratelimit import LearnedRate
 from pca_batch.run.revoke import RevokeConfig, Revoker
 
 if TYPE_CHECKING:
@@ -35,6 +36,7 @@ class Retirement:
     manifest_file: str  # the manifest's file name, as the journal records it
     config: RevokeConfig
     open_backend: Callable[[], Backend]  # called once, only when some revocation needs a call; the caller closes it
+    on_rates: Callable[[list[LearnedRate]], None] | None = None  # told what the rate limiters learned
 
 
 def replaced_after(entries: Mapping[str, Entry], results: Sequence[Result], index: IssuedIndex,
@@ -72,7 +74,12 @@ def retire(
         return results
     backend = how.open_backend() if any(t.needs_call for t in todo) else None
     with contextlib.closing(how.state.open_recorder()) as journal:
-        outcomes = Revoker(backend, journal, how.config, stop=stop).run(todo, on_result=on_result)
+        revoker = Revoker(backend, journal, how.config, stop=stop)
+        try:
+            outcomes = revoker.run(todo, on_result=on_result)
+        finally:
+            if how.on_rates is not None:
+                how.on_rates(revoker.learned_rates())
     by_entry: dict[str, list[Result]] = {}
     for item, outcome in zip(todo, outcomes, strict=True):
         if item.replaced_by is not None:

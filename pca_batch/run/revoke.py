@@ -26,14 +26,15 @@ from pca_batch.errors import EXIT_FAILED, EXIT_OK, BackendError, UsageError, sug
 from pca_batch.model import FAILED, REVOKED, SKIPPED, ApplyOptions, Manifest, Result
 from pca_batch.plan.prune import Revocation
 from pca_batch.run.journal import Event, JournalRecord, Recorder, RevocationRecord
-from pca_batch.run.ratelimit import REVOKE, RateLimits
-from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS, Retrier, RetryAborted, RetryPolicy
+from pca_batch.run.ratelimit import REVOKE, LearnedRate, RateLimits, WaitInterrupted, learned_lines
+from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_THROTTLE_TIMEOUT, Retrier, RetryAborted, RetryPolicy
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from pca_batch.acmpca import RevocationReason
     from pca_batch.backends import Backend
+    from pca_batch.run.runner import RunConfig
 
 ALREADY = "RequestAlreadyProcessedException"
 IN_PROGRESS = "RequestInProgressException"
@@ -45,7 +46,15 @@ OUTPUT_ERROR = "OutputError"
 class RevokeConfig:
     concurrency: int = 16
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
-    max_rate: float | None = None  # RevokeCertificate calls a second per region; None: unlimited
+    max_rate: float | None = None  # RevokeCertificate calls a second per region at most; None: no ceiling
+    adaptive: bool = False  # learn the rate below the ceiling from throttles (aws)
+    throttle_timeout: float = DEFAULT_THROTTLE_TIMEOUT  # seconds a call may go on being throttled
+
+
+def revoke_config(run: RunConfig) -> RevokeConfig:
+    """RevokeCertificate's settings: the run's."""
+    return RevokeConfig(concurrency=run.concurrency, max_attempts=run.max_attempts, max_rate=run.max_rate,
+                        adaptive=run.adaptive, throttle_timeout=run.throttle_timeout)
 
 
 class Revoker:
@@ -57,8 +66,10 @@ class Revoker:
         self._journal = journal
         self.config = config or RevokeConfig()
         self._stop = stop or threading.Event()
-        self._limits = RateLimits(self.config.max_rate, sleep=self._wait)
-        self._retrier = Retrier(RetryPolicy(max_attempts=max(1, self.config.max_attempts)), sleep=self._wait)
+        self._limits = RateLimits(self.config.max_rate, adaptive=self.config.adaptive, sleep=self._wait)
+        policy = RetryPolicy(max_attempts=max(1, self.config.max_attempts),
+                             throttle_timeout=max(0.0, self.config.throttle_timeout))
+        self._retrier = Retrier(policy, sleep=self._wait)
 
     def request_stop(self) -> None:
         """Start no new revocation; calls in flight end."""
@@ -67,6 +78,10 @@ class Revoker:
     @property
     def interrupted(self) -> bool:
         return self._stop.is_set()
+
+    def learned_rates(self) -> list[LearnedRate]:
+        """What the RevokeCertificate rate limiters learned."""
+        return self._limits.learned()
 
     def _wait(self, seconds: float) -> bool:
         return self._stop.wait(max(0.0, seconds))
@@ -135,9 +150,9 @@ class Revoker:
         assert self._backend is not None, "a revocation that needs a call, without a backend"
         backend, ca_arn = self._backend, item.issued.ca_arn
 
-        def call() -> None:
-            if self._stop.is_set() or not self._limits.acquire(ca_arn, REVOKE):
-                raise RetryAborted(BackendError(INTERRUPTED, "interrupted"))
+        def once() -> None:
+            if self._stop.is_set():
+                raise WaitInterrupted()
             counter.made += 1
             try:
                 backend.revoke_certificate(ca_arn, item.serial, item.reason)
@@ -145,6 +160,14 @@ class Revoker:
                 if exc.code == IN_PROGRESS:  # an earlier attempt is still being done: ask again (then: done)
                     raise _InProgress(exc.code, exc.message, status=exc.status) from exc
                 raise
+
+        def call() -> None:
+            if self._stop.is_set():
+                raise RetryAborted(BackendError(INTERRUPTED, "interrupted"))
+            try:
+                self._limits.call(ca_arn, REVOKE, once)
+            except WaitInterrupted:
+                raise RetryAborted(BackendError(INTERRUPTED, "interrupted")) from None
 
         try:
             self._retrier.call(call)
@@ -217,24 +240,28 @@ def run_revoke(manifest: Manifest, names: Sequence[str], reason: RevocationReaso
 
     state = open_state(manifest, options)
     results: list[Result] = []
+    rates: list[LearnedRate] = []
     try:
         with state.locked("revoke", ALL, options.lock_timeout):
             view = state.read()
             chosen = targets(manifest, names, view.events, state.display, reason)
             run = resolve_config(manifest.backend, manifest.settings, options)
-            config = RevokeConfig(concurrency=run.concurrency, max_attempts=run.max_attempts, max_rate=run.max_rate)
+            config = revoke_config(run)
             needs_call = any(t.needs_call for t in chosen)
             backend = open_for_run(manifest.backend, manifest.settings, options) if needs_call else None
             try:
                 with contextlib.closing(state.open_recorder(view)) as journal:
                     revoker = Revoker(backend, journal, config)
-                    results = revoker.run(chosen, on_result=lambda r: write_lines(console, [plain_line(r)]))
+                    try:
+                        results = revoker.run(chosen, on_result=lambda r: write_lines(console, [plain_line(r)]))
+                    finally:
+                        rates = revoker.learned_rates()
             finally:
                 if backend is not None:
                     backend.close()
                 if options.report is not None:
-                    write_report(options.report, results)
+                    write_report(options.report, results, rates)
     finally:
         state.close()
-    write_lines(console, [summary_line(results)])
+    write_lines(console, [summary_line(results), *learned_lines(rates)])
     return EXIT_OK if results and all(r.status == REVOKED for r in results) else EXIT_FAILED

@@ -37,9 +37,11 @@ from pca_batch.report.junit import write_junit
 from pca_batch.report.live import LiveReport, plain_line, print_final
 from pca_batch.report.text import write_lines
 from pca_batch.run.delivery import make_durable
+from pca_batch.run.describe import Describer
 from pca_batch.run.journal import Issued
+from pca_batch.run.ratelimit import LearnedRate, learned_lines
 from pca_batch.run.retire import Retirement, retire
-from pca_batch.run.revoke import RevokeConfig
+from pca_batch.run.revoke import revoke_config
 from pca_batch.run.runner import EntrySteps, Runner, base_result
 from pca_batch.run.settings import open_for_run, resolve_config
 from pca_batch.state import ALL, State, StateView, open_state, scope_of
@@ -64,7 +66,7 @@ def start_opening(config: BackendConfig, settings: RunSettings, options: ApplyOp
             warm()
         return backend
 
-    return Opening(open_it)
+    return Opening(open_it, Describer(resolve_config(config, settings, options)))
 
 
 @contextlib.contextmanager
@@ -137,6 +139,9 @@ class _Session:
         self.runner: Runner | None = None
         self.results: list[Result] | None = None
         self.retire_error: PcaBatchError | None = None  # raised once the reports are written
+        self.config = resolve_config(manifest.backend, manifest.settings, options)
+        self.describer = Describer(self.config)
+        self.rates: list[LearnedRate] = []  # what the rate limiters learned, for the log and the report
 
     def open_backend(self, given: Backend | None, opening: Opening | None) -> Described | None:
         """The backend to run with; returns the CAs the opening described already, if any."""
@@ -146,6 +151,7 @@ class _Session:
         self.own_backend = True
         if opening is not None:
             self.backend = opening.take()
+            self.describer = opening.describer or self.describer
             return opening.described()
         self.backend = open_for_run(self.manifest.backend, self.manifest.settings, self.options)
         return None
@@ -153,7 +159,12 @@ class _Session:
     def run(self, decided: _Decided, described: Described | None) -> None:
         """Preflight, then every entry to run, with a live report and graceful signals."""
         assert self.backend is not None
-        refused = preflight(decided.todo, self.backend, described=described)
+        backend = self.backend
+        try:
+            refused = preflight(decided.todo, backend, described=described,
+                                describe=lambda arn: self.describer.describe(backend, arn))
+        finally:
+            self.rates += self.describer.learned_rates()
         journal = decided.state.open_recorder(decided.view)
         if journal.damaged_lines:
             write_lines(self.console, [f"journal {decided.state.display}: skipped {journal.damaged_lines} damaged "
@@ -163,12 +174,12 @@ class _Session:
         steps = EntrySteps(preflight_errors=refused, prepare=lambda e: converge.prepare(decided.steps[e.name], env),
                            deliver=converge.deliver_key, issued=self._issued_line(decided))
         try:
-            self.runner = Runner(self.backend, journal, base_dir=self.base_dir,
-                                 config=resolve_config(self.manifest.backend, self.manifest.settings, self.options),
-                                 steps=steps)
+            self.runner = Runner(self.backend, journal, base_dir=self.base_dir, config=self.config, steps=steps)
             with _graceful_signals(self.runner.request_stop), LiveReport(self.console, len(decided.todo)) as live:
                 self.results = self.runner.run(decided.todo, on_result=live.advance, on_tick=live.tick)
         finally:
+            if self.runner is not None:
+                self.rates += self.runner.learned_rates()
             # A call still in flight after we stopped waiting may yet return an ARN: its
             # thread must still find the journal open (the process's exit closes it).
             if not self.calls_left_running:
@@ -191,11 +202,10 @@ class _Session:
         """After the outputs are durable: the replaced certificates and, with --prune, the orphans."""
         if not self.prune and not any(e.revoke_replaced for e in decided.valid):
             return results
-        run = resolve_config(self.manifest.backend, self.manifest.settings, self.options)
         how = Retirement(
             state=decided.state, manifest_file=self.manifest.path.name,
-            config=RevokeConfig(concurrency=run.concurrency, max_attempts=run.max_attempts, max_rate=run.max_rate),
-            open_backend=self._backend_for_revocations,
+            config=revoke_config(self.config),
+            open_backend=self._backend_for_revocations, on_rates=self.rates.extend,
         )
         lines = None if self.console.is_terminal else (lambda r: write_lines(self.console, [plain_line(r)]))
         with _graceful_signals(self.stop_revoking.set):
@@ -222,7 +232,7 @@ class _Session:
     def _write_reports(self, results: list[Result]) -> None:
         options, manifest = self.options, self.manifest
         if options.report is not None:
-            write_report(options.report, results)
+            write_report(options.report, results, self.rates)
         if options.junit is not None:
             write_junit(options.junit, results, suite=manifest.display, elapsed_s=time.monotonic() - self.started)
         github.report_to_github(results, manifest_path=manifest.path, display=manifest.display,
@@ -249,6 +259,7 @@ class _Session:
         interrupted = interrupted or self.stop_revoking.is_set()
         self._write_reports(results)
         print_final(self.console, results, time.monotonic() - self.started, interrupted=interrupted)
+        write_lines(self.console, learned_lines(self.rates))
         if decided.orphans and not self.options.prune:
             names = ", ".join(o.name for o in decided.orphans[:5]) + (", ..." if len(decided.orphans) > 5 else "")
             write_lines(self.console, [f"{len(decided.orphans)} name(s) no longer in the manifest still have a "

@@ -191,6 +191,9 @@ class Outlasting:
     faults: Faults
     code: str
     reached_moto: bool
+    # throttles spend no attempt: the give-up path is the throttle budget's, here none at all
+    options: tuple[str, ...] = ()
+    calls: int = 2
 
 
 EVERY_CALL = Faults(slow_seconds=0.8, max_faults_per_key=None, operations=ONLY_REVOKE)
@@ -200,7 +203,8 @@ EVERY_CALL = Faults(slow_seconds=0.8, max_faults_per_key=None, operations=ONLY_R
 @pytest.mark.parametrize(
     "case",
     [
-        Outlasting(replace(EVERY_CALL, throttle=1.0), "ThrottlingException", reached_moto=False),
+        Outlasting(replace(EVERY_CALL, throttle=1.0), "ThrottlingException", reached_moto=False,
+                   options=("--throttle-timeout", "0"), calls=1),
         Outlasting(replace(EVERY_CALL, server_error=1.0), "InternalFailure", reached_moto=False),
         Outlasting(replace(EVERY_CALL, drop=1.0), "ConnectionError", reached_moto=True),  # answer lost
         Outlasting(replace(EVERY_CALL, slow=1.0), "ReadTimeout", reached_moto=True),  # answer too late
@@ -217,7 +221,7 @@ def test_faults_outlasting_max_attempts_fail_the_name_and_a_later_run_revokes_it
         proxy.faults = case.faults
         proxy.reset_stats()
         failed = cli("revoke", manifest, "doomed", "--reason", "SUPERSEDED", "--max-attempts", "2",
-                     "--report", tmp_path / "failed.json")  # fmt: skip
+                     *case.options, "--report", tmp_path / "failed.json")  # fmt: skip
         stats = proxy.snapshot()
         in_moto = moto_revocations(ca_east)
         journal_failed = revoked_lines(manifest)
@@ -227,10 +231,10 @@ def test_faults_outlasting_max_attempts_fail_the_name_and_a_later_run_revokes_it
 
     assert failed.code == 1, failed.out + failed.err
     row = read_report(tmp_path / "failed.json")["doomed"]
-    assert (row["status"], row["error"]["code"], row["attempts"]) == ("failed", case.code, 2)
+    assert (row["status"], row["error"]["code"], row["attempts"]) == ("failed", case.code, case.calls)
     assert "Traceback" not in failed.out + failed.err
     assert journal_failed == []
-    assert stats["revoke_calls"] == {key: 2}
+    assert stats["revoke_calls"] == {key: case.calls}
     assert stats["revoke_forwarded"] == ({key: 1} if case.reached_moto else {})
     assert (colon_hex(serial) in in_moto) is case.reached_moto  # a lost answer: the revocation did happen
 
@@ -238,11 +242,33 @@ def test_faults_outlasting_max_attempts_fail_the_name_and_a_later_run_revokes_it
     row = read_report(tmp_path / "later.json")["doomed"]
     assert (row["status"], row["revocation_reason"], row["error"]) == ("revoked", "SUPERSEDED", None)
     assert stats_later["revoke_forwarded"] == {key: 1}  # once in all, in whichever run reached moto
-    assert stats_later["revoke_already_processed"].get(key, 0) == (2 if case.reached_moto else 0)
+    assert stats_later["revoke_already_processed"].get(key, 0) == (case.calls if case.reached_moto else 0)
     assert moto_revocations(ca_east)[colon_hex(serial)]["revocation_reason"] == "SUPERSEDED"
     assert [(r["name"], r["reason"]) for r in revoked_lines(manifest)] == [("doomed", "SUPERSEDED")]
     spared = certificate(tmp_path, "spared").serial_number
     assert colon_hex(spared) not in moto_revocations(ca_east)
+
+
+def test_throttles_spend_no_attempt_and_the_learned_rate_is_reported(
+    cli: Cli, moto: str, ca_east: str, tmp_path: Path
+) -> None:
+    with FaultProxy(moto) as proxy:
+        manifest = issue(cli, tmp_path, proxy.endpoint, ca_east, ["doomed"])
+        serial = certificate(tmp_path, "doomed").serial_number
+        key = revoke_key(ca_east, colon_hex(serial))
+        proxy.faults = Faults(throttle=1.0, max_faults_per_key=3, operations=ONLY_REVOKE)
+        proxy.reset_stats()
+        done = cli("revoke", manifest, "doomed", "--max-attempts", "1", "--report", tmp_path / "r.json")
+        stats = proxy.snapshot()
+
+    assert done.code == 0, done.out + done.err
+    assert stats["revoke_calls"] == {key: 4} and stats["revoke_forwarded"] == {key: 1}  # 3 throttles, then done
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["results"][0]["status"] == "revoked" and data["results"][0]["attempts"] == 4
+    (rate,) = data["summary"]["rates"]
+    assert (rate["operation"], rate["region"], rate["calls"], rate["throttles"]) == (
+        "RevokeCertificate", "us-east-1", 4, 3)
+    assert re.search(r"RevokeCertificate: settled at \d+\.\d/s after 3 throttle\(s\) in 4 calls", done.out), done.out
 
 
 # -- the AWS CLI's request shape ----------------------------------------------

@@ -71,6 +71,7 @@ def test_plan_table_summary_and_report(good: Path, tmp_path: Path, cli: Cli) -> 
         "invalid": 0,
         "skipped": 0,
         "revoked": 0,
+        "rates": [],  # a plan of the local backend learns no rate
     }
     web = data["results"][0]
     assert web["status"] == "planned" and web["certificate_authority_arn"] == CA_ARN

@@ -101,6 +101,34 @@ def test_every_status_round_trips_as_its_plain_string(tmp_path: Path) -> None:
     write_report(tmp_path / "r.json", [_r(s.value, s.value) for s in Status])
     data = json.loads((tmp_path / "r.json").read_text())
     assert [r["status"] for r in data["results"]] == [s.value for s in Status]
-    assert data["summary"] == {"total": len(Status), **{s.value: 1 for s in Status}}
+    assert data["summary"] == {"total": len(Status), **{s.value: 1 for s in Status}, "rates": []}
     back = read_report(tmp_path / "r.json")
     assert [r.status for r in back] == list(Status) and all(type(r.status) is Status for r in back)
+
+
+def test_the_summary_says_what_the_rate_limiters_learned(tmp_path: Path) -> None:
+    from pca_batch.report.json_report import _report_ok
+    from pca_batch.run.ratelimit import LearnedRate
+
+    rates = [
+        LearnedRate("IssueCertificate", "us-east-1", "111122223333", calls=1000, throttles=3, settled=24.6123,
+                    ceiling=200.0),
+        LearnedRate("GetCertificate", "us-east-1", "111122223333", calls=1000, throttles=0, settled=31.0,
+                    ceiling=None),
+    ]
+    write_report(tmp_path / "r.json", [_r("a")], rates)
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert data["summary"]["rates"] == [
+        {"operation": "IssueCertificate", "region": "us-east-1", "account": "111122223333", "calls": 1000,
+         "throttles": 3, "settled_per_s": 24.61, "ceiling_per_s": 200.0},
+        {"operation": "GetCertificate", "region": "us-east-1", "account": "111122223333", "calls": 1000,
+         "throttles": 0, "settled_per_s": 31.0, "ceiling_per_s": None},
+    ]
+    assert [r.name for r in read_report(tmp_path / "r.json")] == ["a"]
+    for broken in ({"throttles": -1}, {"operation": "ListCertificates"}, {"settled_per_s": "fast"}, {"extra": 1}):
+        bad = json.loads(json.dumps(data))
+        bad["summary"]["rates"][0].update(broken)
+        assert not _report_ok()(bad) and not schema.validator(schema.REPORT).is_valid(bad), broken
+    older = json.loads(json.dumps(data))
+    del older["summary"]["rates"]  # reports written before the rates were: still reports
+    assert _report_ok()(older) and schema.validator(schema.REPORT).is_valid(older)

@@ -89,8 +89,9 @@ def test_transient_errors_are_retried_with_the_same_token(tmp_path: Path) -> Non
     assert backend.issue_calls["tok-a"] == 4 and len(backend.certificates_for("tok-a")) == 1
     assert b.status == ISSUED and b.attempts == 1  # GetCertificate retries are not IssueCertificate attempts
     assert backend.get_calls[b.certificate_arn or ""] == 3
-    # full jitter with rand=1.0: 0.2, 0.4, 0.8 for a; 0.2, 0.4 for b
-    assert sorted(clock.sleeps) == pytest.approx([0.2, 0.2, 0.4, 0.4, 0.8])
+    # full jitter with rand=1.0. A throttle spends no attempt: it waits 0.2 (the first throttle's
+    # ceiling) and the 5xx after it waits as a first failure does. a: 0.2, 0.2, 0.4; b: 0.2, 0.2
+    assert sorted(clock.sleeps) == pytest.approx([0.2, 0.2, 0.2, 0.2, 0.4])
 
 
 def test_a_lost_answer_is_retried_and_gets_the_first_certificate_back(tmp_path: Path) -> None:
@@ -115,10 +116,34 @@ def test_errors_a_retry_cannot_mend_fail_the_entry_at_once(tmp_path: Path, code:
 
 
 def test_retries_end_after_max_attempts(tmp_path: Path) -> None:
-    backend = FaultBackend(script={"tok-a": Script(issue=["throttle"] * 20)})
+    backend = FaultBackend(script={"tok-a": Script(issue=["5xx"] * 20)})
     results, _ = run(tmp_path, backend, [make_entry(tmp_path, "a")], max_attempts=5)
-    assert results[0].status == FAILED and results[0].error_code == "ThrottlingException"
+    assert results[0].status == FAILED and results[0].error_code == "InternalFailure"
     assert results[0].attempts == 5 and backend.issue_calls["tok-a"] == 5
+
+
+def test_throttling_spends_no_attempt(tmp_path: Path) -> None:
+    backend = FaultBackend(script={"tok-a": Script(issue=["throttle"] * 20, get=["throttle"] * 12)})
+    clock = FakeClock()
+    results, _ = run(tmp_path, backend, [make_entry(tmp_path, "a")], clock=clock, max_attempts=2)
+    assert results[0].status == ISSUED and results[0].attempts == 21  # calls made, throttled ones included
+    assert backend.issue_calls["tok-a"] == 21 and len(backend.certificates_for("tok-a")) == 1
+    assert backend.get_calls[results[0].certificate_arn or ""] == 13
+    assert max(clock.sleeps) == 1.0  # a throttled call is asked again within a second (the limiter paces it)
+
+
+@pytest.mark.parametrize(("timeout", "calls"), [(0.0, 1), (5.0, 8)])
+def test_throttling_fails_an_entry_once_the_throttle_timeout_runs_out(
+    tmp_path: Path, timeout: float, calls: int
+) -> None:
+    backend = FaultBackend(script={"tok-a": Script(issue=["throttle"] * 20)})
+    clock = FakeClock()
+    results, _ = run(tmp_path, backend, [make_entry(tmp_path, "a")], clock=clock, throttle_timeout=timeout)
+    # waits of 0.2, 0.4, 0.8, then 1 s each: the 8th throttle comes 5.4 s after the first
+    assert results[0].status == FAILED and results[0].error_code == "ThrottlingException"
+    assert results[0].attempts == calls and backend.issue_calls["tok-a"] == calls
+    assert "--throttle-timeout" in (results[0].error_message or "")
+    assert backend.certificates_for("tok-a") == []
 
 
 def test_request_in_progress_is_polled_like_the_waiter(tmp_path: Path) -> None:

@@ -178,8 +178,15 @@ def test_settings_resolve_command_line_over_manifest_over_defaults(tmp_path: Pat
     assert resolve_config(*_of(plain), ApplyOptions()).concurrency == 16
     assert resolve_config(*_of(plain), ApplyOptions()).max_attempts == 8
     assert resolve_config(*_of(plain), ApplyOptions()).max_rate is None  # local: unlimited
-    assert resolve_config(*_of(manifest(tmp_path, [], backend="aws")), ApplyOptions()).max_rate == 20
-    assert resolve_config(*_of(manifest(tmp_path, [], backend="aws")), ApplyOptions(max_rate=0)).max_rate is None
+    assert not resolve_config(*_of(plain), ApplyOptions()).adaptive  # and no quota to learn
+    aws = _of(manifest(tmp_path, [], backend="aws"))
+    assert resolve_config(*aws, ApplyOptions()).max_rate == 200  # a ceiling; the rate is learned below it
+    assert resolve_config(*aws, ApplyOptions()).adaptive
+    assert resolve_config(*aws, ApplyOptions()).concurrency == 32  # waiting for answers: more in flight
+    assert resolve_config(*aws, ApplyOptions(max_rate=0)).max_rate is None
+    assert resolve_config(*aws, ApplyOptions(max_rate=0)).adaptive  # 0 lifts the ceiling, not the adaptation
+    assert resolve_config(*aws, ApplyOptions()).throttle_timeout == 900
+    assert resolve_config(*aws, ApplyOptions(throttle_timeout=0)).throttle_timeout == 0
     assert resolve_config(*_of(plain), ApplyOptions(max_rate=5)).max_rate == 5
     configured = manifest(tmp_path, [], backend="aws",
                           settings=RunSettings(concurrency=4, max_rate=10, max_attempts=3))

@@ -12,7 +12,12 @@ some calls itself the way AWS would on a bad day:
   (past the client's read time-out, so the client has given up);
 - dropped connections: forwarded to moto, then the connection is closed with
   no answer at all (the client cannot know whether the call happened);
-- a fixed extra ``latency`` before every call (for the bench).
+- a fixed extra ``latency`` before every call (for the bench);
+- a quota, as AWS enforces one per account and region: ``quota`` maps an operation
+  to the calls a second it allows (a token bucket holding one second's worth, full
+  at the start); a call that finds its bucket empty is answered ThrottlingException
+  without reaching moto, and counted in ``over_quota``. Unlike the random faults,
+  the quota throttles whoever calls too fast, however many processes share it.
 
 moto ignores IdempotencyToken; AWS does not. So the proxy deduplicates
 IssueCertificate as AWS does: the same (CA, token) within five minutes gets the
@@ -87,6 +92,7 @@ class Faults:
     max_faults_per_key: int | None = 3  # random faults per token, certificate ARN or revoked certificate, at most
     operations: frozenset[str] = frozenset({"IssueCertificate", "GetCertificate"})  # also: "RevokeCertificate"
     seed: int = 0
+    quota: tuple[tuple[str, float], ...] = ()  # (operation, calls a second): token buckets, see above
 
 
 @dataclass
@@ -102,6 +108,7 @@ class Stats:
         default_factory=Counter
     )  # per token: IssueCertificate calls sent to moto
     deduplicated: int = 0  # IssueCertificate calls answered from the token record
+    over_quota: Counter[str] = field(default_factory=Counter)  # per operation: throttled by the quota
     # per revoke_key(CA, serial): RevokeCertificate calls received, sent to moto, answered
     # RequestAlreadyProcessedException by the proxy; the last received and forwarded (see _request_seen)
     revoke_calls: Counter[str] = field(default_factory=Counter)
@@ -125,6 +132,7 @@ class Stats:
             "issue_calls": dict(self.issue_calls),
             "issue_forwarded": dict(self.issue_forwarded),
             "deduplicated": self.deduplicated,
+            "over_quota": dict(self.over_quota),
             "revoke_calls": dict(self.revoke_calls),
             "revoke_forwarded": dict(self.revoke_forwarded),
             "revoke_already_processed": dict(self.revoke_already_processed),
@@ -223,6 +231,7 @@ class FaultProxy:
         self._call_number: Counter[str] = Counter()
         self._polls: Counter[str] = Counter()
         self._idle: list[socket.socket] = []  # connections to moto it left open, for the next call
+        self._buckets: dict[str, tuple[float, float]] = {}  # per operation: (tokens, when counted)
         self._server = _Server(("127.0.0.1", port), _Handler)
         self._server.proxy = self
         self._thread: threading.Thread | None = None
@@ -285,6 +294,21 @@ class FaultProxy:
                 self.stats.injected[fault] += 1
                 self.stats.injected_by_operation[f"{operation}:{fault}"] += 1
             return fault
+
+    def _within_quota(self, operation: str) -> bool:
+        """Take a token from the operation's bucket; False when it is empty (throttle the call)."""
+        rate = dict(self.faults.quota).get(operation)
+        if rate is None:
+            return True
+        now = time.monotonic()
+        with self._lock:
+            tokens, then = self._buckets.get(operation, (max(1.0, rate), now))
+            tokens = min(max(1.0, rate), tokens + (now - then) * rate)
+            allowed = tokens >= 1.0
+            self._buckets[operation] = (tokens - 1.0 if allowed else tokens, now)
+            if not allowed:
+                self.stats.over_quota[operation] += 1
+            return allowed
 
     def reset_stats(self) -> None:
         """Counters from zero; the token and revocation records (AWS's state, not counters) are kept."""
@@ -529,7 +553,7 @@ class _Handler(BaseHTTPRequestHandler):
         if operation == "GetCertificate" and proxy._in_progress(str(request.get("CertificateArn", ""))):
             self._send(_aws_error(400, "RequestInProgressException", "The request is still in progress."))
             return
-        fault = proxy._draw_fault(operation, key)
+        fault = proxy._draw_fault(operation, key) if proxy._within_quota(operation) else "throttle"
         if fault == "throttle":
             self._send(_aws_error(400, "ThrottlingException", "Rate exceeded"))
             return
