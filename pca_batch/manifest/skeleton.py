@@ -29,6 +29,7 @@ backend:
 #   concurrency: 16
 #   max_rate: 20              # IssueCertificate calls per second (0: no limit)
 #   max_attempts: 8
+#   max_issue: 100            # refuse to run when more would be issued (a lost state?)
 
 defaults:                     # merged under every entry (the entry wins)
   CertificateAuthorityArn: ${PCA_CA_ARN}

@@ -80,18 +80,40 @@ def check_entry(entry: Entry, ca: CaDescription, now: datetime) -> BackendError 
     return None
 
 
+def describe_all(
+    arns: Sequence[str],
+    backend: Backend,
+    described: Mapping[str, CaDescription | BackendError] | None = None,
+) -> dict[str, CaDescription | BackendError]:
+    """Each CA described once (those in ``described`` not again): its description, or the
+    error describing it answered."""
+    found: dict[str, CaDescription | BackendError] = {}
+    for arn in dict.fromkeys(arns):
+        known = described.get(arn) if described else None
+        if known is not None:
+            found[arn] = known
+            continue
+        try:
+            found[arn] = backend.describe_certificate_authority(arn)
+        except BackendError as exc:
+            found[arn] = exc
+    return found
+
+
 def preflight(
     entries: Sequence[Entry],
     backend: Backend,
     *,
     now: datetime | None = None,
     described: Mapping[str, CaDescription | BackendError] | None = None,
+    seen: dict[str, CaDescription | BackendError] | None = None,
 ) -> dict[str, BackendError]:
     """Describe each distinct CA once; return, per entry name, the error that entry would get.
 
     Entries that are not valid or name no CA are left out (validation reports them).
     ``described``: CAs already described during this run (see ``backends.Opening``),
-    with what describing them answered; they are not described again.
+    with what describing them answered; they are not described again. ``seen``, when
+    given, receives what each CA's description was (the plan shows their usage modes).
     """
     moment = now or datetime.now(UTC)
     by_ca: dict[str, list[Entry]] = {}
@@ -99,19 +121,18 @@ def preflight(
         if entry.valid and entry.ca_arn is not None:
             by_ca.setdefault(entry.ca_arn, []).append(entry)
 
+    cas = describe_all(list(by_ca), backend, described)
+    if seen is not None:
+        seen.update(cas)
     findings: dict[str, BackendError] = {}
     for arn, group in by_ca.items():
-        try:
-            known = described.get(arn) if described else None
-            if isinstance(known, BackendError):
-                raise known
-            ca = known if known is not None else backend.describe_certificate_authority(arn)
-        except BackendError as exc:
-            if exc.code in _CA_MISSING:
-                what = "was not found" if exc.code == "ResourceNotFoundException" else "is not a valid CA ARN"
+        ca = cas[arn]
+        if isinstance(ca, BackendError):
+            if ca.code in _CA_MISSING:
+                what = "was not found" if ca.code == "ResourceNotFoundException" else "is not a valid CA ARN"
                 for entry in group:
                     findings[entry.name] = BackendError(
-                        exc.code, f"preflight: the CA {arn} {what} ({exc.message})", status=exc.status
+                        ca.code, f"preflight: the CA {arn} {what} ({ca.message})", status=ca.status
                     )
             continue
         for entry in group:

@@ -29,6 +29,10 @@ from pca_batch.plan import tokens
 from pca_batch.run.journal import JournalRecord, RevocationRecord, read_events
 
 KEY_COMPROMISE = "KEY_COMPROMISE"
+NO_RECORD = "the journal has no record of issuing this certificate"
+# The salt of a renewal of a certificate the journal has no record of (a lost state): its serial
+# would name nothing the next run could find, so the renewal's token would never be recognised.
+UNRECORDED_SALT = "unrecorded"
 DEFAULT_SHARE = 1 / 3  # of the lifetime, as cert-manager renews
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|%)\s*$")
 
@@ -149,8 +153,11 @@ class Decision:
 
     @property
     def salt(self) -> str:
-        """Mixed into the token of a renewal: the serial of the certificate replaced."""
-        return self.existing.serial if self.action == "renew" and self.existing else ""
+        """Mixed into the token of a renewal: the serial of the certificate replaced, or, when the
+        journal has no record of that one, a fixed salt (which request_tokens knows)."""
+        if self.action != "renew" or not self.existing:
+            return ""
+        return self.existing.serial if self.record is not None else UNRECORDED_SALT
 
 
 def renewal_token(base: str, explicit: bool, name: str, request: Mapping[str, Any], salt: str) -> str:
@@ -166,7 +173,7 @@ def request_tokens(
 ) -> set[str]:
     """Every token this request can have been issued under: its own, and each renewal's
     (salted with the serial of a certificate the journal holds for the entry)."""
-    serials = index.serials_of.get(name, ())
+    serials = (*index.serials_of.get(name, ()), UNRECORDED_SALT)
     return {token} | {renewal_token(token, explicit_token, name, request, s) for s in serials}
 
 
@@ -232,7 +239,7 @@ def decide(wanted: Wanted, certificate: Path | None, index: IssuedIndex, *, now:
     if force:
         return Decision("renew", "forced (--force)", existing, replaces=record)
     if record is None:
-        return Decision("renew", "the journal has no record of issuing this certificate", existing)
+        return Decision("renew", NO_RECORD, existing)
     revoked = index.revocation(record)
     if revoked is not None:
         # revoked already: nothing for revoke_replaced to do

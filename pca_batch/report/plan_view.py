@@ -111,10 +111,16 @@ def with_replaced(rows: Sequence[Result], pending: Mapping[str, Sequence[Revocat
     return out
 
 
-def plan_summary(manifest: Manifest, results: Sequence[Result]) -> str:
-    """``3 entries, 1 planned, 2 unchanged; 2 to revoke (no longer in the manifest)``."""
+def plan_summary(manifest: Manifest, results: Sequence[Result], *, issuing: str = "") -> str:
+    """``3 entries, 1 planned, 2 unchanged; 1 to adopt; to issue: 1 from arn:… (general purpose);
+    2 to revoke (no longer in the manifest)``. ``issuing``: the count to issue per CA (pca_batch.plan.guard)."""
     names = {e.name for e in manifest.entries}
     text = summary_line([r for r in results if r.name in names])
+    adopt = sum(1 for r in results if r.action == "adopt")
+    if adopt:
+        text += f"; {adopt} to adopt (recorded, not renewed)"
+    if issuing:
+        text += f"; {issuing}"
     gone = [r for r in results if r.name not in names]
     revoke = sum(1 for r in gone if r.action == "revoke")
     orphaned = sum(1 for r in gone if r.action == "orphaned")

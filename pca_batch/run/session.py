@@ -28,7 +28,7 @@ from pca_batch.backends import Backend, Opening
 from pca_batch.backends.base import CaDescription
 from pca_batch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BackendError, PcaBatchError
 from pca_batch.model import FAILED, SKIPPED, ApplyOptions, BackendConfig, Entry, Manifest, Result, RunSettings
-from pca_batch.plan import converge
+from pca_batch.plan import converge, guard
 from pca_batch.plan.preflight import preflight
 from pca_batch.plan.prune import Revocation, find_orphans
 from pca_batch.plan.renewal import IssuedIndex
@@ -38,10 +38,11 @@ from pca_batch.report.junit import write_junit
 from pca_batch.report.live import LiveReport, plain_line, print_final
 from pca_batch.report.text import write_lines
 from pca_batch.run.delivery import make_durable
-from pca_batch.run.journal import Issued, Journal, default_journal_path
+from pca_batch.run.journal import Issued, Journal
 from pca_batch.run.retire import Retirement, retire
 from pca_batch.run.revoke import RevokeConfig
 from pca_batch.run.runner import EntrySteps, Runner, base_result
+from pca_batch.run.settings import journal_path as state_journal
 from pca_batch.run.settings import open_for_run, resolve_config
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
 Described = Mapping[str, CaDescription | BackendError]  # CAs the background opening described already
 NOT_STARTED = "NotStarted"
+MAX_ISSUE = "MaxIssueExceeded"
 
 
 def start_opening(config: BackendConfig, settings: RunSettings, options: ApplyOptions) -> Opening | None:
@@ -101,12 +103,13 @@ class _Decided:
     todo: list[Entry]  # the entries to run
     journal_path: Path
     orphans: list[Revocation]  # certificates on record for names the manifest no longer lists
+    index: IssuedIndex  # the journal as read before the run
 
 
 def _decide(manifest: Manifest, options: ApplyOptions, console: Console,
             env: Mapping[str, str] | None) -> _Decided:
     valid: list[Entry] = [e for e in manifest.entries if e.valid]
-    journal_path = options.journal or default_journal_path(manifest.path)
+    journal_path = state_journal(manifest.path, options)
     index = IssuedIndex.load(journal_path)
     steps = converge.decide_all(valid, index, now=datetime.now(UTC), force=options.force, env=env)
     base_dir = manifest.path.parent
@@ -115,7 +118,7 @@ def _decide(manifest: Manifest, options: ApplyOptions, console: Console,
         write_lines(console, [plain_line(r) for r in settled.values()])
     todo = [s.entry for s in steps if s.entry.name not in settled]
     orphans = find_orphans(manifest, index)
-    return _Decided(valid, settled, {s.entry.name: s for s in steps}, todo, journal_path, orphans)
+    return _Decided(valid, settled, {s.entry.name: s for s in steps}, todo, journal_path, orphans, index)
 
 
 class _Session:
@@ -171,6 +174,19 @@ class _Session:
             # thread must still find the journal open (the process's exit closes it).
             if not self.calls_left_running:
                 journal.close()
+
+    def guard(self, decided: _Decided) -> None:
+        """--max-issue: refuse before any call when too many would be issued (the report says
+        every entry to run was skipped)."""
+        limit, source = guard.limit_of(self.options.max_issue, self.manifest.settings.max_issue)
+        try:
+            guard.check([decided.steps[e.name] for e in decided.todo], decided.index, limit=limit, source=source,
+                        state=str(decided.journal_path))
+        except guard.IssueGuardError as exc:
+            skipped = [replace(base_result(e, self.base_dir), status=SKIPPED, error_code=MAX_ISSUE,
+                               error_message=str(exc)) for e in decided.todo]
+            self._write_reports(_in_order(decided.valid, decided.settled, skipped))
+            raise
 
     def _issued_line(self, decided: _Decided) -> Callable[[Entry], Issued]:
         """What each ``issued`` journal line says beside the ARN: this manifest, the entry's
@@ -279,6 +295,12 @@ def execute(
     """
     decided = _decide(manifest, options, console, env)
     session = _Session(manifest, options, console, env, decided.orphans if options.prune else ())
+    try:
+        session.guard(decided)
+    except guard.IssueGuardError:
+        if opening is not None:
+            opening.discard()
+        raise
     try:
         if decided.todo:
             session.run(decided, session.open_backend(backend, opening))

@@ -6,8 +6,11 @@ backend and unlimited for the local one (0 lifts the limit).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pca_batch.backends import Backend, open_backend
 from pca_batch.model import ApplyOptions, BackendConfig, RunSettings
+from pca_batch.run.journal import default_journal_path
 from pca_batch.run.ratelimit import DEFAULT_AWS_RATE
 from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS
 from pca_batch.run.runner import DEFAULT_CONCURRENCY, RunConfig
@@ -39,3 +42,9 @@ def open_for_run(config: BackendConfig, settings: RunSettings, options: ApplyOpt
         endpoint_url=options.endpoint_url,
         max_pool_connections=max(resolve_config(config, settings, options).concurrency, 10),
     )
+
+
+def journal_path(manifest_path: Path, options: ApplyOptions) -> Path:
+    """The journal (the state) a command on this manifest reads and records in: --journal,
+    else ``.pca-batch/journal.jsonl`` beside the manifest."""
+    return options.journal or default_journal_path(manifest_path)
