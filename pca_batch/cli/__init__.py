@@ -1,7 +1,7 @@
 """The command line: a thin argparse layer over the core.
 
 ``main(argv) -> int``. Each command is a module of this package (validate, apply,
-revoke, report, skeleton, schema, ca, serve) with ``register(subparsers)``, which adds its parser and sets
+revoke, report, skeleton, schema, ca, serve, state) with ``register(subparsers)``, which adds its parser and sets
 its ``handler(args, out, err) -> int``: the handler unpacks the namespace and calls
 a function with explicit arguments; no Namespace goes further.
 
@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from pca_batch import __version__
-from pca_batch.cli import apply, ca, report, revoke, schema, serve, skeleton, validate
+from pca_batch.cli import apply, ca, report, revoke, schema, serve, skeleton, state, validate
 from pca_batch.errors import (
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="pca-batch", description="Issue many AWS Private CA certificates from one YAML manifest.")
     parser.add_argument("--version", action="version", version=f"pca-batch {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for command in (validate, apply, revoke, report, skeleton, schema, ca, serve):
+    for command in (validate, apply, revoke, report, skeleton, schema, ca, serve, state):
         command.register(sub)
     return parser
 
@@ -93,7 +93,7 @@ def _main(argv: Sequence[str] | None) -> int:
         if handler is None:
             raise UsageError(
                 "pca-batch: a command is needed "
-                "(validate, apply, revoke, report, skeleton, schema, ca, serve); see --help"
+                "(validate, apply, revoke, report, skeleton, schema, ca, serve, state); see --help"
             )
         return handler(args, out, err)
     except ManifestError as exc:
