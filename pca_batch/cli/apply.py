@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from pca_batch.backends import Backend, CaDescription, Opening
+    from pca_batch.plan.adopt import Judged
     from pca_batch.plan.converge import Step
     from pca_batch.plan.renewal import IssuedIndex
 
@@ -159,7 +160,7 @@ class _Background:
 
 def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Console, background: _Background) -> int:
     from pca_batch.manifest.problems import print_problems
-    from pca_batch.plan import converge, guard
+    from pca_batch.plan import adopt, converge, guard
     from pca_batch.plan.converge import KEY_COMPROMISED
     from pca_batch.plan.prune import find_orphans, pending_replaced
     from pca_batch.plan.renewal import IssuedIndex
@@ -173,7 +174,8 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
     steps = converge.decide_all(
         [e for e in manifest.entries if e.valid], index, now=datetime.now(UTC), force=options.force
     )
-    pending = [s.entry for s in steps if s.decision.action != "unchanged"]
+    steps, adopting = _plan_adoption(manifest, options, steps) if options.adopt else (steps, {})
+    pending = [s.entry for s in steps if s.decision.action != "unchanged" and s.entry.name not in adopting]
     findings = {}
     seen: dict[str, CaDescription | BackendError] = {}
     if pending and not options.offline:
@@ -181,7 +183,7 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
     findings |= {s.entry.name: BackendError(KEY_COMPROMISED, s.decision.refusal) for s in steps if s.decision.refusal}
     results = [
         replace(r, error_code=findings[r.name].code, error_message=findings[r.name].message, action="refused")
-        if r.name in findings else r
+        if r.name in findings else adopt.plan_row(r, adopting[r.name]) if r.name in adopting else r
         for r in build_plan(manifest, steps)
     ]
     results = with_replaced(results, pending_replaced(steps, index, manifest.path.name), steps)
@@ -189,7 +191,7 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
     render_plan(manifest, results, console)
     if problems:
         print_problems(problems, err)
-    issuing = [s for s in guard.to_issue(steps, index) if s.entry.name not in findings]
+    issuing = [s for s in guard.to_issue(steps, index) if s.entry.name not in findings and s.entry.name not in adopting]
     per_ca = guard.issue_line(guard.per_ca(issuing), _usage_modes(manifest, seen))
     summary = plan_summary(manifest, results, issuing=per_ca)
     console.print(f"Plan: {summary}", markup=False, highlight=False)
@@ -205,6 +207,54 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
         return EXIT_FAILED
     changes = any(r.action in ("issue", "renew", "revoke", "adopt") for r in results)
     return 2 if options.detailed_exitcode and changes else EXIT_OK
+
+
+def _plan_adoption(manifest: Manifest, options: ApplyOptions,
+                   steps: list[Step]) -> tuple[list[Step], dict[str, Judged]]:
+    """apply --adopt --plan: the certificate files the state has no record of, judged as apply
+    will (read-only). Returns the steps (those not adoptable say why) and the adoptable ones."""
+    from pca_batch.plan import adopt
+    from pca_batch.run.settings import resolve_config
+
+    candidates = adopt.candidates(steps)
+    if not candidates:
+        return steps, {}
+    if options.offline:
+        why = "--offline: not checked against the CA certificate"
+        judged = [adopt.Judged(s, (why,)) for s in candidates]
+    else:
+        backend = _read_only_backend(manifest, options)
+        if backend is None:
+            judged = [adopt.Judged(s, ("its CA does not exist yet",)) for s in candidates]
+        else:
+            try:
+                config = resolve_config(manifest.backend, manifest.settings, options)
+                cas = adopt.CaCertificates(backend, config.max_attempts)
+                judged = adopt.judge(candidates, cas, manifest.path.parent, now=datetime.now(UTC))
+            finally:
+                backend.close()
+    fits = {j.step.entry.name: j for j in judged if j.adoptable}
+    others = {j.step.entry.name: adopt.not_adopted(j.step, j) for j in judged if not j.adoptable}
+    return [others.get(s.entry.name, s) for s in steps], fits
+
+
+def _read_only_backend(manifest: Manifest, options: ApplyOptions) -> Backend | None:
+    """The backend for the plan's read-only calls: the local store opened read-only (None when it
+    does not exist yet), or the aws backend."""
+    if manifest.backend.type == "local":
+        from pca_batch.backends.local.backend import LocalBackend
+        from pca_batch.backends.local.store import DB_NAME
+
+        store = options.store or manifest.backend.store
+        if store is None or not (store / DB_NAME).is_file():
+            return None
+        try:
+            return LocalBackend(store, read_only=True)
+        except BackendError:
+            return None
+    from pca_batch.run.settings import open_for_run
+
+    return open_for_run(manifest.backend, manifest.settings, options)
 
 
 def _guard_refusal(manifest: Manifest, options: ApplyOptions, issuing: list[Step], index: IssuedIndex,

@@ -78,7 +78,7 @@ def why(steps: Sequence[Step], state: str) -> list[str]:
         d = step.decision
         if d.action == "issue":
             kinds["new"] += 1
-        elif d.reason == NO_RECORD:
+        elif d.reason.startswith(NO_RECORD):
             kinds["unrecorded"] += 1
         elif d.reason.startswith(("expire", "forced")):
             kinds["due" if d.reason.startswith("expire") else "forced"] += 1

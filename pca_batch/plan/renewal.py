@@ -84,6 +84,10 @@ class OnDisk:
         return self._details
 
     @property
+    def certificate(self) -> x509.Certificate:
+        return self._cert
+
+    @property
     def spki_sha256(self) -> str:
         return self._read()[0]
 
@@ -269,6 +273,11 @@ def _what_changed(wanted: Wanted, existing: OnDisk, record: JournalRecord, index
     if wanted.sans is not None and set(existing.sans) != set(wanted.sans):
         return "the SANs changed"
     return None
+
+
+def due_for_renewal(existing: OnDisk, renew_before: str | None, now: datetime) -> bool:
+    """Is the certificate inside its renewal window (or expired)?"""
+    return (existing.not_after - now).total_seconds() <= _renewal_window(existing, renew_before)
 
 
 def _renewal_window(existing: OnDisk, renew_before: str | None) -> float:

@@ -29,6 +29,7 @@ ACTION_MARKS = {
     "refused": "x refused",
     "revoke": "- revoke",
     "orphaned": "? orphaned",
+    "adopt": "= adopt",
 }
 
 
@@ -167,7 +168,7 @@ def _plan_table(manifest: Manifest, results: Sequence[Result], entries: Mapping[
     for r in results:
         e = entries.get(r.name)
         style = {"invalid": "red", "refused": "red", "renew": "yellow", "unchanged": "dim", "revoke": "magenta",
-                 "orphaned": "yellow"}.get(
+                 "orphaned": "yellow", "adopt": "cyan"}.get(
             r.action or "", "green"
         )
         cells: list[str | Text] = [r.name, Text(_action(r, table=True), style=style)]
@@ -205,7 +206,7 @@ def _action(r: Result, table: bool = False) -> str:
     why = ""
     if r.action == "refused":
         why = f"{r.error_code}: {r.error_message}"
-    elif r.reason and r.action in ("renew", "unchanged", "revoke", "orphaned"):
+    elif r.reason and r.action in ("renew", "unchanged", "revoke", "orphaned", "adopt"):
         why = r.reason
     if not why:
         return mark
