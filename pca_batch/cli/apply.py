@@ -166,7 +166,7 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
     from pca_batch.plan.renewal import IssuedIndex
     from pca_batch.report.json_report import write_report
     from pca_batch.report.plan_view import build_plan, orphan_rows, plan_summary, render_plan, with_replaced
-    from pca_batch.run.settings import journal_path
+    from pca_batch.run.settings import journal_path, shown
 
     problems = manifest.all_problems()
     state = journal_path(manifest.path, options)
@@ -195,7 +195,7 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
     per_ca = guard.issue_line(guard.per_ca(issuing), _usage_modes(manifest, seen))
     summary = plan_summary(manifest, results, issuing=per_ca)
     console.print(f"Plan: {summary}", markup=False, highlight=False)
-    refusal = _guard_refusal(manifest, options, issuing, index, str(state))
+    refusal = _guard_refusal(manifest, options, issuing, index, shown(state))
     if refusal is not None:
         err.print(f"pca-batch: {refusal}", markup=False, highlight=False)
     _plan_to_github(manifest, results, problems, options, console, summary)

@@ -31,6 +31,7 @@ from pca_batch.run.delivery import write_outputs
 from pca_batch.run.journal import Issued, Journal
 from pca_batch.run.retry import Retrier, RetryPolicy
 from pca_batch.run.settings import journal_path, open_for_run, resolve_config
+from pca_batch.run.settings import shown as shown_path
 from pca_batch.times import rfc3339
 
 if TYPE_CHECKING:
@@ -157,13 +158,13 @@ def run_import(manifest: Manifest, name: str, certificate_arn: str, options: App
     lines = [f"imported {name}: serial {serial_hex(cert.serial_number)}, valid "
              f"{rfc3339(cert.not_valid_before_utc)} to {rfc3339(cert.not_valid_after_utc)}"]
     if already:
-        lines.append(f"  recorded already in {state}")
+        lines.append(f"  recorded already in {shown_path(state)}")
     else:
         outputs = {k: v for k, v in shown.items() if v is not None}
         with Journal(state) as journal:
             journal.record_issued(name=name, token=want.token, ca_arn=ca_arn, certificate_arn=certificate_arn,
                                   issued=Issued(manifest=manifest.path.name, outputs=outputs))
-        lines.append(f"  recorded in {state} (token {want.token})")
+        lines.append(f"  recorded in {shown_path(state)} (token {want.token})")
     code = _deliver(entry, fetched, want, shown, lines)
     lines.append(f"  the next apply: {_next_apply(entry, state, env)}")
     write_lines(console, lines)

@@ -54,7 +54,7 @@ from pca_batch.run.retire import Retirement, retire
 from pca_batch.run.revoke import RevokeConfig
 from pca_batch.run.runner import EntrySteps, Runner, base_result
 from pca_batch.run.settings import journal_path as state_journal
-from pca_batch.run.settings import open_for_run, resolve_config
+from pca_batch.run.settings import open_for_run, resolve_config, shown
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -243,7 +243,7 @@ class _Session:
         limit, source = guard.limit_of(self.options.max_issue, self.manifest.settings.max_issue)
         try:
             guard.check([decided.steps[e.name] for e in decided.todo], decided.index, limit=limit, source=source,
-                        state=str(decided.journal_path))
+                        state=shown(decided.journal_path))
         except guard.IssueGuardError as exc:
             skipped = [replace(base_result(e, self.base_dir), status=SKIPPED, error_code=MAX_ISSUE,
                                error_message=str(exc)) for e in decided.todo]

@@ -48,3 +48,11 @@ def journal_path(manifest_path: Path, options: ApplyOptions) -> Path:
     """The journal (the state) a command on this manifest reads and records in: --journal,
     else ``.pca-batch/journal.jsonl`` beside the manifest."""
     return options.journal or default_journal_path(manifest_path)
+
+
+def shown(path: Path) -> str:
+    """A path as messages show it: relative to the working folder when it lies below it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError):
+        return str(path)
