@@ -246,3 +246,16 @@ def test_ca_certificates_are_fetched_once_per_ca_and_the_cache_changes_no_verdic
         backend.inner.close()
     assert [(j.step.entry.name, j.differences) for j in fast] == [(j.step.entry.name, j.differences) for j in slow]
     assert [j.adoptable for j in fast] == [v == "fits" for v in variants]
+
+
+def test_adopted_entries_do_not_count_against_max_issue(tmp_path: Path, cli: Cli) -> None:
+    manifest = write(tmp_path, ["a", "b", "c"])
+    shell_loop(tmp_path, "a")
+    shell_loop(tmp_path, "b")
+    shell_loop(tmp_path, "c", csr=make_csr_pem("c.example", ("c.example",)))  # another key: renewed
+    refused = cli("apply", manifest, "--adopt", "--max-issue", "0")
+    assert refused.code == 1
+    assert "1 certificate would be issued, more than --max-issue 0 allows: 1 renewal: the state at" in flat(refused.err)
+    assert [r["name"] for r in issued_lines(tmp_path)] == ["a", "b"]  # adopted (recorded) before the guard
+    assert cli("apply", manifest, "--max-issue", "1").code == 0
+    assert [r["name"] for r in issued_lines(tmp_path)] == ["a", "b", "c"]
