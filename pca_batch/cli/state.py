@@ -27,20 +27,20 @@ def register(subparsers: Any) -> None:
         description="The state (the journal beside the manifest, or --journal) records every certificate "
         "pca-batch issued, so that a re-run issues nothing twice.",
     )
-    sub = p.add_subparsers(dest="state_command", metavar="SUBCOMMAND", parser_class=type(p))
-    _register_import(sub)
-    p.set_defaults(handler=_missing)
+    commands = p.add_subparsers(dest="state_command", metavar="SUBCOMMAND", parser_class=type(p))
+    p.set_defaults(handler=_missing_subcommand)
+    _register_import(commands)
 
 
-def _missing(args: argparse.Namespace, out: Console, err: Console) -> int:
+def _missing_subcommand(args: argparse.Namespace, out: Console, err: Console) -> int:
     raise UsageError(f"pca-batch state: a subcommand is needed ({SUBCOMMANDS}); see pca-batch state --help")
 
 
 # -- state import --------------------------------------------------------------------------------
 
 
-def _register_import(sub: Any) -> None:
-    p = sub.add_parser(
+def _register_import(commands: Any) -> None:
+    p = commands.add_parser(
         "import", help="bring a certificate issued earlier under management",
         description="Fetch CERTIFICATE_ARN (GetCertificate), check that it is entry NAME's certificate "
         "(the entry's CA, its CSR's or private key's public key, its subject and SANs), record it in the "
