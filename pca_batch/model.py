@@ -238,6 +238,18 @@ class Shard:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    """Where the state (the journal's records) is: ``file`` (``path``) or ``s3`` (``bucket``, ``key``, ...)."""
+
+    type: Literal["file", "s3"] = "file"
+    path: Path | None = None  # file: None for .pca-batch/journal.jsonl beside the manifest
+    bucket: str | None = None
+    key: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = None  # s3: None follows AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile
+
+
+@dataclass(frozen=True)
 class Manifest:
     path: Path  # absolute path of the manifest file
     display: str  # the path as the user gave it, for messages
@@ -250,6 +262,7 @@ class Manifest:
     shard: Shard | None = None  # set by select_shard: ``entries`` are that shard's
     others: tuple[Entry, ...] = ()  # with a shard: the other shards' entries (still the manifest's)
     unset_env: tuple[str, ...] = ()  # read without requiring the environment: the unset ${VAR}s (unchecked)
+    state: StateConfig | None = StateConfig()  # the manifest's ``state:`` block (None: refused); --state overrides it
 
     def all_problems(self) -> list[Problem]:
         out = list(self.problems)
@@ -315,3 +328,5 @@ class ApplyOptions:
     prune: bool = False  # revoke (and remove the files of) what the manifest no longer lists
     max_issue: int | None = None  # None: the manifest's settings.max_issue, else no limit
     adopt: bool = False  # check certificate files the state has no record of, instead of renewing them
+    state: str | None = None  # --state URL (file://PATH or s3://BUCKET/KEY): over the manifest's state:
+    lock_timeout: float | None = None  # --lock-timeout: seconds to wait for a held lock (None: fail at once)

@@ -68,6 +68,8 @@ def _handle(args: argparse.Namespace, out: Console, err: Console) -> int:
         report=args.report,
         junit=args.junit,
         journal=args.journal,
+        state=args.state,
+        lock_timeout=args.lock_timeout,
         store=args.store,
         region=args.region,
         profile=args.profile,
@@ -166,11 +168,14 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
     from pca_batch.plan.renewal import IssuedIndex
     from pca_batch.report.json_report import write_report
     from pca_batch.report.plan_view import build_plan, orphan_rows, plan_summary, render_plan, with_replaced
-    from pca_batch.run.settings import journal_path, shown
+    from pca_batch.state import open_state
 
     problems = manifest.all_problems()
-    state = journal_path(manifest.path, options)
-    index = IssuedIndex.load(state)
+    state = open_state(manifest, options)  # read without a lock: the plan changes nothing
+    try:
+        index = IssuedIndex.from_events(state.read().events)
+    finally:
+        state.close()
     steps = converge.decide_all(
         [e for e in manifest.entries if e.valid], index, now=datetime.now(UTC), force=options.force
     )
@@ -195,7 +200,7 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
     per_ca = guard.issue_line(guard.per_ca(issuing), _usage_modes(manifest, seen))
     summary = plan_summary(manifest, results, issuing=per_ca)
     console.print(f"Plan: {summary}", markup=False, highlight=False)
-    refusal = _guard_refusal(manifest, options, issuing, index, shown(state))
+    refusal = _guard_refusal(manifest, options, issuing, index, state.display)
     if refusal is not None:
         err.print(f"pca-batch: {refusal}", markup=False, highlight=False)
     _plan_to_github(manifest, results, problems, options, console, summary)

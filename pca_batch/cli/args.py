@@ -64,9 +64,28 @@ def days(low: int, high: int, bound: str = "") -> Callable[[str], int]:
     return parse
 
 
+def duration(text: str) -> float:
+    """Seconds from ``90``, ``90s``, ``5m`` or ``1h``."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smh]?)", text.strip())
+    if not m:
+        raise argparse.ArgumentTypeError(f"expected a duration such as 60s, 5m or 1h, not {text!r}")
+    return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def add_state_options(p: argparse.ArgumentParser, *, lock: bool = True) -> None:
+    """Where the state is, as the command line may override the manifest's ``state:``."""
+    p.add_argument("--state", metavar="URL",
+                   help="the state: file://PATH or s3://BUCKET/KEY (default: the manifest's state:, else "
+                   ".pca-batch/journal.jsonl beside it)")
+    p.add_argument("--journal", type=Path, metavar="FILE", help="the file state (default .pca-batch/journal.jsonl)")
+    if lock:
+        p.add_argument("--lock-timeout", type=duration, metavar="DURATION",
+                       help="wait this long for a state another run has locked (e.g. 60s, 5m; default: fail at once)")
+
+
 def add_backend_options(p: argparse.ArgumentParser) -> None:
-    """The journal, and the backend the manifest names as the command line may override it."""
-    p.add_argument("--journal", type=Path, metavar="FILE", help="the journal (default .pca-batch/journal.jsonl)")
+    """The state, and the backend the manifest names as the command line may override it."""
+    add_state_options(p)
     p.add_argument("--store", type=Path, metavar="DIR", help="local backend: the store folder")
     p.add_argument("--region", help="aws backend: the region (default: each CA ARN's)")
     p.add_argument("--profile", help="aws backend: the named profile")

@@ -50,8 +50,8 @@ def register(subparsers: Any) -> None:
 def _handle(args: argparse.Namespace, out: Console, err: Console) -> int:
     why = reason(args.reason)
     options = ApplyOptions(
-        report=args.report, journal=args.journal, store=args.store, region=args.region, profile=args.profile,
-        endpoint_url=args.endpoint_url, max_attempts=args.max_attempts,
+        report=args.report, journal=args.journal, state=args.state, lock_timeout=args.lock_timeout, store=args.store,
+        region=args.region, profile=args.profile, endpoint_url=args.endpoint_url, max_attempts=args.max_attempts,
     )
     return cmd_revoke(args.manifest, args.names, why, options, out)
 

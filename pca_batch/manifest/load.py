@@ -131,6 +131,7 @@ def _load(data: bytes, ctx: LoadContext, checker: CsrChecker, listeners: Listene
         version=version if isinstance(version, int) else 0,
         backend=backend or sections.default_backend(ctx.root),  # a refused block: the manifest is invalid anyway
         settings=settings or RunSettings(),
+        state=sections.state_config(doc, ctx.root),
         entries=tuple(entries),
         problems=tuple(sorted(problems, key=lambda p: p.line)),
         unset_env=tuple(sorted(ctx.unset_env or ())),
@@ -166,7 +167,7 @@ def _top_problems(doc: yamlload.LineDict, ctx: LoadContext) -> tuple[list[Proble
     filled: list[Problem] = []
     excused: set[tuple[str, int]] = set()  # (path, line) of values whose unset ${VAR} is no problem
     unfilled: set[tuple[str, int]] = set()  # as the entries see the defaults' paths
-    for key in ("backend", "settings", "defaults"):
+    for key in ("backend", "settings", "state", "defaults"):
         if isinstance(doc.get(key), dict):
 
             def note(p: list[Any], line: int, message: str) -> None:
@@ -189,7 +190,8 @@ def _top_problems(doc: yamlload.LineDict, ctx: LoadContext) -> tuple[list[Proble
             fallback_line=doc.line,
         )
         problems += [p for p in found if (p.path, p.line) not in echoes]
-    return problems + filled + sections.undeclared_parents(doc, ctx.display), unfilled
+    extra = sections.undeclared_parents(doc, ctx.display) + sections.state_problems(doc, ctx.display)
+    return problems + filled + extra, unfilled
 
 
 def _build_entries(

@@ -17,6 +17,7 @@ from typing import Any
 from pca_batch import schema
 from pca_batch.acmpca import GENERAL_PURPOSE
 from pca_batch.errors import Problem
+from pca_batch.manifest import yamlload
 from pca_batch.manifest.yamlload import LineList
 from pca_batch.model import (
     DEFAULT_CRL_DAYS,
@@ -27,6 +28,7 @@ from pca_batch.model import (
     BackendType,
     CrlConfig,
     RunSettings,
+    StateConfig,
 )
 from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM
 from pca_batch.schema import fastcheck
@@ -105,6 +107,23 @@ def undeclared_parents(doc: Mapping[str, Any], display: str) -> list[Problem]:
     ]
 
 
+_S3_ONLY = ("bucket", "key", "region", "endpoint_url")
+
+
+def state_problems(doc: Mapping[str, Any], display: str) -> list[Problem]:
+    """What the schema of ``state:`` does not say by itself: an s3 state needs a bucket and a key,
+    a file state has no S3 settings."""
+    raw = doc.get("state")
+    if not isinstance(raw, dict) or raw.get("type") not in ("file", "s3"):
+        return []
+    line = raw.line if isinstance(raw, yamlload.LineDict) else 0
+    if raw["type"] == "s3":
+        return [Problem(display, line, "-", f"$.state.{k}", f"an s3 state needs `{k}`")
+                for k in ("bucket", "key") if k not in raw]
+    return [Problem(display, line, "-", f"$.state.{k}", f"`{k}` is for an s3 state (type: s3), not a file state")
+            for k in _S3_ONLY if k in raw]
+
+
 def run_settings(doc: Mapping[str, Any]) -> RunSettings | None:
     """The runner knobs a manifest sets (none when it has no block); None when its block is refused."""
     if "settings" not in doc:
@@ -119,6 +138,25 @@ def run_settings(doc: Mapping[str, Any]) -> RunSettings | None:
         max_attempts=_whole(raw.get("max_attempts")),
         max_issue=_whole(raw.get("max_issue")),
     )
+
+
+def state_config(doc: Mapping[str, Any], root: Path) -> StateConfig | None:
+    """The manifest's ``state:`` block (the default file state when it has none); None when refused."""
+    if "state" not in doc:
+        return StateConfig()
+    raw = doc["state"]
+    if not accepts("state")(raw):
+        return None
+    if state_problems(doc, ""):
+        return None
+    if raw["type"] == "file":
+        path = raw.get("path")
+        if path is None:
+            return StateConfig()
+        resolved = Path(os.path.expanduser(path))
+        return StateConfig(type="file", path=resolved if resolved.is_absolute() else root / resolved)
+    return StateConfig(type="s3", bucket=raw["bucket"], key=raw["key"], region=raw.get("region"),
+                       endpoint_url=raw.get("endpoint_url"))
 
 
 def _whole(value: int | float | None) -> int | None:

@@ -140,6 +140,12 @@ class IssuedIndex:
     @classmethod
     def load(cls, journal: Path) -> IssuedIndex:
         events, _ = read_events(journal)
+        return cls.from_events(events)
+
+    @classmethod
+    def from_events(cls, events: Iterable[JournalRecord | RevocationRecord]) -> IssuedIndex:
+        """The index of a state's records (see pca_batch.state), in the order they were recorded."""
+        events = list(events)
         return cls([e for e in events if isinstance(e, JournalRecord)],
                    [e for e in events if isinstance(e, RevocationRecord)])
 
@@ -161,7 +167,8 @@ class Decision:
         journal has no record of that one, a fixed salt (which request_tokens knows)."""
         if self.action != "renew" or not self.existing:
             return ""
-        return self.existing.serial if self.record is not None else UNRECORDED_SALT
+        recorded = self.record is not None or self.replaces is not None
+        return self.existing.serial if recorded else UNRECORDED_SALT
 
 
 def renewal_token(base: str, explicit: bool, name: str, request: Mapping[str, Any], salt: str) -> str:

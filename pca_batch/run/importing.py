@@ -13,10 +13,10 @@ folder). The next apply finds the entry ``unchanged`` and makes no call for it.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pca_batch import files
@@ -28,10 +28,10 @@ from pca_batch.plan import converge, matching
 from pca_batch.plan.renewal import IssuedIndex
 from pca_batch.report.text import write_lines
 from pca_batch.run.delivery import write_outputs
-from pca_batch.run.journal import Issued, Journal
+from pca_batch.run.journal import Issued
 from pca_batch.run.retry import Retrier, RetryPolicy
-from pca_batch.run.settings import journal_path, open_for_run, resolve_config
-from pca_batch.run.settings import shown as shown_path
+from pca_batch.run.settings import open_for_run, resolve_config
+from pca_batch.state import ALL, State, open_state
 from pca_batch.times import rfc3339
 
 if TYPE_CHECKING:
@@ -49,6 +49,16 @@ class Fetched:
     bundle: CertificateBundle
     certificate: x509.Certificate
     ca_certificate: x509.Certificate
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What the command line claims: this certificate (of this CA) is this entry's, which wants ``want``."""
+
+    entry: Entry
+    certificate_arn: str
+    ca_arn: str
+    want: matching.Expected
 
 
 def find_entry(manifest: Manifest, name: str) -> Entry:
@@ -142,8 +152,22 @@ def run_import(manifest: Manifest, name: str, certificate_arn: str, options: App
         want = matching.expected(entry, shown, env)
     except matching.KeyUnavailable as exc:
         raise UsageError(f"{PREFIX}: nothing recorded: entry {name}: {exc}") from None
-    state = journal_path(manifest.path, options)
-    already = _recorded(IssuedIndex.load(state), certificate_arn, name)
+    state = open_state(manifest, options)
+    try:
+        with state.locked("state import", ALL, options.lock_timeout):
+            claim = Claim(entry, certificate_arn, ca_arn, want)
+            return _import_locked(state, manifest, claim, options, console, env)
+    finally:
+        state.close()
+
+
+def _import_locked(state: State, manifest: Manifest, claim: Claim, options: ApplyOptions, console: Console,
+                   env: Mapping[str, str] | None) -> int:
+    """Under the state's lock: read it, fetch, check, record, write."""
+    entry, certificate_arn, ca_arn, want = claim.entry, claim.certificate_arn, claim.ca_arn, claim.want
+    name, shown = entry.name, entry.outputs.relative_to(manifest.path.parent)
+    view = state.read()
+    already = _recorded(IssuedIndex.from_events(view.events), certificate_arn, name)
     config = resolve_config(manifest.backend, manifest.settings, options)
     backend = open_for_run(manifest.backend, manifest.settings, options)
     try:
@@ -158,13 +182,13 @@ def run_import(manifest: Manifest, name: str, certificate_arn: str, options: App
     lines = [f"imported {name}: serial {serial_hex(cert.serial_number)}, valid "
              f"{rfc3339(cert.not_valid_before_utc)} to {rfc3339(cert.not_valid_after_utc)}"]
     if already:
-        lines.append(f"  recorded already in {shown_path(state)}")
+        lines.append(f"  recorded already in {state.display}")
     else:
         outputs = {k: v for k, v in shown.items() if v is not None}
-        with Journal(state) as journal:
+        with contextlib.closing(state.open_recorder(view)) as journal:
             journal.record_issued(name=name, token=want.token, ca_arn=ca_arn, certificate_arn=certificate_arn,
                                   issued=Issued(manifest=manifest.path.name, outputs=outputs))
-        lines.append(f"  recorded in {shown_path(state)} (token {want.token})")
+        lines.append(f"  recorded in {state.display} (token {want.token})")
     code = _deliver(entry, fetched, want, shown, lines)
     lines.append(f"  the next apply: {_next_apply(entry, state, env)}")
     write_lines(console, lines)
@@ -189,7 +213,8 @@ def _deliver(entry: Entry, fetched: Fetched, want: matching.Expected, shown: Map
     return EXIT_OK
 
 
-def _next_apply(entry: Entry, state: Path, env: Mapping[str, str] | None) -> str:
+def _next_apply(entry: Entry, state: State, env: Mapping[str, str] | None) -> str:
     """What apply will do with the entry now, as the plan says it."""
-    step = converge.decide_entry(entry, IssuedIndex.load(state), now=datetime.now(UTC), force=False, env=env)
+    index = IssuedIndex.from_events(state.read().events)
+    step = converge.decide_entry(entry, index, now=datetime.now(UTC), force=False, env=env)
     return f"{step.decision.action} ({step.decision.reason})"

@@ -39,6 +39,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from pca_batch.model import DEFAULT_STORE
 from pca_batch.times import utc_now
@@ -153,6 +154,24 @@ def read_journal(path: Path) -> tuple[list[JournalRecord], int]:
     """The ``issued`` records of a journal, in order, and how many damaged lines were skipped."""
     events, damaged = read_events(path)
     return [e for e in events if isinstance(e, JournalRecord)], damaged
+
+
+class Recorder(Protocol):
+    """An open state for writing (this file's :class:`Journal`, or an s3 state's recorder):
+    lookups by (CA ARN, token) and durable records from many threads."""
+
+    damaged_lines: int
+
+    def lookup(self, ca_arn: str, token: str) -> str | None: ...
+
+    def recorded_here(self, ca_arn: str, token: str) -> bool: ...
+
+    def record_issued(self, *, name: str, token: str, ca_arn: str, certificate_arn: str,
+                      issued: Issued | None = None) -> JournalRecord: ...
+
+    def record_revoked(self, *, name: str, ca_arn: str, certificate_arn: str, reason: str) -> RevocationRecord: ...
+
+    def close(self) -> None: ...
 
 
 class Journal:

@@ -9,20 +9,20 @@ orphan gets a row of its own, ``revoked``, after the manifest's entries.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pca_batch.model import FAILED, ISSUED, RECOVERED, REVOKED, UNCHANGED, Entry, Result, Retired
 from pca_batch.plan.prune import Revocation, replaced
 from pca_batch.plan.renewal import IssuedIndex
-from pca_batch.run.journal import Journal
 from pca_batch.run.revoke import RevokeConfig, Revoker
 
 if TYPE_CHECKING:
     from pca_batch.backends import Backend
+    from pca_batch.state import State
 
 _HOLDS = (ISSUED, RECOVERED, UNCHANGED)  # statuses after which the entry's files hold result.certificate_arn
 
@@ -31,7 +31,7 @@ _HOLDS = (ISSUED, RECOVERED, UNCHANGED)  # statuses after which the entry's file
 class Retirement:
     """What the phase needs from the session."""
 
-    journal_path: Path
+    state: State
     manifest_file: str  # the manifest's file name, as the journal records it
     config: RevokeConfig
     open_backend: Callable[[], Backend]  # called once, only when some revocation needs a call; the caller closes it
@@ -65,13 +65,13 @@ def retire(
     with_replacing = {e.name: e for e in entries if e.revoke_replaced is not None}
     todo: list[Revocation] = []
     if with_replacing:
-        index = IssuedIndex.load(how.journal_path)  # this run's lines included
+        index = IssuedIndex.from_events(how.state.read().events)  # this run's lines included
         todo = replaced_after(with_replacing, results, index, how.manifest_file)
     todo += orphans
     if not todo:
         return results
     backend = how.open_backend() if any(t.needs_call for t in todo) else None
-    with Journal(how.journal_path) as journal:
+    with contextlib.closing(how.state.open_recorder()) as journal:
         outcomes = Revoker(backend, journal, how.config, stop=stop).run(todo, on_result=on_result)
     by_entry: dict[str, list[Result]] = {}
     for item, outcome in zip(todo, outcomes, strict=True):

@@ -13,19 +13,19 @@ Workers return results; the calling thread alone hands them on (``on_result``).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pca_batch import files
 from pca_batch.errors import EXIT_FAILED, EXIT_OK, BackendError, UsageError, suggestion
 from pca_batch.model import FAILED, REVOKED, SKIPPED, ApplyOptions, Manifest, Result
 from pca_batch.plan.prune import Revocation
-from pca_batch.run.journal import Journal, JournalRecord, RevocationRecord, default_journal_path, read_events
+from pca_batch.run.journal import Event, JournalRecord, Recorder, RevocationRecord
 from pca_batch.run.ratelimit import REVOKE, RateLimits
 from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS, Retrier, RetryAborted, RetryPolicy
 
@@ -51,7 +51,7 @@ class RevokeConfig:
 class Revoker:
     """Revokes certificates, each at most once, concurrently; safe to re-run after a crash."""
 
-    def __init__(self, backend: Backend | None, journal: Journal, config: RevokeConfig | None = None,
+    def __init__(self, backend: Backend | None, journal: Recorder, config: RevokeConfig | None = None,
                  *, stop: threading.Event | None = None) -> None:
         self._backend = backend  # None only when no revocation needs a call
         self._journal = journal
@@ -108,8 +108,11 @@ class Revoker:
                 return _failed(item, started, SKIPPED, INTERRUPTED,
                                f"interrupted while waiting to retry after {aborted.last_error.code}")
             attempts = counter.made
-            self._journal.record_revoked(name=item.name, ca_arn=item.issued.ca_arn,
-                                         certificate_arn=item.issued.certificate_arn, reason=item.reason)
+            try:
+                self._journal.record_revoked(name=item.name, ca_arn=item.issued.ca_arn,
+                                             certificate_arn=item.issued.certificate_arn, reason=item.reason)
+            except BackendError as exc:  # the state could not be written (s3): the next run asks the CA again
+                return replace(_failed(item, started, FAILED, exc.code, exc.message), attempts=attempts)
         elif item.revoked is not None:
             note = f"already revoked {item.revoked.time}"
         try:
@@ -175,11 +178,11 @@ def _failed(item: Revocation, started: float, status: str, code: str, message: s
 # -- pca-batch revoke ----------------------------------------------------------------------------
 
 
-def targets(manifest: Manifest, names: Sequence[str], journal_path: Path,
+def targets(manifest: Manifest, names: Sequence[str], events: Sequence[Event], where: str,
             reason: RevocationReason) -> list[Revocation]:
-    """The current certificate of each name (in the order given, each once); UsageError naming
-    every name that is not an entry of the manifest or has no certificate on record."""
-    events, _ = read_events(journal_path)
+    """The current certificate of each name (in the order given, each once), by the state's
+    ``events`` (read from ``where``); UsageError naming every name that is not an entry of the
+    manifest or has no certificate on record."""
     current: dict[str, JournalRecord] = {}
     revoked: dict[str, RevocationRecord] = {}
     for event in events:
@@ -194,7 +197,7 @@ def targets(manifest: Manifest, names: Sequence[str], journal_path: Path,
         if name not in known:
             problems.append(f"{name}: no entry of that name in {manifest.display}{suggestion(name, known)}")
         elif name not in current:
-            problems.append(f"{name}: no certificate on record in {journal_path} (never issued by pca-batch)")
+            problems.append(f"{name}: no certificate on record in {where} (never issued by pca-batch)")
     if problems:
         raise UsageError("pca-batch revoke: nothing revoked:\n  " + "\n  ".join(problems))
     return [
@@ -210,22 +213,28 @@ def run_revoke(manifest: Manifest, names: Sequence[str], reason: RevocationReaso
     from pca_batch.report.live import plain_line
     from pca_batch.report.text import write_lines
     from pca_batch.run.settings import open_for_run, resolve_config
+    from pca_batch.state import ALL, open_state
 
-    journal_path = options.journal or default_journal_path(manifest.path)
-    chosen = targets(manifest, names, journal_path, reason)
-    run = resolve_config(manifest.backend, manifest.settings, options)
-    config = RevokeConfig(concurrency=run.concurrency, max_attempts=run.max_attempts, max_rate=run.max_rate)
+    state = open_state(manifest, options)
     results: list[Result] = []
-    needs_call = any(t.needs_call for t in chosen)
-    backend = open_for_run(manifest.backend, manifest.settings, options) if needs_call else None
     try:
-        with Journal(journal_path) as journal:
-            revoker = Revoker(backend, journal, config)
-            results = revoker.run(chosen, on_result=lambda r: write_lines(console, [plain_line(r)]))
+        with state.locked("revoke", ALL, options.lock_timeout):
+            view = state.read()
+            chosen = targets(manifest, names, view.events, state.display, reason)
+            run = resolve_config(manifest.backend, manifest.settings, options)
+            config = RevokeConfig(concurrency=run.concurrency, max_attempts=run.max_attempts, max_rate=run.max_rate)
+            needs_call = any(t.needs_call for t in chosen)
+            backend = open_for_run(manifest.backend, manifest.settings, options) if needs_call else None
+            try:
+                with contextlib.closing(state.open_recorder(view)) as journal:
+                    revoker = Revoker(backend, journal, config)
+                    results = revoker.run(chosen, on_result=lambda r: write_lines(console, [plain_line(r)]))
+            finally:
+                if backend is not None:
+                    backend.close()
+                if options.report is not None:
+                    write_report(options.report, results)
     finally:
-        if backend is not None:
-            backend.close()
-        if options.report is not None:
-            write_report(options.report, results)
+        state.close()
     write_lines(console, [summary_line(results)])
     return EXIT_OK if results and all(r.status == REVOKED for r in results) else EXIT_FAILED

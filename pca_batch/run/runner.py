@@ -40,7 +40,7 @@ from pca_batch.backends.base import Backend, CertificateBundle
 from pca_batch.errors import BackendError
 from pca_batch.model import FAILED, ISSUED, RECOVERED, SKIPPED, UNCHANGED, Entry, Result
 from pca_batch.run.delivery import OUTPUT_ERROR, write_outputs
-from pca_batch.run.journal import Issued, Journal
+from pca_batch.run.journal import Issued, Recorder
 from pca_batch.run.pool import Pool
 from pca_batch.run.ratelimit import GET, ISSUE, RateLimits
 from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS, Retrier, RetryAborted, RetryPolicy
@@ -105,7 +105,7 @@ class Runner:
     def __init__(
         self,
         backend: Backend,
-        journal: Journal,
+        journal: Recorder,
         *,
         base_dir: Path,
         config: RunConfig | None = None,

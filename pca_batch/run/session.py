@@ -20,7 +20,6 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -49,12 +48,12 @@ from pca_batch.report.junit import write_junit
 from pca_batch.report.live import LiveReport, plain_line, print_final
 from pca_batch.report.text import write_lines
 from pca_batch.run.delivery import OUTPUT_ERROR, make_durable, write_outputs
-from pca_batch.run.journal import Issued, Journal
+from pca_batch.run.journal import Issued
 from pca_batch.run.retire import Retirement, retire
 from pca_batch.run.revoke import RevokeConfig
 from pca_batch.run.runner import EntrySteps, Runner, base_result
-from pca_batch.run.settings import journal_path as state_journal
-from pca_batch.run.settings import open_for_run, resolve_config, shown
+from pca_batch.run.settings import open_for_run, resolve_config
+from pca_batch.state import ALL, State, StateView, open_state, scope_of
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -112,16 +111,17 @@ class _Decided:
     settled: dict[str, Result]  # unchanged: no call at all
     steps: dict[str, converge.Step]  # by entry name
     todo: list[Entry]  # the entries to run
-    journal_path: Path
+    state: State
+    view: StateView  # the state as read once the lock was taken
     orphans: list[Revocation]  # certificates on record for names the manifest no longer lists
     index: IssuedIndex  # the journal as read before the run
 
 
 def _decide(manifest: Manifest, options: ApplyOptions, console: Console,
-            env: Mapping[str, str] | None) -> _Decided:
+            env: Mapping[str, str] | None, state: State) -> _Decided:
     valid: list[Entry] = [e for e in manifest.entries if e.valid]
-    journal_path = state_journal(manifest.path, options)
-    index = IssuedIndex.load(journal_path)
+    view = state.read()
+    index = IssuedIndex.from_events(view.events)
     steps = converge.decide_all(valid, index, now=datetime.now(UTC), force=options.force, env=env)
     base_dir = manifest.path.parent
     settled = {s.entry.name: converge.unchanged_result(s, base_dir) for s in steps if s.decision.action == "unchanged"}
@@ -129,7 +129,7 @@ def _decide(manifest: Manifest, options: ApplyOptions, console: Console,
         write_lines(console, [plain_line(r) for r in settled.values()])
     todo = [s.entry for s in steps if s.entry.name not in settled]
     orphans = find_orphans(manifest, index)
-    return _Decided(valid, settled, {s.entry.name: s for s in steps}, todo, journal_path, orphans, index)
+    return _Decided(valid, settled, {s.entry.name: s for s in steps}, todo, state, view, orphans, index)
 
 
 class _Session:
@@ -167,9 +167,10 @@ class _Session:
         """Preflight, then every entry to run, with a live report and graceful signals."""
         assert self.backend is not None
         refused = preflight(decided.todo, self.backend, described=described)
-        journal = Journal(decided.journal_path)
+        journal = decided.state.open_recorder(decided.view)
         if journal.damaged_lines:
-            write_lines(self.console, [f"journal {journal.path}: skipped {journal.damaged_lines} damaged line(s), "
+            write_lines(self.console, [f"journal {decided.state.display}: skipped {journal.damaged_lines} damaged "
+                                       "line(s), "
                                        "as a crash in mid-write leaves"])
         env = self.env
         steps = EntrySteps(preflight_errors=refused, prepare=lambda e: converge.prepare(decided.steps[e.name], env),
@@ -204,7 +205,7 @@ class _Session:
         settled = dict(decided.settled)
         if fits:
             line = self._issued_line(decided)
-            with Journal(decided.journal_path) as journal:
+            with contextlib.closing(decided.state.open_recorder(decided.view)) as journal:
                 for j in fits:
                     entry = j.step.entry
                     assert entry.ca_arn is not None and j.expected is not None
@@ -243,7 +244,7 @@ class _Session:
         limit, source = guard.limit_of(self.options.max_issue, self.manifest.settings.max_issue)
         try:
             guard.check([decided.steps[e.name] for e in decided.todo], decided.index, limit=limit, source=source,
-                        state=shown(decided.journal_path))
+                        state=decided.state.display)
         except guard.IssueGuardError as exc:
             skipped = [replace(base_result(e, self.base_dir), status=SKIPPED, error_code=MAX_ISSUE,
                                error_message=str(exc)) for e in decided.todo]
@@ -269,7 +270,7 @@ class _Session:
             return results
         run = resolve_config(self.manifest.backend, self.manifest.settings, self.options)
         how = Retirement(
-            journal_path=decided.journal_path, manifest_file=self.manifest.path.name,
+            state=decided.state, manifest_file=self.manifest.path.name,
             config=RevokeConfig(concurrency=run.concurrency, max_attempts=run.max_attempts, max_rate=run.max_rate),
             open_backend=self._backend_for_revocations,
         )
@@ -361,28 +362,42 @@ def execute(
     the background (see start_opening). With ``options.prune`` the orphans (pca_batch.plan.prune)
     are revoked once the entries are done.
     """
-    decided = _decide(manifest, options, console, env)
-    session = _Session(manifest, options, console, env, decided.orphans if options.prune else ())
-    described: Described | None = None
+    state = open_state(manifest, options)
     try:
-        if options.adopt:
-            decided, described = session.adopt_files(decided, backend, opening)
-        session.guard(decided)
-    except PcaBatchError:
-        if opening is not None:
-            opening.discard()
-        session.close_backend()
-        raise
-    try:
-        if decided.todo:
-            if session.backend is None:
-                described = session.open_backend(backend, opening)
-            session.run(decided, described)
+        operation = "apply --prune" if options.prune else "apply"
+        with state.locked(operation, scope_of(options.shard), options.lock_timeout) as lock:
+            decided = _decide(manifest, options, console, env, state)
+            session = _Session(manifest, options, console, env, decided.orphans if options.prune else ())
+            described: Described | None = None
+            try:
+                if options.adopt:
+                    decided, described = session.adopt_files(decided, backend, opening)
+                session.guard(decided)
+            except PcaBatchError:
+                session.close_backend()
+                raise
+            try:
+                if decided.todo:
+                    if session.backend is None:
+                        described = session.open_backend(backend, opening)
+                    session.run(decided, described)
+            finally:
+                code = session.finish(decided)
+            if code in (EXIT_OK, EXIT_FAILED) and not session.calls_left_running:
+                _compact(state, decided.view, whole=lock.scope == ALL, console=console)
     finally:
         if opening is not None:  # not needed after all (after take(), this changes nothing)
             opening.discard()
-        code = session.finish(decided)
+        state.close()
     return code
+
+
+def _compact(state: State, before: StateView, *, whole: bool, console: Console) -> None:
+    """Once the run is over: fold the state's history away when it has grown (see pca_batch.state)."""
+    done = state.maybe_compact(before, whole=whole)
+    if done is not None:
+        write_lines(console, [f"state {state.display} compacted: {done.kept} record(s) kept, {done.archived} "
+                              f"moved to {done.archive}"])
 
 
 def _not_revoked(orphan: Revocation, error: PcaBatchError) -> Result:

@@ -6,14 +6,16 @@ backend and unlimited for the local one (0 lifts the limit).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from pca_batch.backends import Backend, open_backend
 from pca_batch.model import ApplyOptions, BackendConfig, RunSettings
-from pca_batch.run.journal import default_journal_path
 from pca_batch.run.ratelimit import DEFAULT_AWS_RATE
 from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS
 from pca_batch.run.runner import DEFAULT_CONCURRENCY, RunConfig
+from pca_batch.state import open_state
+
+# A run's state (its journal, in a file or S3) comes from open_state(manifest, options), as its backend
+# comes from open_for_run: every command that reads or records certificates gets it there.
+__all__ = ["open_for_run", "open_state", "resolve_config"]
 
 
 def resolve_config(backend: BackendConfig, settings: RunSettings, options: ApplyOptions) -> RunConfig:
@@ -43,16 +45,3 @@ def open_for_run(config: BackendConfig, settings: RunSettings, options: ApplyOpt
         max_pool_connections=max(resolve_config(config, settings, options).concurrency, 10),
     )
 
-
-def journal_path(manifest_path: Path, options: ApplyOptions) -> Path:
-    """The journal (the state) a command on this manifest reads and records in: --journal,
-    else ``.pca-batch/journal.jsonl`` beside the manifest."""
-    return options.journal or default_journal_path(manifest_path)
-
-
-def shown(path: Path) -> str:
-    """A path as messages show it: relative to the working folder when it lies below it."""
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except (ValueError, OSError):
-        return str(path)

@@ -29,7 +29,7 @@ SCHEMA_LEVEL = {
     "bad-name", "csr-inline-not-pem", "key-nulls", "key-out-of-bounds", "key-unknown-keys", "key-wrong-type",
     "key-wrong-types", "misspelled-key", "nested-unknown", "no-entries", "no-name", "not-a-mapping",
     "settings-max-rate-infinite", "settings-not-finite", "settings-nulls", "settings-out-of-bounds",
-    "settings-wrong-types", "shorthand-bad", "token-too-long", "too-many-sans", "top-level-typo",
+    "settings-wrong-types", "shorthand-bad", "state-wrong-values", "token-too-long", "too-many-sans", "top-level-typo",
     "unknown-runner-key", "unknown-version", "validity-zero", "wrong-type",
 }
 # Files that are no YAML a strict reader takes (check-jsonschema says it cannot parse them).
