@@ -161,7 +161,8 @@ class Decision:
         journal has no record of that one, a fixed salt (which request_tokens knows)."""
         if self.action != "renew" or not self.existing:
             return ""
-        return self.existing.serial if self.record is not None else UNRECORDED_SALT
+        recorded = self.record is not None or self.replaces is not None
+        return self.existing.serial if recorded else UNRECORDED_SALT
 
 
 def renewal_token(base: str, explicit: bool, name: str, request: Mapping[str, Any], salt: str) -> str:
