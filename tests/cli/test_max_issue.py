@@ -187,3 +187,12 @@ def test_the_guards_count_equals_the_issue_calls_apply_makes(
     assert len(issued_lines(folder)) - lines_before == counted
     plan = cli("apply", manifest, "--plan")
     assert re.search(r"; to issue", flat(plan.out)) is None  # everything is in place now
+
+
+def test_force_renews_every_time_it_is_asked(cli: Cli, tmp_path: Path) -> None:
+    """Each --force renewal is salted with the serial it replaces: a second --force is a new certificate."""
+    manifest = write(tmp_path, ["a", "b"])
+    for run in range(1, 4):
+        assert cli("apply", manifest, "--force").code == 0
+        assert len(issued_lines(tmp_path)) == 2 * run
+    assert len({line["certificate_arn"] for line in issued_lines(tmp_path)}) == 6
