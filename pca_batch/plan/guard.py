@@ -71,9 +71,11 @@ def _plural(n: int, one: str, many: str) -> str:
 
 
 def why(steps: Sequence[Step], state: str) -> list[str]:
-    """What the certificates to issue are, grouped by why: new entries, renewals the state has
-    no record of (the sign of a lost state), renewals that are due, changed or forced."""
+    """What the certificates to issue are, grouped by why: renewals the state has no record of
+    (the sign of a lost state), new entries, renewals that are due, forced, or for other reasons
+    (each reason counted)."""
     kinds: Counter[str] = Counter()
+    others: Counter[str] = Counter()
     for step in steps:
         d = step.decision
         if d.action == "issue":
@@ -83,16 +85,19 @@ def why(steps: Sequence[Step], state: str) -> list[str]:
         elif d.reason.startswith(("expire", "forced")):
             kinds["due" if d.reason.startswith("expire") else "forced"] += 1
         else:
-            kinds["changed"] += 1
+            kinds["other"] += 1
+            others[d.reason] += 1
     texts = {
-        "new": lambda n: _plural(n, "new certificate (never issued)", "new certificates (never issued)"),
         "unrecorded": lambda n: f"{_plural(n, 'renewal', 'renewals')}: the state at {state} has no record of "
         f"{'it' if n == 1 else 'them'}; was the state lost? (apply --adopt checks the files on disk instead)",
+        "new": lambda n: _plural(n, "new certificate (never issued)", "new certificates (never issued)"),
         "due": lambda n: f"{_plural(n, 'renewal', 'renewals')} due (expiring)",
         "forced": lambda n: f"{_plural(n, 'renewal', 'renewals')} forced (--force)",
-        "changed": lambda n: f"{_plural(n, 'renewal', 'renewals')}: the request, key or CA changed",
+        "other": lambda n: f"{_plural(n, 'renewal', 'renewals')} ("
+        + ", ".join(f"{reason}: {count:,}" for reason, count in others.most_common(3))
+        + (", ..." if len(others) > 3 else "") + ")",
     }
-    return [texts[k](kinds[k]) for k in ("unrecorded", "new", "due", "changed", "forced") if kinds[k]]
+    return [texts[k](kinds[k]) for k in ("unrecorded", "new", "due", "forced", "other") if kinds[k]]
 
 
 def refusal(steps: Sequence[Step], index: IssuedIndex, *, limit: int | None, source: str, state: str) -> str | None:

@@ -196,3 +196,17 @@ def test_force_renews_every_time_it_is_asked(cli: Cli, tmp_path: Path) -> None:
         assert cli("apply", manifest, "--force").code == 0
         assert len(issued_lines(tmp_path)) == 2 * run
     assert len({line["certificate_arn"] for line in issued_lines(tmp_path)}) == 6
+
+
+def test_the_refusal_counts_each_reason_for_a_renewal(cli: Cli, tmp_path: Path) -> None:
+    manifest = write(tmp_path, ["a", "b", "c"])
+    assert cli("apply", manifest).code == 0
+    for name in ("a", "b"):  # a new CSR: the request changed
+        (tmp_path / "csr" / f"{name}.csr").write_bytes(make_csr_pem(f"{name}.example", (f"{name}.example",)))
+    result = cli("apply", manifest, "--max-issue", "1", "--force")
+    assert "3 certificates would be issued, more than --max-issue 1 allows: 3 renewals forced (--force)" in flat(
+        result.err)
+    result = cli("apply", manifest, "--max-issue", "1")
+    assert result.code == 1
+    assert "2 certificates would be issued, more than --max-issue 1 allows: 2 renewals (the request changed: 2)" \
+        in flat(result.err)
