@@ -5,8 +5,11 @@
 left it; and *history*, the same with 100 earlier renewals of every entry before it (202,000
 records). An ``apply`` of the unchanged manifest on the history state compacts it (its history
 moves to the archive); then ``apply --plan`` is timed on both states, as whole processes,
-median of 3, with each process's peak resident memory. Goals, for each kind: plan on the
-compacted history state within 1.2x the time and 1.5x the memory of the fresh one.
+median of 3 (runs alternate), with each process's peak resident memory. Goals, for each kind:
+plan on the compacted history state within 1.2x the time and 1.5x the memory of the fresh one.
+The time goal is judged on the processes' CPU time (user + system): on this shared 2-CPU host
+the wall clock moves 20% with the neighbours' load between two identical runs. The wall-clock
+figures and their ratio are printed beside it.
 
 Peak memory is what wait4 reports for the child, which on Linux includes what the child held
 before it exec'd pca-batch: a copy of this process. So this process stays small (the big
@@ -44,7 +47,8 @@ BUCKET = "bench"
 
 @dataclass(frozen=True)
 class Figure:
-    seconds: float
+    seconds: float  # wall clock
+    cpu: float  # user + system seconds of the process itself
     rss_mb: float
 
 
@@ -69,11 +73,12 @@ def timed(env: dict[str, str], *args: str | Path) -> Figure:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"pca-batch {' '.join(map(str, args))} exited {proc.returncode}:\n{err.decode()[-3000:]}")
-    return Figure(elapsed, usage.ru_maxrss / 1024)
+    return Figure(elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
 
 
 def median(figures: Sequence[Figure]) -> Figure:
-    return Figure(statistics.median(f.seconds for f in figures), statistics.median(f.rss_mb for f in figures))
+    return Figure(statistics.median(f.seconds for f in figures), statistics.median(f.cpu for f in figures),
+                  statistics.median(f.rss_mb for f in figures))
 
 
 def history_lines(journal: bytes, renewals: int) -> bytes:
@@ -120,10 +125,13 @@ def compare(goals: Goals, states: States, env: dict[str, str], manifest: Path) -
         fresh_runs.append(timed(env, "apply", manifest, "--plan", "--offline", option, states.fresh))
         history_runs.append(timed(env, "apply", manifest, "--plan", "--offline", option, states.history))
     f, h = median(fresh_runs), median(history_runs)
-    print(f"{kind}: plan, fresh state     {f.seconds:.2f} s, {f.rss_mb:.0f} MB (median of 3, whole process)")
-    print(f"{kind}: plan, compacted state {h.seconds:.2f} s, {h.rss_mb:.0f} MB (median of 3, whole process)")
-    goals.check(f"{kind}: time ratio compacted / fresh = {h.seconds / f.seconds:.2f}  (goal <= 1.20)",
-                h.seconds <= 1.2 * f.seconds)
+    for label, m in (("fresh state    ", f), ("compacted state", h)):
+        print(f"{kind}: plan, {label} {m.seconds:.2f} s wall, {m.cpu:.2f} s CPU, {m.rss_mb:.0f} MB "
+              "(median of 3, whole process)")
+    print(f"{kind}: wall-clock ratio compacted / fresh = {h.seconds / f.seconds:.2f} (the host is shared: "
+          "neighbours move it; the goal is judged on CPU time)")
+    goals.check(f"{kind}: time ratio compacted / fresh = {h.cpu / f.cpu:.2f} CPU  (goal <= 1.20)",
+                h.cpu <= 1.2 * f.cpu)
     goals.check(f"{kind}: memory ratio compacted / fresh = {h.rss_mb / f.rss_mb:.2f}  (goal <= 1.50)",
                 h.rss_mb <= 1.5 * f.rss_mb)
 

@@ -165,17 +165,18 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
     from pca_batch.plan import adopt, converge, guard
     from pca_batch.plan.converge import KEY_COMPROMISED
     from pca_batch.plan.prune import find_orphans, pending_replaced
-    from pca_batch.plan.renewal import IssuedIndex
     from pca_batch.report.json_report import write_report
     from pca_batch.report.plan_view import build_plan, orphan_rows, plan_summary, render_plan, with_replaced
-    from pca_batch.state import open_state
+    from pca_batch.state.base import StateError
 
     problems = manifest.all_problems()
-    state = open_state(manifest, options)  # read without a lock: the plan changes nothing
     try:
-        index = IssuedIndex.from_events(state.read().events)
-    finally:
-        state.close()
+        index, state_display = _read_state(manifest, options)
+    except StateError as exc:
+        if not options.detailed_exitcode:
+            raise
+        err.print(f"pca-batch: {exc}", markup=False, highlight=False)
+        return EXIT_FAILED  # as Terraform: with --detailed-exitcode, 2 means changes pending, an error is 1
     steps = converge.decide_all(
         [e for e in manifest.entries if e.valid], index, now=datetime.now(UTC), force=options.force
     )
@@ -200,7 +201,7 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
     per_ca = guard.issue_line(guard.per_ca(issuing), _usage_modes(manifest, seen))
     summary = plan_summary(manifest, results, issuing=per_ca)
     console.print(f"Plan: {summary}", markup=False, highlight=False)
-    refusal = _guard_refusal(manifest, options, issuing, index, state.display)
+    refusal = _guard_refusal(manifest, options, issuing, index, state_display)
     if refusal is not None:
         err.print(f"pca-batch: {refusal}", markup=False, highlight=False)
     _plan_to_github(manifest, results, problems, options, console, summary)
@@ -298,6 +299,18 @@ def _apply(manifest: Manifest, options: ApplyOptions, console: Console, err: Con
     from pca_batch.run.session import execute
 
     return execute(manifest, options, console, opening=background.take())
+
+
+def _read_state(manifest: Manifest, options: ApplyOptions) -> tuple[IssuedIndex, str]:
+    """The state, read without a lock (the plan changes nothing), and its name for messages."""
+    from pca_batch.plan.renewal import IssuedIndex
+    from pca_batch.state import open_state
+
+    state = open_state(manifest, options)
+    try:
+        return IssuedIndex.from_events(state.read().events), state.display
+    finally:
+        state.close()
 
 
 def plan_preflight(

@@ -31,6 +31,11 @@ backend:
 #   max_attempts: 8
 #   max_issue: 100            # refuse to run when more would be issued (a lost state?)
 
+# state:                      # what was issued: default a file beside this one (.pca-batch/journal.jsonl)
+#   type: s3                  # s3: shared by CI runners that keep no folder (--state s3://BUCKET/KEY)
+#   bucket: acme-pca-state
+#   key: certs/prod.state
+
 defaults:                     # merged under every entry (the entry wins)
   CertificateAuthorityArn: ${PCA_CA_ARN}
   SigningAlgorithm: SHA256WITHECDSA

@@ -104,7 +104,8 @@ class RevocationRecord:
 Event = JournalRecord | RevocationRecord
 
 
-def _parse_line(line: bytes) -> Event | None:
+def parse_line(line: bytes) -> Event | None:
+    """One journal line as its record; None when it is not a whole record (a torn or damaged line)."""
     try:
         data = json.loads(line)
     except (ValueError, UnicodeDecodeError):
@@ -142,7 +143,7 @@ def read_events(path: Path) -> tuple[list[Event], int]:
     for line in raw.split(b"\n"):
         if not line.strip():
             continue
-        record = _parse_line(line)
+        record = parse_line(line)
         if record is None:
             damaged += 1
         else:

@@ -14,19 +14,16 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Literal
 
 from pca_batch import __version__
 from pca_batch.errors import PcaBatchError
-from pca_batch.model import Shard, StateConfig
+from pca_batch.model import Shard
 from pca_batch.run.journal import Event, JournalRecord, Recorder, RevocationRecord
 from pca_batch.times import utc_now
 
-StateType = Literal["file", "s3"]
-__all__ = ["Recorder", "StateConfig"]
 ALL = "all"  # the lock scope of a run over the whole manifest
 
 
@@ -117,7 +114,7 @@ class LockHeld(StateError):
 
 @dataclass(frozen=True)
 class Compacted:
-    """What a compaction did: records kept, moved to the archive (named), pieces folded."""
+    """What a compaction did: records kept, records moved to the archive, and where that is."""
 
     kept: int
     archived: int
@@ -182,7 +179,3 @@ def conflicts(scope: str, other: str) -> bool:
     if ALL in (scope, other) or scope == other:
         return True
     return scope.rsplit("-", 1)[-1] != other.rsplit("-", 1)[-1]
-
-
-def pieces_label(names: Sequence[str]) -> str:
-    return ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")

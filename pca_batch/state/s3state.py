@@ -29,18 +29,14 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
-from pca_batch.errors import BackendError
 from pca_batch.model import StateConfig
-from pca_batch.run.journal import Event, Issued, JournalRecord, RevocationRecord, _parse_line
+from pca_batch.run.journal import Event, parse_line
 from pca_batch.state import compaction
 from pca_batch.state.base import (
     ALL,
@@ -52,6 +48,8 @@ from pca_batch.state.base import (
     StateView,
     conflicts,
 )
+from pca_batch.state.s3objects import Objects
+from pca_batch.state.s3recorder import S3Recorder
 from pca_batch.times import utc_now
 
 FORMAT = "pca-batch-state"
@@ -60,7 +58,6 @@ COMPACT = "compact"
 STALE_COMPACTION = 900  # seconds after which a compaction's lock is taken over (it takes seconds)
 MAX_LOGS = 64  # log objects since the snapshot beyond which a run compacts
 POLL = 1.0
-T = TypeVar("T")
 
 
 class _Vanished(Exception):
@@ -75,137 +72,8 @@ class S3State(State):
         self.config = config
         self.bucket, self.key = config.bucket, config.key.lstrip("/")
         self.display = f"s3://{self.bucket}/{self.key}"
-        self._profile = profile
-        self._client: Any = None
-        self._client_lock = threading.Lock()
+        self.objects = Objects(config, self.display, profile=profile)
         self._etags: dict[str, str] = {}  # lock ID -> the ETag of our lock object
-
-    # -- the client and its errors ----------------------------------------------------------
-
-    @property
-    def client(self) -> Any:
-        with self._client_lock:
-            if self._client is None:
-                self._client = self._make_client()
-            return self._client
-
-    def _make_client(self) -> Any:
-        import boto3
-        import botocore.config
-        import botocore.exceptions
-
-        try:
-            session = boto3.session.Session(profile_name=self._profile)
-            region = self.config.region or session.region_name or "us-east-1"
-            config = botocore.config.Config(
-                retries={"max_attempts": 8, "mode": "standard"}, connect_timeout=10, read_timeout=60,
-                s3={"addressing_style": "path"} if self._custom_endpoint(session) else None,
-            )
-            return session.client("s3", region_name=region, endpoint_url=self.config.endpoint_url, config=config)
-        except botocore.exceptions.BotoCoreError as exc:
-            raise StateError(f"cannot reach the state {self.display}: {exc}") from None
-
-    def _custom_endpoint(self, session: Any) -> bool:
-        """An endpoint other than AWS's (moto, MinIO...): path-style addressing, which they all take."""
-        import os
-
-        if self.config.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"):
-            return True
-        try:
-            return bool(session._session.get_scoped_config().get("endpoint_url")
-                        or (session._session.get_scoped_config().get("s3") or {}).get("endpoint_url"))
-        except Exception:  # noqa: BLE001 - a profile that does not read: boto3 will say so when called
-            return False
-
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """One S3 call; its failures as StateError naming the state (botocore retried already)."""
-        import botocore.exceptions
-
-        try:
-            return fn()
-        except botocore.exceptions.NoCredentialsError:
-            raise StateError(f"no AWS credentials to reach the state {self.display} (set AWS_ACCESS_KEY_ID and "
-                             "AWS_SECRET_ACCESS_KEY, AWS_PROFILE or a role)") from None
-        except botocore.exceptions.ClientError as exc:
-            raise self._client_error(what, exc) from None
-        except botocore.exceptions.BotoCoreError as exc:
-            raise StateError(f"cannot {what} the state {self.display}: {exc}") from None
-
-    def _client_error(self, what: str, exc: Any) -> StateError:
-        error = exc.response.get("Error", {})
-        code, message = str(error.get("Code", "")), str(error.get("Message", ""))
-        if code == "NoSuchBucket":
-            return StateError(f"the bucket {self.bucket} does not exist (state {self.display}); create it first")
-        if code in ("AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken"):
-            return StateError(f"access denied to the state {self.display} ({code}): the credentials in use may "
-                              f"not {what} it")
-        return StateError(f"cannot {what} the state {self.display}: {code} {message}".rstrip())
-
-    @staticmethod
-    def _code(exc: Any) -> str:
-        return str(exc.response.get("Error", {}).get("Code", ""))
-
-    def _get(self, key: str) -> bytes | None:
-        """An object's bytes; None when it does not exist."""
-        import botocore.exceptions
-
-        def get() -> bytes | None:
-            try:
-                body: bytes = self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-                return body
-            except botocore.exceptions.ClientError as exc:
-                if self._code(exc) in ("NoSuchKey", "404"):
-                    return None
-                raise
-
-        return self._call("read", get)
-
-    def _list(self, prefix: str) -> list[str]:
-        def listing() -> list[str]:
-            names: list[str] = []
-            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
-                names += [o["Key"] for o in page.get("Contents", ())]
-            return sorted(names)
-
-        return self._call("list", listing)
-
-    def _put_new(self, key: str, body: bytes) -> str | None:
-        """Create an object that must not exist yet; its ETag, or None when it exists already (412)."""
-        import botocore.exceptions
-
-        def put() -> str | None:
-            try:
-                etag: str = self.client.put_object(Bucket=self.bucket, Key=key, Body=body, IfNoneMatch="*")["ETag"]
-                return etag
-            except botocore.exceptions.ClientError as exc:
-                if self._code(exc) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
-                    return None
-                raise
-
-        return self._call("write", put)
-
-    def _put(self, key: str, body: bytes) -> None:
-        self._call("write", lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=body))
-
-    def _delete(self, key: str, etag: str | None = None) -> bool:
-        """Delete ``key`` (only if it still has ``etag``, when given); False when it had another."""
-        import botocore.exceptions
-
-        def delete() -> bool:
-            try:
-                if etag is None:
-                    self.client.delete_object(Bucket=self.bucket, Key=key)
-                else:
-                    self.client.delete_object(Bucket=self.bucket, Key=key, IfMatch=etag)
-                return True
-            except botocore.exceptions.ClientError as exc:
-                if self._code(exc) in ("PreconditionFailed", "412"):
-                    return False
-                if self._code(exc) in ("NoSuchKey", "404"):
-                    return True
-                raise
-
-        return self._call("delete from", delete)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -224,16 +92,16 @@ class S3State(State):
 
     def _read_once(self) -> tuple[StateView, list[str]]:
         """The state, and the log objects it was read from (for compaction)."""
-        logs = self._list(self._logs)
-        snapshot = self._get(self.key)
+        logs = self.objects.list(self._logs)
+        snapshot = self.objects.get(self.key)
         covers, events = self._parse_snapshot(snapshot) if snapshot is not None else (set(), [])
         fresh = [name for name in logs if name not in covers]
         bodies: list[bytes | None] = []
         if len(fresh) > 1:  # a killed run leaves one object per write: read them side by side
             with ThreadPoolExecutor(min(16, len(fresh)), thread_name_prefix="pca-batch-state") as pool:
-                bodies = list(pool.map(self._get, fresh))
+                bodies = list(pool.map(self.objects.get, fresh))
         elif fresh:
-            bodies = [self._get(fresh[0])]
+            bodies = [self.objects.get(fresh[0])]
         for name, body in zip(fresh, bodies, strict=True):
             if body is None:
                 raise _Vanished(name)
@@ -264,7 +132,7 @@ class S3State(State):
         return _records(rest, f"s3://{self.bucket}/{name}", first_line=2)
 
     def open_recorder(self, view: StateView | None = None) -> S3Recorder:
-        return S3Recorder(self, view if view is not None else self.read())
+        return S3Recorder(self.write_log, view if view is not None else self.read())
 
     def write_log(self, lines: bytes, run: str, seq: Iterator[int]) -> str:
         """One new log object holding ``lines``; its key."""
@@ -272,7 +140,7 @@ class S3State(State):
         while True:
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
             name = f"{self._logs}{stamp}-{run}-{next(seq):06d}.jsonl"
-            if self._put_new(name, header + b"\n" + lines) is not None:
+            if self.objects.put_new(name, header + b"\n" + lines) is not None:
                 return name
 
     # -- locks ------------------------------------------------------------------------------
@@ -295,7 +163,7 @@ class S3State(State):
     def _try_lock(self, info: LockInfo) -> LockInfo | None:
         """None when ``info`` now holds its scope; else who holds it (or a conflicting scope)."""
         key = self._lock_key(info.scope)
-        etag = self._put_new(key, info.to_json().encode())
+        etag = self.objects.put_new(key, info.to_json().encode())
         if etag is None:
             return self._lock_at(key) or LockInfo("?", "?", "another run", "?", "?", self.display, info.scope)
         self._etags[info.id] = etag
@@ -306,20 +174,20 @@ class S3State(State):
         return None
 
     def _lock_at(self, key: str) -> LockInfo | None:
-        body = self._get(key)
+        body = self.objects.get(key)
         return LockInfo.from_json(body, self.display) if body is not None else None
 
     def release(self, lock: LockInfo) -> None:
         etag = self._etags.pop(lock.id, None)
         if etag is not None:
             try:
-                self._delete(self._lock_key(lock.scope), etag)
+                self.objects.delete(self._lock_key(lock.scope), etag)
             except StateError:
                 pass  # best effort: `state unlock` removes a lock left behind
 
     def locks(self) -> list[LockInfo]:
         found = []
-        for key in self._list(f"{self.key}.d/lock/"):
+        for key in self.objects.list(f"{self.key}.d/lock/"):
             info = self._lock_at(key)
             if info is not None:
                 found.append(info)
@@ -328,7 +196,7 @@ class S3State(State):
     def unlock(self, lock_id: str) -> LockInfo:
         for info in self.locks():
             if info.id == lock_id:
-                self._delete(self._lock_key(info.scope))
+                self.objects.delete(self._lock_key(info.scope))
                 return info
         held = ", ".join(f"{i.id} ({i.operation}, {i.who})" for i in self.locks()) or "none"
         raise StateError(f"no lock with ID {lock_id} on {self.display} (held now: {held})")
@@ -336,7 +204,7 @@ class S3State(State):
     # -- compaction -------------------------------------------------------------------------
 
     def maybe_compact(self, before: StateView, *, whole: bool, force: bool = False) -> Compacted | None:
-        if not (force or len(self._list(self._logs)) > MAX_LOGS or compaction.worth_it(before.events)):
+        if not (force or len(self.objects.list(self._logs)) > MAX_LOGS or compaction.worth_it(before.events)):
             return None
         lock = LockInfo.new("compaction", self.display, COMPACT)
         if not self._take_compaction_lock(lock):
@@ -348,13 +216,13 @@ class S3State(State):
 
     def _take_compaction_lock(self, lock: LockInfo) -> bool:
         key = self._lock_key(COMPACT)
-        etag = self._put_new(key, lock.to_json().encode())
+        etag = self.objects.put_new(key, lock.to_json().encode())
         if etag is None:
             holder = self._lock_at(key)
             if holder is None or _age(holder.created) < STALE_COMPACTION:
                 return False
-            self._delete(key)  # a compaction killed long ago: it left nothing a reader needs
-            etag = self._put_new(key, lock.to_json().encode())
+            self.objects.delete(key)  # a compaction killed long ago: it left nothing a reader needs
+            etag = self.objects.put_new(key, lock.to_json().encode())
             if etag is None:
                 return False
         self._etags[lock.id] = etag
@@ -367,12 +235,12 @@ class S3State(State):
         if archived:
             data = compaction.lines(archived)
             archive = f"{self.key}.d/archive/{hashlib.sha256(data).hexdigest()[:16]}.jsonl"
-            self._put(archive, data)
+            self.objects.put(archive, data)
         header = json.dumps({"format": FORMAT, "version": VERSION, "written": utc_now(), "covers": logs})
-        self._put(self.key, header.encode() + b"\n" + compaction.lines(kept))
+        self.objects.put(self.key, header.encode() + b"\n" + compaction.lines(kept))
         for start in range(0, len(logs), 1000):
             batch = [{"Key": k} for k in logs[start:start + 1000]]
-            self._call("delete from", lambda b=batch: self.client.delete_objects(  # type: ignore[misc]
+            self.objects.call("delete from", lambda b=batch: self.objects.client.delete_objects(  # type: ignore[misc]
                 Bucket=self.bucket, Delete={"Objects": b, "Quiet": True}))
         return Compacted(kept=len(kept), archived=len(archived), archive=f"s3://{self.bucket}/{archive}")
 
@@ -385,89 +253,7 @@ class S3State(State):
         raise StateError(f"the state {self.display} kept changing while it was compacted")
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-
-
-class S3Recorder:
-    """Records to an s3 state: lookups from the state as read, each record a new log object."""
-
-    def __init__(self, state: S3State, view: StateView) -> None:
-        self._state = state
-        self.damaged_lines = view.damaged
-        self._arns = {(r.ca_arn, r.token): r.certificate_arn for r in view.issued}
-        self._lock = threading.Lock()  # guards the buffer, the lookups and the counts
-        self._sync_lock = threading.Lock()  # one PUT at a time
-        self._buffer: list[bytes] = []
-        self._written = 0
-        self._synced = 0
-        self._failed: list[tuple[int, int, StateError]] = []
-        self._here: set[tuple[str, str]] = set()
-        self._run = uuid.uuid4().hex[:12]
-        self._seq = iter(range(1, 10**9))
-
-    def lookup(self, ca_arn: str, token: str) -> str | None:
-        with self._lock:
-            return self._arns.get((ca_arn, token))
-
-    def recorded_here(self, ca_arn: str, token: str) -> bool:
-        with self._lock:
-            return (ca_arn, token) in self._here
-
-    def record_issued(self, *, name: str, token: str, ca_arn: str, certificate_arn: str,
-                      issued: Issued | None = None) -> JournalRecord:
-        record = JournalRecord(name=name, token=token, ca_arn=ca_arn, certificate_arn=certificate_arn,
-                               time=utc_now(), issued=issued or Issued())
-        with self._lock:
-            self._arns[(ca_arn, token)] = certificate_arn
-            self._here.add((ca_arn, token))
-        self._append(record, f"the certificate {certificate_arn} was issued for {name}")
-        return record
-
-    def record_revoked(self, *, name: str, ca_arn: str, certificate_arn: str, reason: str) -> RevocationRecord:
-        record = RevocationRecord(name=name, ca_arn=ca_arn, certificate_arn=certificate_arn, reason=reason,
-                                  time=utc_now())
-        self._append(record, f"the certificate {certificate_arn} of {name} was revoked")
-        return record
-
-    def _append(self, record: JournalRecord | RevocationRecord, what: str) -> None:
-        with self._lock:
-            self._buffer.append((record.to_json() + "\n").encode("ascii"))
-            self._written += 1
-            mine = self._written
-        try:
-            self._sync(mine)
-        except StateError as exc:
-            # the entry fails with the ARN in its message; the CA's idempotency token gives the
-            # same certificate back to a run soon after, which records it
-            raise BackendError("StateNotWritten", f"{what} but could not be recorded: {exc}") from None
-
-    def _sync(self, line: int) -> None:
-        with self._sync_lock:
-            for after, upto, error in self._failed:
-                if after < line <= upto:
-                    raise error
-            if self._synced >= line:
-                return
-            with self._lock:
-                batch, self._buffer = self._buffer, []
-                target = self._written
-            try:
-                self._state.write_log(b"".join(batch), self._run, self._seq)
-            except StateError as exc:
-                self._failed.append((self._synced, target, exc))
-                raise
-            self._synced = target
-
-    def close(self) -> None:
-        """Every record is written before its call returns: nothing is left to flush."""
-
-    def __enter__(self) -> S3Recorder:
-        return self
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.close()
+        self.objects.close()
 
 
 def _header(line: bytes) -> dict[str, Any] | None:
@@ -484,7 +270,7 @@ def _records(body: bytes, where: str, *, first_line: int) -> list[Event]:
     for n, line in enumerate(body.split(b"\n"), start=first_line):
         if not line.strip():
             continue
-        event = _parse_line(line)
+        event = parse_line(line)
         if event is None:
             raise StateError(f"{where} is damaged: line {n} is not a pca-batch record")
         events.append(event)

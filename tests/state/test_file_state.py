@@ -154,3 +154,11 @@ def test_a_lock_says_which_ci_job_holds_it(monkeypatch: pytest.MonkeyPatch) -> N
     info = LockInfo.new("apply", "p", "all")
     assert info.who.endswith(", https://gitlab.example/acme/certs/-/jobs/7")
     assert LockInfo.from_json(info.to_json().encode(), "p") == info
+
+
+def test_a_state_that_cannot_be_read_is_exit_1_for_a_plan_with_detailed_exitcode(tmp_path: Path, cli: Cli) -> None:
+    path = manifest(tmp_path, ["web"])
+    plain = cli("apply", path, "--plan", "--state", "s3:///x")
+    assert plain.code == 2 and "no bucket" in plain.err
+    detailed = cli("apply", path, "--plan", "--detailed-exitcode", "--state", "s3:///x")
+    assert detailed.code == 1 and "no bucket" in detailed.err  # 2 would say "changes pending"

@@ -441,9 +441,9 @@ def test_an_s3_compaction_killed_at_any_moment_loses_no_record(rig: Rig) -> None
 
 
 def read_lines(body: bytes) -> list[Any]:
-    from pca_batch.run.journal import _parse_line
+    from pca_batch.run.journal import parse_line
 
-    return [e for e in map(_parse_line, body.splitlines()) if e is not None]
+    return [e for e in map(parse_line, body.splitlines()) if e is not None]
 
 
 def test_revoke_records_in_the_s3_state_and_a_fresh_runner_knows_it(tmp_path: Path, cli: Cli, rig: Rig) -> None:
@@ -459,3 +459,26 @@ def test_revoke_records_in_the_s3_state_and_a_fresh_runner_knows_it(tmp_path: Pa
     assert rig.proxy.snapshot()["calls"].get("RevokeCertificate", 0) == 0
     listed = json.loads(cli("state", "list", fresh, "--state", rig.state, "--json").out)["certificates"]
     assert [(r["entry"], r["status"]) for r in listed] == [("svc00", "revoked (SUPERSEDED)"), ("svc01", "current")]
+
+
+@pytest.mark.parametrize("how", ["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "profile", "state block"])
+def test_the_state_finds_s3_by_every_standard_setting(tmp_path: Path, cli: Cli, rig: Rig, how: str) -> None:
+    ca = create_active_ca(rig.moto, "us-east-1", f"state endpoint {how}")
+    manifest, _ = write_aws_manifest(tmp_path, rig.proxy.endpoint, entries(ca, 1))
+    assert cli("apply", manifest, "--state", rig.state).code == 0
+    env = {k: v for k, v in rig.env.items() if k != "AWS_ENDPOINT_URL_S3"}
+    url = ["--state", rig.state]
+    if how == "profile":
+        config = tmp_path / "aws-config"
+        config.write_text(f"[default]\nendpoint_url = {rig.moto}\n")
+        env["AWS_CONFIG_FILE"] = str(config)
+    elif how == "state block":
+        text = manifest.read_text().replace("certificates:", f"state: {{type: s3, bucket: {BUCKET}, key: "
+                                            f"ci/certs.state, endpoint_url: '{rig.moto}'}}\ncertificates:")
+        manifest.write_text(text)
+        url = []
+    else:
+        env[how] = rig.moto
+    code, text = finish(pca_batch(env, "state", "list", manifest, *url, "--json", cwd=tmp_path))
+    assert code == 0, text
+    assert [r["entry"] for r in json.loads(text)["certificates"]] == ["svc00"]
