@@ -24,6 +24,10 @@ SHORT_LIVED_MAX = timedelta(days=7)  # the longest validity a SHORT_LIVED_CERTIF
 
 # arn:PARTITION:acm-pca:REGION:ACCOUNT:certificate-authority/ID (groups: region, account)
 CA_ARN = re.compile(r"^arn:[\w+=/,.@-]+:acm-pca:([\w+=/,.@-]*):([0-9]*):certificate-authority/[\w+=,.@-]+$")
+# a certificate's ARN: CA_ARN/certificate/SERIAL (lowercase hex) (groups: the CA ARN, the serial)
+CERTIFICATE_ARN = re.compile(
+    r"^(arn:[\w+=/,.@-]+:acm-pca:[\w+=/,.@-]*:[0-9]*:certificate-authority/[\w+=,.@-]+)/certificate/([0-9a-fA-F]+)$"
+)
 # the head of any acm-pca ARN: a CA's, or a certificate's (CA_ARN/certificate/HEX)
 _ARN_HEAD = re.compile(r"^arn:[^:]+:acm-pca:(?P<region>[^:]*):(?P<account>[0-9]*):")
 

@@ -44,8 +44,9 @@ RECOVERED_NOTE = "issued by an earlier run (per the journal): fetched again, no 
 # unchanged; invalid: the manifest says what is wrong; refused: preflight found AWS would refuse it).
 Decided = Literal["issue", "renew", "unchanged"]
 # revoke: apply --prune revokes it (no longer in the manifest), or a certificate a renewal replaced;
-# orphaned: no longer in the manifest, left alone (no --prune)
-PlanAction = Literal[Decided, "invalid", "refused", "revoke", "orphaned"]
+# orphaned: no longer in the manifest, left alone (no --prune);
+# adopt: apply --adopt records the certificate file on disk instead of renewing it (it checked out)
+PlanAction = Literal[Decided, "invalid", "refused", "revoke", "orphaned", "adopt"]
 BackendType = Literal["local", "aws"]
 DEFAULT_STORE = ".pca-batch"  # beside the manifest: the local CA's store, and the journal
 
@@ -227,6 +228,7 @@ class RunSettings:
     concurrency: int | None = None
     max_rate: float | None = None
     max_attempts: int | None = None
+    max_issue: int | None = None  # apply refuses when it would issue more certificates than this
 
 
 @dataclass(frozen=True)
@@ -325,5 +327,7 @@ class ApplyOptions:
     shard: Shard | None = None
     detailed_exitcode: bool = False
     prune: bool = False  # revoke (and remove the files of) what the manifest no longer lists
+    max_issue: int | None = None  # None: the manifest's settings.max_issue, else no limit
+    adopt: bool = False  # check certificate files the state has no record of, instead of renewing them
     state: str | None = None  # --state URL (file://PATH or s3://BUCKET/KEY): over the manifest's state:
     lock_timeout: float | None = None  # --lock-timeout: seconds to wait for a held lock (None: fail at once)

@@ -228,6 +228,12 @@ class AwsBackend:
             not_after=not_after.astimezone(UTC) if isinstance(not_after, datetime) else None,
         )
 
+    def get_certificate_authority_certificate(self, ca_arn: str) -> CertificateBundle:
+        answer = self._call(ca_arn, "get_certificate_authority_certificate", {"CertificateAuthorityArn": ca_arn})
+        return CertificateBundle(
+            certificate=str(answer["Certificate"]), chain=str(answer.get("CertificateChain") or "")
+        )
+
     def revoke_certificate(self, ca_arn: str, serial: str, reason: RevocationReason) -> None:
         """RevokeCertificate, the serial as the AWS CLI sends it (lowercase hex with colons).
         RequestAlreadyProcessedException means it is revoked already, as asked: done."""

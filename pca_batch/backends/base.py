@@ -58,6 +58,11 @@ class Backend(Protocol):
         """DescribeCertificateAuthority (read-only)."""
         ...
 
+    def get_certificate_authority_certificate(self, ca_arn: str) -> CertificateBundle:
+        """GetCertificateAuthorityCertificate (read-only): the CA's own certificate and, for a
+        subordinate CA, its chain up to the root."""
+        ...
+
     def revoke_certificate(self, ca_arn: str, serial: str, reason: RevocationReason) -> None:
         """RevokeCertificate of the certificate of ``serial`` (hex, colons allowed) that the CA issued.
 

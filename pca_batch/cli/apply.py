@@ -7,20 +7,22 @@ that other commands start without it.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pca_batch.cli.args import add_backend_options, add_throttle_timeout, positive_int, rate, shard
+from pca_batch.cli.args import add_backend_options, add_throttle_timeout, count, positive_int, rate, shard
 from pca_batch.errors import EXIT_FAILED, EXIT_INVALID, EXIT_OK, BackendError, ManifestError, Problem
 from pca_batch.model import SKIPPED, ApplyOptions, BackendConfig, Entry, Manifest, Result, RunSettings
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from pca_batch.backends import Backend, Opening
+    from pca_batch.backends import Backend, CaDescription, Opening
+    from pca_batch.plan.adopt import Judged
+    from pca_batch.plan.converge import Step
     from pca_batch.plan.renewal import IssuedIndex
 
 
@@ -48,6 +50,16 @@ def register(subparsers: Any) -> None:
         "--prune", action="store_true",
         help="revoke (CESSATION_OF_OPERATION) the certificates of entries the manifest no longer lists, "
         "and remove the files pca-batch wrote for them",
+    )
+    p.add_argument(
+        "--max-issue", type=count, metavar="N",
+        help="refuse, before any IssueCertificate call, when more than N certificates would be issued "
+        "(default: settings.max_issue, else no limit)",
+    )
+    p.add_argument(
+        "--adopt", action="store_true",
+        help="an entry whose certificate file the state has no record of: check that file (CA, key, subject, "
+        "SANs, signing algorithm, lifetime) and record it instead of renewing it",
     )
     p.add_argument(
         "--detailed-exitcode", action="store_true", help="with --plan: 0 nothing to do, 2 changes pending, 1 error"
@@ -78,6 +90,8 @@ def _handle(args: argparse.Namespace, out: Console, err: Console) -> int:
         shard=args.shard,
         detailed_exitcode=args.detailed_exitcode,
         prune=args.prune,
+        max_issue=args.max_issue,
+        adopt=args.adopt,
     )
     return run_apply(args.manifest, options, out, err)
 
@@ -154,7 +168,7 @@ class _Background:
 
 def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Console, background: _Background) -> int:
     from pca_batch.manifest.problems import print_problems
-    from pca_batch.plan import converge
+    from pca_batch.plan import adopt, converge, guard
     from pca_batch.plan.converge import KEY_COMPROMISED
     from pca_batch.plan.prune import find_orphans, pending_replaced
     from pca_batch.report.json_report import write_report
@@ -163,7 +177,7 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
 
     problems = manifest.all_problems()
     try:
-        index = _read_state(manifest, options)
+        index, state_display = _read_state(manifest, options)
     except StateError as exc:
         if not options.detailed_exitcode:
             raise
@@ -172,14 +186,16 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
     steps = converge.decide_all(
         [e for e in manifest.entries if e.valid], index, now=datetime.now(UTC), force=options.force
     )
-    pending = [s.entry for s in steps if s.decision.action != "unchanged"]
+    steps, adopting = _plan_adoption(manifest, options, steps) if options.adopt else (steps, {})
+    pending = [s.entry for s in steps if s.decision.action != "unchanged" and s.entry.name not in adopting]
     findings = {}
+    seen: dict[str, CaDescription | BackendError] = {}
     if pending and not options.offline:
-        findings = plan_preflight(manifest, options, pending, background.take())
+        findings = plan_preflight(manifest, options, pending, background.take(), seen=seen)
     findings |= {s.entry.name: BackendError(KEY_COMPROMISED, s.decision.refusal) for s in steps if s.decision.refusal}
     results = [
         replace(r, error_code=findings[r.name].code, error_message=findings[r.name].message, action="refused")
-        if r.name in findings else r
+        if r.name in findings else adopt.plan_row(r, adopting[r.name]) if r.name in adopting else r
         for r in build_plan(manifest, steps)
     ]
     results = with_replaced(results, pending_replaced(steps, index, manifest.path.name), steps)
@@ -187,16 +203,91 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
     render_plan(manifest, results, console)
     if problems:
         print_problems(problems, err)
-    console.print(f"Plan: {plan_summary(manifest, results)}", markup=False, highlight=False)
-    _plan_to_github(manifest, results, problems, options, console)
+    issuing = [s for s in guard.to_issue(steps, index) if s.entry.name not in findings and s.entry.name not in adopting]
+    per_ca = guard.issue_line(guard.per_ca(issuing), _usage_modes(manifest, seen))
+    summary = plan_summary(manifest, results, issuing=per_ca)
+    console.print(f"Plan: {summary}", markup=False, highlight=False)
+    refusal = _guard_refusal(manifest, options, issuing, index, state_display)
+    if refusal is not None:
+        err.print(f"pca-batch: {refusal}", markup=False, highlight=False)
+    _plan_to_github(manifest, results, problems, options, console, summary)
     if options.report is not None:
         write_report(options.report, results)
     if problems:
         return EXIT_FAILED if options.detailed_exitcode else EXIT_INVALID
-    if findings:  # apply would fail these entries: the plan says so with a failing status
+    if findings or refusal is not None:  # apply would fail these entries: the plan says so with a failing status
         return EXIT_FAILED
-    changes = any(r.action in ("issue", "renew", "revoke") for r in results)
+    changes = any(r.action in ("issue", "renew", "revoke", "adopt") for r in results)
     return 2 if options.detailed_exitcode and changes else EXIT_OK
+
+
+def _plan_adoption(manifest: Manifest, options: ApplyOptions,
+                   steps: list[Step]) -> tuple[list[Step], dict[str, Judged]]:
+    """apply --adopt --plan: the certificate files the state has no record of, judged as apply
+    will (read-only). Returns the steps (those not adoptable say why) and the adoptable ones."""
+    from pca_batch.plan import adopt
+    from pca_batch.run.settings import resolve_config
+
+    candidates = adopt.candidates(steps)
+    if not candidates:
+        return steps, {}
+    if options.offline:
+        why = "--offline: not checked against the CA certificate"
+        judged = [adopt.Judged(s, (why,)) for s in candidates]
+    else:
+        backend = _read_only_backend(manifest, options)
+        if backend is None:
+            judged = [adopt.Judged(s, ("its CA does not exist yet",)) for s in candidates]
+        else:
+            try:
+                config = resolve_config(manifest.backend, manifest.settings, options)
+                cas = adopt.CaCertificates(backend, config.max_attempts)
+                judged = adopt.judge(candidates, cas, manifest.path.parent, now=datetime.now(UTC))
+            finally:
+                backend.close()
+    fits = {j.step.entry.name: j for j in judged if j.adoptable}
+    others = {j.step.entry.name: adopt.not_adopted(j.step, j) for j in judged if not j.adoptable}
+    return [others.get(s.entry.name, s) for s in steps], fits
+
+
+def _read_only_backend(manifest: Manifest, options: ApplyOptions) -> Backend | None:
+    """The backend for the plan's read-only calls: the local store opened read-only (None when it
+    does not exist yet), or the aws backend."""
+    if manifest.backend.type == "local":
+        from pca_batch.backends.local.backend import LocalBackend
+        from pca_batch.backends.local.store import DB_NAME
+
+        store = options.store or manifest.backend.store
+        if store is None or not (store / DB_NAME).is_file():
+            return None
+        try:
+            return LocalBackend(store, read_only=True)
+        except BackendError:
+            return None
+    from pca_batch.run.settings import open_for_run
+
+    return open_for_run(manifest.backend, manifest.settings, options)
+
+
+def _guard_refusal(manifest: Manifest, options: ApplyOptions, issuing: list[Step], index: IssuedIndex,
+                   state: str) -> str | None:
+    """What apply's issue guard (--max-issue) would say, or None when it lets the run through."""
+    from pca_batch.plan import guard
+
+    limit, source = guard.limit_of(options.max_issue, manifest.settings.max_issue)
+    text = guard.refusal(issuing, index, limit=limit, source=source, state=state)
+    return f"apply would refuse to run: {text}" if text is not None else None
+
+
+def _usage_modes(manifest: Manifest, seen: Mapping[str, CaDescription | BackendError]) -> dict[str, str | None]:
+    """Each CA's usage mode: as described, else as the manifest declares a local CA, else unknown."""
+    from pca_batch.backends import CaDescription
+
+    modes: dict[str, str | None] = {a.arn: a.usage_mode for a in manifest.backend.authorities}
+    for arn, found in seen.items():
+        if isinstance(found, CaDescription):
+            modes[arn] = found.usage_mode
+    return modes
 
 
 def _apply(manifest: Manifest, options: ApplyOptions, console: Console, err: Console, background: _Background) -> int:
@@ -216,20 +307,21 @@ def _apply(manifest: Manifest, options: ApplyOptions, console: Console, err: Con
     return execute(manifest, options, console, opening=background.take())
 
 
-def _read_state(manifest: Manifest, options: ApplyOptions) -> IssuedIndex:
-    """The state, read without a lock: the plan changes nothing."""
+def _read_state(manifest: Manifest, options: ApplyOptions) -> tuple[IssuedIndex, str]:
+    """The state, read without a lock (the plan changes nothing), and its name for messages."""
     from pca_batch.plan.renewal import IssuedIndex
     from pca_batch.state import open_state
 
     state = open_state(manifest, options)
     try:
-        return IssuedIndex.from_events(state.read().events)
+        return IssuedIndex.from_events(state.read().events), state.display
     finally:
         state.close()
 
 
 def plan_preflight(
-    manifest: Manifest, options: ApplyOptions, entries: list[Entry], opening: Opening | None = None
+    manifest: Manifest, options: ApplyOptions, entries: list[Entry], opening: Opening | None = None,
+    *, seen: dict[str, CaDescription | BackendError] | None = None,
 ) -> dict[str, BackendError]:
     """The read-only preflight of apply, for the plan: what the CA would refuse.
 
@@ -253,7 +345,7 @@ def plan_preflight(
         except BackendError:
             return {}
         try:
-            findings = preflight(entries, backend)
+            findings = preflight(entries, backend, seen=seen)
         finally:
             backend.close()
         return {
@@ -269,7 +361,7 @@ def plan_preflight(
     else:
         backend = open_for_run(manifest.backend, manifest.settings, options)
     try:
-        return preflight(entries, backend, described=described)
+        return preflight(entries, backend, described=described, seen=seen)
     finally:
         backend.close()
 
@@ -295,12 +387,12 @@ def _problems_to_github(problems: Sequence[Problem], display: str, options: Appl
 
 
 def _plan_to_github(
-    manifest: Manifest, results: list[Result], problems: list[Problem], options: ApplyOptions, console: Console
+    manifest: Manifest, results: list[Result], problems: list[Problem], options: ApplyOptions, console: Console,
+    counts: str,
 ) -> None:
     """Under GitHub Actions, the plan's table and counts in the step summary, and annotations."""
     from pca_batch.report.github import report_plan
-    from pca_batch.report.plan_view import plan_cells, plan_summary
+    from pca_batch.report.plan_view import plan_cells
 
     _problems_to_github(problems, manifest.display, options, console)
-    counts = plan_summary(manifest, results)
     report_plan(manifest, results, plan_cells(manifest, results), counts=counts, console=console)

@@ -1,11 +1,12 @@
-"""`pca-batch state`: look at and look after the state (list, unlock, compact)."""
+"""`pca-batch state`: look at and look after the state (list, unlock, compact), and bring a certificate
+issued elsewhere under management (import)."""
 
 from __future__ import annotations
 
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from pca_batch.cli.args import add_state_options
+from pca_batch.cli.args import add_backend_options, add_state_options, positive_int
 from pca_batch.errors import EXIT_OK, UsageError
 from pca_batch.model import ApplyOptions
 
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 
 
 def register(subparsers: Any) -> None:
-    p = subparsers.add_parser("state", help="list the state, remove a stale lock, compact it")
+    p = subparsers.add_parser("state", help="list the state, remove a stale lock, compact it, import a certificate")
     commands = p.add_subparsers(dest="state_command", metavar="SUBCOMMAND", parser_class=type(p))
     p.set_defaults(handler=_missing_subcommand)
 
@@ -37,6 +38,8 @@ def register(subparsers: Any) -> None:
     _common(compact, lock=True)
     compact.set_defaults(handler=_handle_compact)
 
+    _register_import(commands)
+
 
 def _common(p: argparse.ArgumentParser, *, lock: bool) -> None:
     add_state_options(p, lock=lock)
@@ -44,7 +47,7 @@ def _common(p: argparse.ArgumentParser, *, lock: bool) -> None:
 
 
 def _missing_subcommand(args: argparse.Namespace, out: Console, err: Console) -> int:
-    raise UsageError("pca-batch state: a subcommand is needed (list, unlock, compact)")
+    raise UsageError("pca-batch state: a subcommand is needed (list, unlock, compact, import)")
 
 
 def _options(args: argparse.Namespace) -> ApplyOptions:
@@ -128,3 +131,45 @@ def run_compact(manifest: Manifest, options: ApplyOptions, out: Console) -> int:
         write_lines(out, [f"{state.display} compacted: {done.kept} record(s) kept, {done.archived} moved to "
                           f"{done.archive}"])
     return EXIT_OK
+
+
+# -- state import --------------------------------------------------------------------------------
+
+
+def _register_import(commands: Any) -> None:
+    p = commands.add_parser(
+        "import", help="bring a certificate issued earlier under management",
+        description="Fetch CERTIFICATE_ARN (GetCertificate), check that it is entry NAME's certificate "
+        "(the entry's CA, its CSR's or private key's public key, its subject and SANs), record it in the "
+        "state and write the entry's output files, as apply does. The next apply finds the entry unchanged "
+        "and makes no call for it. When anything differs, each difference is named and nothing is "
+        "recorded or written (exit 2).",
+    )
+    p.add_argument("manifest", metavar="MANIFEST")
+    p.add_argument("name", metavar="NAME", help="the entry the certificate is for")
+    p.add_argument("certificate_arn", metavar="CERTIFICATE_ARN",
+                   help="arn:aws:acm-pca:REGION:ACCOUNT:certificate-authority/CA_ID/certificate/SERIAL")
+    add_backend_options(p)
+    p.add_argument("--max-attempts", type=positive_int, metavar="N", help="attempts per call (default 8)")
+    p.add_argument("--allow-outside-paths", action="store_true", help="let outputs lie outside the manifest's folder")
+    p.set_defaults(handler=_handle_import)
+
+
+def _handle_import(args: argparse.Namespace, out: Console, err: Console) -> int:
+    options = ApplyOptions(
+        journal=args.journal, state=args.state, lock_timeout=args.lock_timeout, store=args.store,
+        region=args.region, profile=args.profile, endpoint_url=args.endpoint_url, max_attempts=args.max_attempts,
+        allow_outside_paths=args.allow_outside_paths,
+    )
+    return cmd_import(args.manifest, args.name, args.certificate_arn, options, out)
+
+
+def cmd_import(manifest_path: str, name: str, certificate_arn: str, options: ApplyOptions, out: Console) -> int:
+    from pca_batch.errors import ManifestError
+    from pca_batch.manifest.load import load_manifest
+    from pca_batch.run.importing import run_import
+
+    manifest = load_manifest(manifest_path, allow_outside_paths=options.allow_outside_paths)
+    if manifest.problems:
+        raise ManifestError(manifest.problems)
+    return run_import(manifest, name, certificate_arn, options, out)

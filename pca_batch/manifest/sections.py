@@ -136,6 +136,7 @@ def run_settings(doc: Mapping[str, Any]) -> RunSettings | None:
         concurrency=_whole(raw.get("concurrency")),
         max_rate=float(rate) if rate is not None else None,
         max_attempts=_whole(raw.get("max_attempts")),
+        max_issue=_whole(raw.get("max_issue")),
     )
 
 

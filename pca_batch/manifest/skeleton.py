@@ -29,6 +29,7 @@ backend:
 #   concurrency: 32           # entries in flight (local backend: 16)
 #   max_rate: 200             # IssueCertificate calls per second at most; learned below it (0: no ceiling)
 #   max_attempts: 8
+#   max_issue: 100            # refuse to run when more would be issued (a lost state?)
 
 # state:                      # what was issued: default a file beside this one (.pca-batch/journal.jsonl)
 #   type: s3                  # s3: shared by CI runners that keep no folder (--state s3://BUCKET/KEY)

@@ -39,7 +39,7 @@ class Step:
     decision: Decision
 
 
-def _passthrough(request: Mapping[str, Any], part: str) -> bool:
+def replaced_by_passthrough(request: Mapping[str, Any], part: str) -> bool:
     """Does ApiPassthrough replace this part (Subject or SANs) of what the CSR asks for?"""
     template = str(request.get("TemplateArn", ""))
     if not any(t in template for t in _API_TEMPLATES):
@@ -50,7 +50,7 @@ def _passthrough(request: Mapping[str, Any], part: str) -> bool:
     return bool((api.get("Extensions") or {}).get("SubjectAlternativeNames"))
 
 
-def _current_key(entry: Entry, env: Mapping[str, str] | None) -> tuple[keys.PrivateKey | None, bool]:
+def current_key(entry: Entry, env: Mapping[str, str] | None) -> tuple[keys.PrivateKey | None, bool]:
     """The key a certificate on disk should carry: a pending one first (an interrupted renewal)."""
     spec: keys.KeySpec = entry.key
     path = entry.outputs.private_key
@@ -76,13 +76,13 @@ def decide_entry(entry: Entry, index: IssuedIndex, *, now: datetime, force: bool
     # for it was issued for this very CSR. With an explicit token (which does not change with
     # the request) the certificate is compared with the CSR itself.
     csr = entry.csr if entry.explicit_token and entry.key is None else None
-    expected_subject = csr.subject if csr is not None and not _passthrough(request, "Subject") else None
-    expected_sans = csr.sans if csr is not None and not _passthrough(request, "SANs") else None
+    expected_subject = csr.subject if csr is not None and not replaced_by_passthrough(request, "Subject") else None
+    expected_sans = csr.sans if csr is not None and not replaced_by_passthrough(request, "SANs") else None
     token, token_request = entry.token, dict(request)
     spki = csr.public_key_sha256 if csr is not None else None
     if entry.key is not None:
         try:
-            key, pending = _current_key(entry, env)
+            key, pending = current_key(entry, env)
         except keys.KeyError_ as exc:
             return Step(entry, Decision("renew" if certificate.exists() else "issue", str(exc)))
         if key is None:

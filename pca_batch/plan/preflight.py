@@ -80,6 +80,27 @@ def check_entry(entry: Entry, ca: CaDescription, now: datetime) -> BackendError 
     return None
 
 
+def describe_all(
+    arns: Sequence[str],
+    backend: Backend,
+    described: Mapping[str, CaDescription | BackendError] | None = None,
+    describe: Callable[[str], CaDescription] | None = None,
+) -> dict[str, CaDescription | BackendError]:
+    """Each CA described once (those in ``described`` not again): its description, or the
+    error describing it answered."""
+    found: dict[str, CaDescription | BackendError] = {}
+    for arn in dict.fromkeys(arns):
+        known = described.get(arn) if described else None
+        if known is not None:
+            found[arn] = known
+            continue
+        try:
+            found[arn] = (describe or backend.describe_certificate_authority)(arn)
+        except BackendError as exc:
+            found[arn] = exc
+    return found
+
+
 def preflight(
     entries: Sequence[Entry],
     backend: Backend,
@@ -87,6 +108,7 @@ def preflight(
     now: datetime | None = None,
     described: Mapping[str, CaDescription | BackendError] | None = None,
     describe: Callable[[str], CaDescription] | None = None,
+    seen: dict[str, CaDescription | BackendError] | None = None,
 ) -> dict[str, BackendError]:
     """Describe each distinct CA once; return, per entry name, the error that entry would get.
 
@@ -94,6 +116,7 @@ def preflight(
     ``described``: CAs already described during this run (see ``backends.Opening``),
     with what describing them answered; they are not described again. ``describe``: how to
     describe one (the run's paced, retried call); by default one plain call to the backend.
+    ``seen``, when given, receives what each CA's description was (the plan shows their usage modes).
     """
     moment = now or datetime.now(UTC)
     by_ca: dict[str, list[Entry]] = {}
@@ -101,20 +124,18 @@ def preflight(
         if entry.valid and entry.ca_arn is not None:
             by_ca.setdefault(entry.ca_arn, []).append(entry)
 
+    cas = describe_all(list(by_ca), backend, described, describe)
+    if seen is not None:
+        seen.update(cas)
     findings: dict[str, BackendError] = {}
     for arn, group in by_ca.items():
-        try:
-            known = described.get(arn) if described else None
-            if isinstance(known, BackendError):
-                raise known
-            describe_one = describe or backend.describe_certificate_authority
-            ca = known if known is not None else describe_one(arn)
-        except BackendError as exc:
-            if exc.code in _CA_MISSING:
-                what = "was not found" if exc.code == "ResourceNotFoundException" else "is not a valid CA ARN"
+        ca = cas[arn]
+        if isinstance(ca, BackendError):
+            if ca.code in _CA_MISSING:
+                what = "was not found" if ca.code == "ResourceNotFoundException" else "is not a valid CA ARN"
                 for entry in group:
                     findings[entry.name] = BackendError(
-                        exc.code, f"preflight: the CA {arn} {what} ({exc.message})", status=exc.status
+                        ca.code, f"preflight: the CA {arn} {what} ({ca.message})", status=ca.status
                     )
             continue
         for entry in group:

@@ -29,6 +29,10 @@ from pca_batch.plan import tokens
 from pca_batch.run.journal import JournalRecord, RevocationRecord, read_events
 
 KEY_COMPROMISE = "KEY_COMPROMISE"
+NO_RECORD = "the journal has no record of issuing this certificate"
+# The salt of a renewal of a certificate the journal has no record of (a lost state): its serial
+# would name nothing the next run could find, so the renewal's token would never be recognised.
+UNRECORDED_SALT = "unrecorded"
 DEFAULT_SHARE = 1 / 3  # of the lifetime, as cert-manager renews
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(d|h|m|%)\s*$")
 
@@ -78,6 +82,10 @@ class OnDisk:
             )
             self._details = (hashlib.sha256(spki).hexdigest(), cert.subject.rfc4514_string(), sans)
         return self._details
+
+    @property
+    def certificate(self) -> x509.Certificate:
+        return self._cert
 
     @property
     def spki_sha256(self) -> str:
@@ -155,8 +163,12 @@ class Decision:
 
     @property
     def salt(self) -> str:
-        """Mixed into the token of a renewal: the serial of the certificate replaced."""
-        return self.existing.serial if self.action == "renew" and self.existing else ""
+        """Mixed into the token of a renewal: the serial of the certificate replaced, or, when the
+        journal has no record of that one, a fixed salt (which request_tokens knows)."""
+        if self.action != "renew" or not self.existing:
+            return ""
+        recorded = self.record is not None or self.replaces is not None
+        return self.existing.serial if recorded else UNRECORDED_SALT
 
 
 def renewal_token(base: str, explicit: bool, name: str, request: Mapping[str, Any], salt: str) -> str:
@@ -172,7 +184,7 @@ def request_tokens(
 ) -> set[str]:
     """Every token this request can have been issued under: its own, and each renewal's
     (salted with the serial of a certificate the journal holds for the entry)."""
-    serials = index.serials_of.get(name, ())
+    serials = (*index.serials_of.get(name, ()), UNRECORDED_SALT)
     return {token} | {renewal_token(token, explicit_token, name, request, s) for s in serials}
 
 
@@ -238,7 +250,7 @@ def decide(wanted: Wanted, certificate: Path | None, index: IssuedIndex, *, now:
     if force:
         return Decision("renew", "forced (--force)", existing, replaces=record)
     if record is None:
-        return Decision("renew", "the journal has no record of issuing this certificate", existing)
+        return Decision("renew", NO_RECORD, existing)
     revoked = index.revocation(record)
     if revoked is not None:
         # revoked already: nothing for revoke_replaced to do
@@ -268,6 +280,11 @@ def _what_changed(wanted: Wanted, existing: OnDisk, record: JournalRecord, index
     if wanted.sans is not None and set(existing.sans) != set(wanted.sans):
         return "the SANs changed"
     return None
+
+
+def due_for_renewal(existing: OnDisk, renew_before: str | None, now: datetime) -> bool:
+    """Is the certificate inside its renewal window (or expired)?"""
+    return (existing.not_after - now).total_seconds() <= _renewal_window(existing, renew_before)
 
 
 def _renewal_window(existing: OnDisk, renew_before: str | None) -> float:

@@ -29,6 +29,7 @@ ACTION_MARKS = {
     "refused": "x refused",
     "revoke": "- revoke",
     "orphaned": "? orphaned",
+    "adopt": "= adopt",
 }
 
 
@@ -111,10 +112,16 @@ def with_replaced(rows: Sequence[Result], pending: Mapping[str, Sequence[Revocat
     return out
 
 
-def plan_summary(manifest: Manifest, results: Sequence[Result]) -> str:
-    """``3 entries, 1 planned, 2 unchanged; 2 to revoke (no longer in the manifest)``."""
+def plan_summary(manifest: Manifest, results: Sequence[Result], *, issuing: str = "") -> str:
+    """``3 entries, 1 planned, 2 unchanged; 1 to adopt; to issue: 1 from arn:… (general purpose);
+    2 to revoke (no longer in the manifest)``. ``issuing``: the count to issue per CA (pca_batch.plan.guard)."""
     names = {e.name for e in manifest.entries}
     text = summary_line([r for r in results if r.name in names])
+    adopt = sum(1 for r in results if r.action == "adopt")
+    if adopt:
+        text += f"; {adopt} to adopt (recorded, not renewed)"
+    if issuing:
+        text += f"; {issuing}"
     gone = [r for r in results if r.name not in names]
     revoke = sum(1 for r in gone if r.action == "revoke")
     orphaned = sum(1 for r in gone if r.action == "orphaned")
@@ -161,7 +168,7 @@ def _plan_table(manifest: Manifest, results: Sequence[Result], entries: Mapping[
     for r in results:
         e = entries.get(r.name)
         style = {"invalid": "red", "refused": "red", "renew": "yellow", "unchanged": "dim", "revoke": "magenta",
-                 "orphaned": "yellow"}.get(
+                 "orphaned": "yellow", "adopt": "cyan"}.get(
             r.action or "", "green"
         )
         cells: list[str | Text] = [r.name, Text(_action(r, table=True), style=style)]
@@ -199,7 +206,7 @@ def _action(r: Result, table: bool = False) -> str:
     why = ""
     if r.action == "refused":
         why = f"{r.error_code}: {r.error_message}"
-    elif r.reason and r.action in ("renew", "unchanged", "revoke", "orphaned"):
+    elif r.reason and r.action in ("renew", "unchanged", "revoke", "orphaned", "adopt"):
         why = r.reason
     if not why:
         return mark

@@ -24,10 +24,21 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from pca_batch.backends import Backend, Opening
-from pca_batch.backends.base import CaDescription
+from pca_batch.backends.base import CaDescription, CertificateBundle
 from pca_batch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BackendError, PcaBatchError
-from pca_batch.model import FAILED, SKIPPED, ApplyOptions, BackendConfig, Entry, Manifest, Result, RunSettings
-from pca_batch.plan import converge
+from pca_batch.files import flush_renames
+from pca_batch.model import (
+    FAILED,
+    SKIPPED,
+    ApplyOptions,
+    BackendConfig,
+    Entry,
+    Manifest,
+    Outputs,
+    Result,
+    RunSettings,
+)
+from pca_batch.plan import adopt, converge, guard
 from pca_batch.plan.preflight import preflight
 from pca_batch.plan.prune import Revocation, find_orphans
 from pca_batch.plan.renewal import IssuedIndex
@@ -36,7 +47,7 @@ from pca_batch.report.json_report import write_report
 from pca_batch.report.junit import write_junit
 from pca_batch.report.live import LiveReport, plain_line, print_final
 from pca_batch.report.text import write_lines
-from pca_batch.run.delivery import make_durable
+from pca_batch.run.delivery import OUTPUT_ERROR, make_durable, write_outputs
 from pca_batch.run.describe import Describer
 from pca_batch.run.journal import Issued
 from pca_batch.run.ratelimit import LearnedRate, learned_lines
@@ -51,6 +62,7 @@ if TYPE_CHECKING:
 
 Described = Mapping[str, CaDescription | BackendError]  # CAs the background opening described already
 NOT_STARTED = "NotStarted"
+MAX_ISSUE = "MaxIssueExceeded"
 
 
 def start_opening(config: BackendConfig, settings: RunSettings, options: ApplyOptions) -> Opening | None:
@@ -104,6 +116,7 @@ class _Decided:
     state: State
     view: StateView  # the state as read once the lock was taken
     orphans: list[Revocation]  # certificates on record for names the manifest no longer lists
+    index: IssuedIndex  # the journal as read before the run
 
 
 def _decide(manifest: Manifest, options: ApplyOptions, console: Console,
@@ -118,7 +131,7 @@ def _decide(manifest: Manifest, options: ApplyOptions, console: Console,
         write_lines(console, [plain_line(r) for r in settled.values()])
     todo = [s.entry for s in steps if s.entry.name not in settled]
     orphans = find_orphans(manifest, index)
-    return _Decided(valid, settled, {s.entry.name: s for s in steps}, todo, state, view, orphans)
+    return _Decided(valid, settled, {s.entry.name: s for s in steps}, todo, state, view, orphans, index)
 
 
 class _Session:
@@ -185,6 +198,70 @@ class _Session:
             if not self.calls_left_running:
                 journal.close()
 
+    def adopt_files(self, decided: _Decided, given: Backend | None,
+                    opening: Opening | None) -> tuple[_Decided, Described | None]:
+        """apply --adopt: the entries to renew only because the state has no record of their
+        certificate file are judged first (pca_batch.plan.adopt); those that fit are recorded,
+        their missing chain files written, and they are unchanged. Opens the backend when there
+        is any; returns what its opening described."""
+        steps = [decided.steps[e.name] for e in decided.todo]
+        if not adopt.candidates(steps):
+            return decided, None
+        described = self.open_backend(given, opening)
+        assert self.backend is not None
+        run = resolve_config(self.manifest.backend, self.manifest.settings, self.options)
+        cas = adopt.CaCertificates(self.backend, run.max_attempts)
+        judged = adopt.judge(steps, cas, self.base_dir, now=datetime.now(UTC), env=self.env)
+        fits = [j for j in judged if j.adoptable]
+        settled = dict(decided.settled)
+        if fits:
+            line = self._issued_line(decided)
+            with contextlib.closing(decided.state.open_recorder(decided.view)) as journal:
+                for j in fits:
+                    entry = j.step.entry
+                    assert entry.ca_arn is not None and j.expected is not None
+                    journal.record_issued(name=entry.name, token=j.expected.token, ca_arn=entry.ca_arn,
+                                          certificate_arn=j.certificate_arn, issued=line(entry))
+            settled |= {j.step.entry.name: self._adopted(j, cas) for j in fits}
+            if not self.console.is_terminal:
+                write_lines(self.console, [f"{plain_line(settled[j.step.entry.name])}  adopted" for j in fits])
+        steps_now = dict(decided.steps) | {j.step.entry.name: adopt.not_adopted(j.step, j) for j in judged
+                                           if not j.adoptable}
+        todo = [e for e in decided.todo if e.name not in settled]
+        return replace(decided, settled=settled, steps=steps_now, todo=todo), described
+
+    def _adopted(self, judged: adopt.Judged, cas: adopt.CaCertificates) -> Result:
+        """The row of an adopted entry, once its chain files (from the CA's certificate) are in place."""
+        result = adopt.adopted_result(judged, self.base_dir)
+        entry = judged.step.entry
+        assert judged.certificate is not None and entry.ca_arn is not None
+        wanted = Outputs(chain=entry.outputs.chain, full_chain=entry.outputs.full_chain)
+        if not wanted.items():
+            return result
+        try:
+            _ca, chain = cas.get(entry.ca_arn)
+            write_outputs(CertificateBundle(judged.leaf_pem, chain), wanted, dict(result.outputs))
+            flush_renames()
+        except (BackendError, OSError) as exc:
+            message = exc.message if isinstance(exc, BackendError) else (exc.strerror or str(exc))
+            return replace(result, status=FAILED, error_code=OUTPUT_ERROR,
+                           error_message=f"adopted (recorded), but its chain files could not be written: {message}; "
+                                         "the next apply writes them")
+        return result
+
+    def guard(self, decided: _Decided) -> None:
+        """--max-issue: refuse before any call when too many would be issued (the report says
+        every entry to run was skipped)."""
+        limit, source = guard.limit_of(self.options.max_issue, self.manifest.settings.max_issue)
+        try:
+            guard.check([decided.steps[e.name] for e in decided.todo], decided.index, limit=limit, source=source,
+                        state=decided.state.display)
+        except guard.IssueGuardError as exc:
+            skipped = [replace(base_result(e, self.base_dir), status=SKIPPED, error_code=MAX_ISSUE,
+                               error_message=str(exc)) for e in decided.todo]
+            self._write_reports(_in_order(decided.valid, decided.settled, skipped))
+            raise
+
     def _issued_line(self, decided: _Decided) -> Callable[[Entry], Issued]:
         """What each ``issued`` journal line says beside the ARN: this manifest, the entry's
         outputs (for --prune) and, with revoke_replaced, the certificate it replaces."""
@@ -214,6 +291,12 @@ class _Session:
             except PcaBatchError as exc:  # no backend for the revocations (no credentials, ...): finish() raises it
                 self.retire_error = exc
                 return results + [_not_revoked(o, exc) for o in self.prune]
+
+    def close_backend(self) -> None:
+        """Close the backend opened here (a run that stops before it starts)."""
+        if self.own_backend and self.backend is not None and not self.calls_left_running:
+            self.backend.close()
+            self.backend = None
 
     def _backend_for_revocations(self) -> Backend:
         if self.backend is None:
@@ -296,9 +379,19 @@ def execute(
         with state.locked(operation, scope_of(options.shard), options.lock_timeout) as lock:
             decided = _decide(manifest, options, console, env, state)
             session = _Session(manifest, options, console, env, decided.orphans if options.prune else ())
+            described: Described | None = None
+            try:
+                if options.adopt:
+                    decided, described = session.adopt_files(decided, backend, opening)
+                session.guard(decided)
+            except PcaBatchError:
+                session.close_backend()
+                raise
             try:
                 if decided.todo:
-                    session.run(decided, session.open_backend(backend, opening))
+                    if session.backend is None:
+                        described = session.open_backend(backend, opening)
+                    session.run(decided, described)
             finally:
                 code = session.finish(decided)
             if code in (EXIT_OK, EXIT_FAILED) and not session.calls_left_running:

@@ -49,3 +49,4 @@ def open_for_run(config: BackendConfig, settings: RunSettings, options: ApplyOpt
         endpoint_url=options.endpoint_url,
         max_pool_connections=max(resolve_config(config, settings, options).concurrency, 10),
     )
+

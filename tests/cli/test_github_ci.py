@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.run.test_runner_acceptance import MISSING_CA, write_manifest
+from tests.run.test_runner_acceptance import CA, MISSING_CA, write_manifest
 from tests.support.common import Cli
 
 
@@ -89,7 +89,8 @@ def test_the_plan_table_and_its_counts_go_to_the_summary(tmp_path: Path, github:
     result = cli("apply", manifest, "--plan")
     assert result.code == 0
     summary = github.read_text()
-    assert f"### pca-batch plan: {manifest}\n\nPlan: 2 entries, 2 planned\n" in summary
+    counts = f"Plan: 2 entries, 2 planned; to issue: 2 from {CA} (general purpose)"
+    assert f"### pca-batch plan: {manifest}\n\n{counts}\n" in summary
     assert "| name | action | CA | signing algorithm | validity | subject / SANs | idempotency token |" in summary
     assert "| web | + issue | arn:aws:acm-pca:" in summary
     assert "| SHA256WITHECDSA | 30 DAYS | CN=web.example, DNS:web.example | pb1-" in summary

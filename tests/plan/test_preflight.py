@@ -57,6 +57,9 @@ class DescribingBackend:
     def get_certificate(self, ca_arn: str, certificate_arn: str) -> CertificateBundle:
         raise AssertionError("preflight is read-only")
 
+    def get_certificate_authority_certificate(self, ca_arn: str) -> CertificateBundle:
+        raise AssertionError("preflight only describes")
+
     def revoke_certificate(self, ca_arn: str, serial: str, reason: str) -> None:
         raise AssertionError("preflight is read-only")
 

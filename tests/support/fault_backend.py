@@ -232,6 +232,14 @@ class FaultBackend:
         return CaDescription(arn=ca_arn, status="ACTIVE", key_algorithm="EC_prime256v1",
                              usage_mode="GENERAL_PURPOSE", not_after=authority.not_after)
 
+    def get_certificate_authority_certificate(self, ca_arn: str) -> CertificateBundle:
+        self._arrive("GetCertificateAuthorityCertificate")
+        authority = self.authorities.get(ca_arn)
+        if authority is None:
+            raise BackendError("ResourceNotFoundException", f"Could not find certificate authority {ca_arn}.",
+                               status=400)
+        return CertificateBundle(certificate=authority.pem, chain="")
+
     def revoke_certificate(self, ca_arn: str, serial: str, reason: str) -> None:
         self._arrive("RevokeCertificate")
         key = (ca_arn, int(serial.replace(":", ""), 16))

@@ -12,6 +12,7 @@ Nothing here ever talks to an address other than 127.0.0.1.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import os
 import socket
@@ -241,6 +242,77 @@ def serial_certificate_arns(monkeypatch: pytest.MonkeyPatch) -> None:
         return aws_arn
 
     monkeypatch.setattr(CertificateAuthority, "issue_certificate", issue_certificate)
+
+
+def aws_not_found(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto answer GetCertificate of a certificate its CA never issued as AWS does
+    (ResourceNotFoundException, HTTP 400) instead of an HTML 500 page. Only for a moto in this
+    process (moto_thread); undone with ``monkeypatch``."""
+    from moto.acmpca.exceptions import ResourceNotFoundException
+    from moto.acmpca.models import CertificateAuthority
+
+    real = CertificateAuthority.get_certificate
+
+    def get_certificate(self: CertificateAuthority, certificate_arn: str) -> tuple[bytes, bytes]:
+        if certificate_arn not in self.issued_certificates:
+            raise ResourceNotFoundException(certificate_arn)
+        return real(self, certificate_arn)
+
+    monkeypatch.setattr(CertificateAuthority, "get_certificate", get_certificate)
+
+
+def honour_validity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make moto issue as AWS does what IssueCertificate asks: NotAfter from ``Validity`` (NotBefore
+    60 minutes before the issuance) and the hash of ``SigningAlgorithm``; moto always signs
+    SHA512 for 365 days from the issuance. Only for a moto in this process (moto_thread), and for
+    requests that reach it as IssueCertificate; undone with ``monkeypatch``."""
+    from datetime import UTC, datetime, timedelta
+
+    from moto.acmpca.models import CertificateAuthority
+    from moto.acmpca.responses import ACMPCAResponse
+
+    from pca_batch.pki.validity import not_after
+
+    asked = threading.local()
+    real_issue = ACMPCAResponse.issue_certificate
+    hashes_by_name: dict[str, hashes.SHA256 | hashes.SHA384 | hashes.SHA512] = {
+        "SHA256": hashes.SHA256(), "SHA384": hashes.SHA384(), "SHA512": hashes.SHA512(),
+    }
+
+    def issue_certificate(self: ACMPCAResponse) -> str:
+        params = json.loads(self.body)
+        asked.request = params
+        try:
+            return real_issue(self)
+        finally:
+            asked.request = None
+
+    def generate_cert(self: CertificateAuthority, subject: x509.Name, public_key: Any,
+                      extensions: list[tuple[x509.ExtensionType, bool]]) -> bytes:
+        request = getattr(asked, "request", None) or {}
+        now = datetime.now(UTC).replace(microsecond=0)
+        validity = request.get("Validity") or {"Value": 365, "Type": "DAYS"}
+        digest = hashes_by_name.get(str(request.get("SigningAlgorithm", "SHA512"))[:6], hashes.SHA512())
+        builder = (
+            x509.CertificateBuilder().subject_name(subject).issuer_name(self.issuer).public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - timedelta(minutes=60)).not_valid_after(not_after(validity, now))
+        )
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical)
+        return builder.sign(self.key, digest).public_bytes(serialization.Encoding.PEM)
+
+    monkeypatch.setattr(ACMPCAResponse, "issue_certificate", issue_certificate)
+    monkeypatch.setattr(CertificateAuthority, "generate_cert", generate_cert)
+
+
+def set_usage_mode(ca_arn: str, usage_mode: str) -> None:
+    """Give a CA of moto's (in this process: moto_thread) the UsageMode it was created with:
+    moto reports every CA as SHORT_LIVED_CERTIFICATE whatever was asked."""
+    from moto.acmpca.models import acmpca_backends
+
+    _, _, _, region, account, _ = ca_arn.split(":", 5)
+    acmpca_backends[account][region].certificate_authorities[ca_arn].usage_mode = usage_mode
 
 
 def moto_revocations(ca_arn: str) -> dict[str, dict[str, Any]]:

@@ -201,6 +201,14 @@ class LocalBackend:
             not_after=utc(row.not_after) if row.has_certificate else None,
         )
 
+    def get_certificate_authority_certificate(self, ca_arn: str) -> CertificateBundle:
+        row = authority_row(self._store, check_ca_arn(ca_arn))
+        if not row.has_certificate:
+            raise BackendError("InvalidStateException",
+                               f"certificate authority {ca_arn} is {row.status}: no certificate")
+        chain = chain_of(self._store, authority_row(self._store, row.parent_arn)) if row.parent_arn is not None else ""
+        return CertificateBundle(certificate=row.certificate_pem, chain=chain)
+
     def revoke_certificate(self, ca_arn: str, serial: str, reason: RevocationReason) -> None:
         """RevokeCertificate: ``serial`` in hex, with or without colons. Errors as AWS answers
         them: ResourceNotFoundException (a serial this CA did not issue),
