@@ -46,7 +46,7 @@ Decided = Literal["issue", "renew", "unchanged"]
 # revoke: apply --prune revokes it (no longer in the manifest), or a certificate a renewal replaced;
 # orphaned: no longer in the manifest, left alone (no --prune);
 # adopt: apply --adopt records the certificate file on disk instead of renewing it (it checked out)
-PlanAction = Literal[Decided, "invalid", "refused", "revoke", "orphaned", "adopt"]
+PlanAction = Literal[Decided, "invalid", "refused", "revoke", "orphaned", "adopt", "fetch"]
 BackendType = Literal["local", "aws"]
 DEFAULT_STORE = ".pca-batch"  # beside the manifest: the local CA's store, and the journal
 

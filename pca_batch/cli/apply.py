@@ -172,7 +172,14 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
     from pca_batch.plan.converge import KEY_COMPROMISED
     from pca_batch.plan.prune import find_orphans, pending_replaced
     from pca_batch.report.json_report import write_report
-    from pca_batch.report.plan_view import build_plan, orphan_rows, plan_summary, render_plan, with_replaced
+    from pca_batch.report.plan_view import (
+        build_plan,
+        orphan_rows,
+        plan_summary,
+        render_plan,
+        with_fetches,
+        with_replaced,
+    )
     from pca_batch.state.base import StateError
 
     problems = manifest.all_problems()
@@ -198,6 +205,7 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
         if r.name in findings else adopt.plan_row(r, adopting[r.name]) if r.name in adopting else r
         for r in build_plan(manifest, steps)
     ]
+    results = with_fetches(results, [s for s in steps if s.entry.name not in findings], index)
     results = with_replaced(results, pending_replaced(steps, index, manifest.path.name), steps)
     results += orphan_rows(find_orphans(manifest, index), prune=options.prune)
     render_plan(manifest, results, console)
@@ -217,7 +225,7 @@ def _plan(manifest: Manifest, options: ApplyOptions, console: Console, err: Cons
         return EXIT_FAILED if options.detailed_exitcode else EXIT_INVALID
     if findings or refusal is not None:  # apply would fail these entries: the plan says so with a failing status
         return EXIT_FAILED
-    changes = any(r.action in ("issue", "renew", "revoke", "adopt") for r in results)
+    changes = any(r.action in ("issue", "renew", "revoke", "adopt", "fetch") for r in results)
     return 2 if options.detailed_exitcode and changes else EXIT_OK
 
 

@@ -19,6 +19,7 @@ from pca_batch.acmpca import GENERAL_PURPOSE, SHORT_LIVED
 from pca_batch.errors import EXIT_FAILED, PcaBatchError
 from pca_batch.plan.converge import Step
 from pca_batch.plan.renewal import NO_RECORD, IssuedIndex
+from pca_batch.run.journal import JournalRecord
 
 USAGE_WORDS: dict[str, str] = {GENERAL_PURPOSE: "general purpose", SHORT_LIVED: "short-lived"}
 
@@ -29,14 +30,23 @@ class IssueGuardError(PcaBatchError):
     exit_code = EXIT_FAILED
 
 
+def recorded(step: Step, index: IssuedIndex) -> JournalRecord | None:
+    """The certificate the state holds under the token this step would send (a lost output
+    file, an interrupted renewal): apply fetches it again instead of issuing. None otherwise."""
+    decision, entry = step.decision, step.entry
+    if decision.action == "unchanged" or decision.refusal is not None or entry.ca_arn is None:
+        return None
+    token = decision.token or (entry.token if entry.key is None else None)
+    return None if token is None else index.by_token.get((entry.ca_arn, token))
+
+
 def issues(step: Step, index: IssuedIndex) -> bool:
     """Would apply call IssueCertificate for this step? (Not when the state holds the
     certificate under the token it would send: that one is fetched again.)"""
-    decision, entry = step.decision, step.entry
-    if decision.action == "unchanged" or decision.refusal is not None or entry.ca_arn is None:
+    decision = step.decision
+    if decision.action == "unchanged" or decision.refusal is not None or step.entry.ca_arn is None:
         return False
-    token = decision.token or (entry.token if entry.key is None else None)
-    return token is None or (entry.ca_arn, token) not in index.by_token
+    return recorded(step, index) is None
 
 
 def to_issue(steps: Sequence[Step], index: IssuedIndex) -> list[Step]:

@@ -11,8 +11,9 @@ from pca_batch.model import INVALID, PLANNED, Entry, Manifest, Result
 from pca_batch.pki import validity
 from pca_batch.plan import converge
 from pca_batch.plan.converge import Step
+from pca_batch.plan.guard import recorded
 from pca_batch.plan.prune import NO_LONGER_LISTED, Revocation
-from pca_batch.plan.renewal import serial_of
+from pca_batch.plan.renewal import IssuedIndex, serial_of
 from pca_batch.report.json_report import summary_line
 from pca_batch.report.text import write_lines
 
@@ -30,6 +31,7 @@ ACTION_MARKS = {
     "revoke": "- revoke",
     "orphaned": "? orphaned",
     "adopt": "= adopt",
+    "fetch": "< fetch",
 }
 
 
@@ -69,6 +71,25 @@ def plan_result(entry: Entry, root: Path, step: Step | None = None) -> Result:
 def build_plan(manifest: Manifest, steps: Sequence[Step] = ()) -> list[Result]:
     by_name = {s.entry.name: s for s in steps}
     return [plan_result(e, manifest.root, by_name.get(e.name)) for e in manifest.entries]
+
+
+FETCHED_AGAIN = "on record in the state as serial {serial}: fetched again, no IssueCertificate call"
+
+
+def with_fetches(rows: Sequence[Result], steps: Sequence[Step], index: IssuedIndex) -> list[Result]:
+    """Rows to issue or renew whose certificate the state already holds under the very token
+    the entry would send (its files were lost, or a run stopped before writing them): apply
+    fetches that certificate again instead of issuing one, so the plan says ``< fetch``."""
+    by_name = {s.entry.name: s for s in steps}
+    out = []
+    for row in rows:
+        step = by_name.get(row.name)
+        record = recorded(step, index) if step is not None and row.action in ("issue", "renew") else None
+        if record is not None:
+            row = replace(row, action="fetch", certificate_arn=record.certificate_arn,
+                          reason=FETCHED_AGAIN.format(serial=serial_of(record)))
+        out.append(row)
+    return out
 
 
 def orphan_rows(orphans: Sequence[Revocation], *, prune: bool) -> list[Result]:
@@ -120,6 +141,9 @@ def plan_summary(manifest: Manifest, results: Sequence[Result], *, issuing: str 
     adopt = sum(1 for r in results if r.action == "adopt")
     if adopt:
         text += f"; {adopt} to adopt (recorded, not renewed)"
+    fetch = sum(1 for r in results if r.action == "fetch")
+    if fetch:
+        text += f"; {fetch} to fetch again (on record in the state, not issued)"
     if issuing:
         text += f"; {issuing}"
     gone = [r for r in results if r.name not in names]
@@ -168,7 +192,7 @@ def _plan_table(manifest: Manifest, results: Sequence[Result], entries: Mapping[
     for r in results:
         e = entries.get(r.name)
         style = {"invalid": "red", "refused": "red", "renew": "yellow", "unchanged": "dim", "revoke": "magenta",
-                 "orphaned": "yellow", "adopt": "cyan"}.get(
+                 "orphaned": "yellow", "adopt": "cyan", "fetch": "cyan"}.get(
             r.action or "", "green"
         )
         cells: list[str | Text] = [r.name, Text(_action(r, table=True), style=style)]
@@ -206,7 +230,7 @@ def _action(r: Result, table: bool = False) -> str:
     why = ""
     if r.action == "refused":
         why = f"{r.error_code}: {r.error_message}"
-    elif r.reason and r.action in ("renew", "unchanged", "revoke", "orphaned", "adopt"):
+    elif r.reason and r.action in ("renew", "unchanged", "revoke", "orphaned", "adopt", "fetch"):
         why = r.reason
     if not why:
         return mark

@@ -210,3 +210,32 @@ def test_the_refusal_counts_each_reason_for_a_renewal(cli: Cli, tmp_path: Path) 
     assert result.code == 1
     assert "2 certificates would be issued, more than --max-issue 1 allows: 2 renewals (the request changed: 2)" \
         in flat(result.err)
+
+
+def test_lost_files_are_planned_as_fetches_and_apply_fetches_exactly_those(cli: Cli, tmp_path: Path) -> None:
+    """Certificates on record in the state under the token the entry would send are fetched
+    again, not issued: the plan says `< fetch` with their serials, does not count them as issued,
+    and apply recovers exactly those with the ARNs the plan named."""
+    names = ["a", "b", "c"]
+    manifest = write(tmp_path, names)
+    assert cli("apply", manifest).code == 0
+    arns = {str(r["name"]): str(r["certificate_arn"]) for r in issued_lines(tmp_path)}
+    for name in ("a", "c"):
+        (tmp_path / "out" / f"{name}.pem").unlink()
+    report = tmp_path / "plan.json"
+    plan = cli("apply", manifest, "--plan", "--detailed-exitcode", "--max-issue", "0", "--report", report)
+    assert plan.code == 2, plan.out + plan.err  # changes pending, and --max-issue 0 does not refuse fetches
+    rows = {r["name"]: r for r in json.loads(report.read_text())["results"]}
+    assert {n: r["action"] for n, r in rows.items()} == {"a": "fetch", "b": "unchanged", "c": "fetch"}
+    assert {n: rows[n]["certificate_arn"] for n in ("a", "c")} == {n: arns[n] for n in ("a", "c")}
+    assert "2 to fetch again (on record in the state, not issued)" in flat(plan.out)
+    assert "to issue:" not in plan.out
+    assert "< fetch" in plan.out
+
+    applied = tmp_path / "apply.json"
+    assert cli("apply", manifest, "--max-issue", "0", "--report", applied).code == 0
+    done = {r["name"]: r for r in json.loads(applied.read_text())["results"]}
+    assert {n: r["status"] for n, r in done.items()} == {"a": "recovered", "b": "unchanged", "c": "recovered"}
+    assert {n: done[n]["certificate_arn"] for n in names} == arns
+    assert len(issued_lines(tmp_path)) == 3
+    assert cli("apply", manifest, "--plan", "--detailed-exitcode").code == 0
