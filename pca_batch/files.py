@@ -105,6 +105,9 @@ def _fsync_dir(folder: Path) -> None:
 
 _renamed: dict[str, list[Path]] = {}  # folder -> files renamed into it, the renames not flushed yet
 _renamed_lock = threading.Lock()
+# Creating and renaming files in one folder from several threads at once makes them spin on the
+# folder's lock in the kernel, burning the CPU the signing needs: one thread at a time does it.
+_folder_lock = threading.Lock()
 
 
 def flush_renames() -> None:
@@ -153,25 +156,14 @@ def atomic_write_many(items: Sequence[tuple[Path, bytes, int]]) -> None:
     """
     temps: list[tuple[int, str, Path]] = []  # open temporary file, its name, its target
     try:
-        for path, data, mode in items:
-            folder = str(path.parent)
-            _make_folder(path.parent)
-            try:
-                fd, tmp = _create_temp(folder, path.name, mode)
-            except FileNotFoundError:  # the folder was removed since it was made: make it again
-                _folders.discard(folder)
-                _make_folder(path.parent)
-                fd, tmp = _create_temp(folder, path.name, mode)
-            temps.append((fd, tmp, path))
-            if _UMASK is None or mode & _UMASK:
-                os.fchmod(fd, mode)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
+        with _folder_lock:
+            for path, data, mode in items:
+                temps.append(_write_temp(path, data, mode))
         for fd, _tmp, _path in temps:
-            os.fsync(fd)  # the contents, before any rename
-        for _fd, tmp, path in temps:
-            os.replace(tmp, path)
+            os.fsync(fd)  # the contents, before any rename; fsyncs of several threads share commits
+        with _folder_lock:
+            for _fd, tmp, path in temps:
+                os.replace(tmp, path)
         renamed, temps = temps, []
         _close(renamed)
         with _renamed_lock:  # the renames are made durable together, by flush_renames()
@@ -182,6 +174,28 @@ def atomic_write_many(items: Sequence[tuple[Path, bytes, int]]) -> None:
         for _fd, tmp, _path in temps:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+def _write_temp(path: Path, data: bytes, mode: int) -> tuple[int, str, Path]:
+    folder = str(path.parent)
+    _make_folder(path.parent)
+    try:
+        fd, tmp = _create_temp(folder, path.name, mode)
+    except FileNotFoundError:  # the folder was removed since it was made: make it again
+        _folders.discard(folder)
+        _make_folder(path.parent)
+        fd, tmp = _create_temp(folder, path.name, mode)
+    try:
+        if _UMASK is None or mode & _UMASK:
+            os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    return fd, tmp, path
 
 
 def _close(temps: Sequence[tuple[int, str, Path]]) -> None:
