@@ -30,7 +30,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--report", type=Path, metavar="FILE", help="write the JSON report here")
     p.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report here")
     add_backend_options(p)
-    p.add_argument("--concurrency", type=positive_int, metavar="N", help="entries in flight at once (default 16)")
+    p.add_argument("--concurrency", type=positive_int, metavar="N",
+                   help="entries in flight at once (default 16; local backend 128)")
     p.add_argument("--max-rate", type=rate, metavar="N", help="IssueCertificate calls per second (0: no limit)")
     p.add_argument("--max-attempts", type=positive_int, metavar="N", help="attempts per call (default 8)")
     p.add_argument("--fail-fast", action="store_true", help="start no new entry after a failure")

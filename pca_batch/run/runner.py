@@ -51,6 +51,7 @@ INTERRUPTED = "Interrupted"
 FAIL_FAST = "FailFast"
 _TICK = 0.1  # how often the main thread looks up from waiting for results (seconds)
 DEFAULT_CONCURRENCY = 16
+DEFAULT_LOCAL_CONCURRENCY = 128  # the local CA: two batches of 64 (one signing, one writing its files)
 BATCH_MIN = 8  # entries: a run this short (twice over) is not worth batching
 CHUNK_MAX = 64  # entries a worker takes together, with a backend that issues in batches
 _UNWRITTEN = (

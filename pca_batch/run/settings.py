@@ -1,7 +1,8 @@
 """A run's settings and backend: command line > manifest ``settings:`` > defaults.
 
-The defaults: concurrency 16, max_attempts 8, max_rate 20 a second for the aws
-backend and unlimited for the local one (0 lifts the limit).
+The defaults: concurrency 16 for the aws backend and 128 for the local one (whose
+entries go in batches of up to half the concurrency), max_attempts 8, max_rate 20
+a second for the aws backend and unlimited for the local one (0 lifts the limit).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from pca_batch.backends import Backend, open_backend
 from pca_batch.model import ApplyOptions, BackendConfig, RunSettings
 from pca_batch.run.ratelimit import DEFAULT_AWS_RATE
 from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS
-from pca_batch.run.runner import DEFAULT_CONCURRENCY, RunConfig
+from pca_batch.run.runner import DEFAULT_CONCURRENCY, DEFAULT_LOCAL_CONCURRENCY, RunConfig
 
 
 def resolve_config(backend: BackendConfig, settings: RunSettings, options: ApplyOptions) -> RunConfig:
@@ -21,7 +22,8 @@ def resolve_config(backend: BackendConfig, settings: RunSettings, options: Apply
 
     rate_default = DEFAULT_AWS_RATE if backend.type == "aws" else None
     max_rate = pick(options.max_rate, settings.max_rate, rate_default)
-    concurrency = pick(options.concurrency, settings.concurrency, DEFAULT_CONCURRENCY)
+    concurrency_default = DEFAULT_CONCURRENCY if backend.type == "aws" else DEFAULT_LOCAL_CONCURRENCY
+    concurrency = pick(options.concurrency, settings.concurrency, concurrency_default)
     attempts = pick(options.max_attempts, settings.max_attempts, DEFAULT_MAX_ATTEMPTS)
     return RunConfig(
         concurrency=max(1, int(concurrency or 1)),

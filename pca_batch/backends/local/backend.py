@@ -128,13 +128,19 @@ class LocalBackend:
         recorded in one store transaction."""
         out: list[str | BackendError | None] = [None] * len(requests)
         todo: list[tuple[int, SignJob, Issuance]] = []
+        later: list[int] = []  # the one-by-one way, once the others are recorded
+        tokens: set[tuple[str, str]] = set()
         for i, request in enumerate(requests):
             try:
                 ca_arn, template, token = checked_request(request)
-                if template.self_signed:  # a root CA's own certificate, maybe: the one-by-one way
-                    out[i] = self.issue_certificate(request)
+                # A root CA's own certificate (maybe), or a token an earlier request of the batch
+                # holds: answered as if the requests came one at a time.
+                if template.self_signed or (token is not None and (ca_arn, token) in tokens):
+                    later.append(i)
                     continue
                 prepared = self._prepare(request, ca_arn, token)
+                if token is not None:
+                    tokens.add((ca_arn, token))
             except BackendError as exc:
                 out[i] = exc
                 continue
@@ -150,6 +156,11 @@ class LocalBackend:
         for i, _job, _issuance, found in signed:
             if isinstance(found, BackendError):
                 out[i] = found
+        for i in later:
+            try:
+                out[i] = self.issue_certificate(requests[i])
+            except BackendError as exc:
+                out[i] = exc
         return [o if o is not None else BackendError("InternalFailure", "the request was not issued") for o in out]
 
     def _sign_and_record(self, job: SignJob, issuance: Issuance) -> str:
