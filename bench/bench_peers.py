@@ -22,7 +22,9 @@ its own files, never the whole file system).
 Goals: apply >= 1.0x the floor and >= 1.3x cfssl serve, at every size and key type;
 slowdown under the writer no worse than the floor's. Exits 1 on a miss.
 
-    python -m bench.bench_peers [--entries 2000] [--large] [--runs 3] [--no-writer] [--keys ec,rsa]
+Last, for information, apply at --concurrency 1, 2, 16 and 128.
+
+    python -m bench.bench_peers [--entries 2000] [--large] [--runs 3] [--no-writer] [--no-sweep] [--keys ec,rsa]
 """
 
 from __future__ import annotations
@@ -309,9 +311,9 @@ class Case:
             if (self.root / name).exists():
                 (self.root / name).rename(TRASH / f"{len(list(TRASH.iterdir())):06d}")
 
-    def apply(self) -> float:
+    def apply(self, *extra: str) -> float:
         self._fresh(".pca-batch", "out")
-        return timed([sys.executable, "-m", "pca_batch", "apply", str(self.manifest)], self.env, self.root,
+        return timed([sys.executable, "-m", "pca_batch", "apply", str(self.manifest), *extra], self.env, self.root,
                      self.root / "out", self.count)
 
     def floor(self) -> float:
@@ -359,6 +361,16 @@ def measure(case: Case, runs: int, cfssl: str | None, goals: Goals) -> None:
         print(f"[{label}] cfssl serve       skipped: no cfssl (Debian's golang-cfssl) and it could not be installed")
 
 
+def sweep(case: Case, runs: int) -> None:
+    """What --concurrency changes (1: one entry at a time, no batch; 16: batches of 8; 128, the
+    default: batches of 64), for the closing note; no goal."""
+    levels = ("1", "2", "16", "128")
+    got = medians(runs, {level: lambda level=level: case.apply("--concurrency", level) for level in levels})  # type: ignore[misc]
+    label = f"{case.kind.upper()} {case.count:,}"
+    print(f"[{label}] apply by --concurrency: " + ", ".join(f"{level}: {got[level]:.0f}/s" for level in levels),
+          flush=True)
+
+
 def under_writer(case: Case, runs: int, goals: Goals) -> None:
     quiet = medians(runs, {"apply": case.apply, "floor": case.floor})
     writer = Writer(WORK / "writer.bin")
@@ -382,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", default="ec,rsa")
     parser.add_argument("--no-writer", action="store_true", help="skip the run under a concurrent writer")
     parser.add_argument("--no-cfssl", action="store_true")
+    parser.add_argument("--no-sweep", action="store_true", help="skip apply at --concurrency 1, 2, 16 and 128")
     parser.add_argument("--floor", nargs=4, metavar=("CSRS", "OUT", "CA_CERT", "CA_KEY"), help=argparse.SUPPRESS)
     parser.add_argument("--cfssl-client", nargs=3, metavar=("CSRS", "OUT", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -403,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
                 measure(Case(kind, count, env), args.runs, cfssl, goals)
         if not args.no_writer:
             under_writer(Case("ec", args.entries, env), args.runs, goals)
+        if not args.no_sweep:
+            sweep(Case("ec", args.entries, env), args.runs)
     finally:
         shutil.rmtree(TRASH, ignore_errors=True)
     print(machine_speed(), flush=True)
