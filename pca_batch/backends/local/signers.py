@@ -3,11 +3,11 @@
 Building and signing a certificate (reading the CSR, the template's extensions,
 the CA key's signature) holds the GIL; one process signs on one core however
 many threads it runs. A :class:`Signers` pool starts worker processes that each
-open the store read-only and load the CA keys themselves, exactly as the main
-process does (the key file stays 0600 and is decrypted with
-``PCA_BATCH_STORE_PASSPHRASE`` when set): no key ever crosses a pipe. The main
-process sends batches of :class:`SignJob` (the request, the times, the serial)
-and gets PEM text back; it alone writes the store.
+read the CA keys from the store themselves, exactly as the main process does
+(the key file stays 0600 and is decrypted with ``PCA_BATCH_STORE_PASSPHRASE``
+when set): no key ever crosses a pipe. The main process sends batches of
+:class:`SignJob` (the request, the CA's row, the times, the serial) and gets
+PEM text back; it alone writes the store.
 
 The workers are plain processes on two pipes each (no feeder or manager
 threads), started by fork while the process has one thread (else by spawn).
@@ -28,16 +28,16 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import Any
 
-from pca_batch.backends.local.authorities import Authority, load_authority, pem
+from pca_batch.backends.local.authorities import Authority, authority_of, pem
 from pca_batch.backends.local.issuance import certificate_contents
-from pca_batch.backends.local.store import AuthorityRow, Store
+from pca_batch.backends.local.store import AuthorityRow
 from pca_batch.backends.local.templates import resolve_template
 from pca_batch.backends.local.x509 import SIGNING_ALGORITHMS, ToBeSigned, parse_csr
 from pca_batch.errors import BackendError
@@ -84,19 +84,20 @@ def build(authority: Authority, job: SignJob) -> str:
 
 
 class _Keys:
-    """A worker's CAs, loaded from the store on first use (and again when the CA changed)."""
+    """A worker's CAs: each as the main process's row says (its certificate, its key file), the
+    key read from the store on first use, as the main process reads it."""
 
     def __init__(self, folder: Path) -> None:
         self._folder = folder
-        self._store: Store | None = None
-        self._loaded: dict[str, Authority] = {}
+        self._loaded: dict[tuple[str, str, str], Authority] = {}
 
     def get(self, row: AuthorityRow) -> Authority:
-        found = self._loaded.get(row.arn)
-        if found is None or found.row != row:
-            if self._store is None:
-                self._store = Store(self._folder, create=False, read_only=True)
-            found = self._loaded[row.arn] = load_authority(self._store, row.arn)
+        which = (row.arn, row.key_file, row.certificate_pem)
+        found = self._loaded.get(which)
+        if found is None:
+            found = self._loaded[which] = authority_of(self._folder, row, chain_pem="")
+        elif found.row != row:  # the same key and certificate; the rest (CRLs, usage) as now said
+            found = replace(found, row=row)
         return found
 
 
