@@ -167,8 +167,8 @@ def atomic_write_many(items: Sequence[tuple[Path, bytes, int]]) -> None:
         renamed, temps = temps, []
         _close(renamed)
         with _renamed_lock:  # the renames are made durable together, by flush_renames()
-            for _fd, _tmp, path in renamed:
-                _renamed.setdefault(str(path.parent), []).append(path)
+            for _fd, tmp, path in renamed:
+                _renamed.setdefault(os.path.dirname(tmp), []).append(path)
     finally:
         _close(temps)
         for _fd, tmp, _path in temps:
@@ -177,14 +177,14 @@ def atomic_write_many(items: Sequence[tuple[Path, bytes, int]]) -> None:
 
 
 def _write_temp(path: Path, data: bytes, mode: int) -> tuple[int, str, Path]:
-    folder = str(path.parent)
-    _make_folder(path.parent)
+    folder, name = os.path.split(path)  # not path.parent: a new Path object a file adds up
+    _make_folder(folder)
     try:
-        fd, tmp = _create_temp(folder, path.name, mode)
+        fd, tmp = _create_temp(folder, name, mode)
     except FileNotFoundError:  # the folder was removed since it was made: make it again
         _folders.discard(folder)
-        _make_folder(path.parent)
-        fd, tmp = _create_temp(folder, path.name, mode)
+        _make_folder(folder)
+        fd, tmp = _create_temp(folder, name, mode)
     try:
         if _UMASK is None or mode & _UMASK:
             os.fchmod(fd, mode)
@@ -220,11 +220,10 @@ _UMASK = _read_umask()
 _folders: set[str] = set()  # folders made (or found) during this run
 
 
-def _make_folder(folder: Path) -> None:
-    key = str(folder)
-    if key not in _folders:
-        folder.mkdir(parents=True, exist_ok=True)
-        _folders.add(key)
+def _make_folder(folder: str) -> None:
+    if folder not in _folders:
+        os.makedirs(folder, exist_ok=True)
+        _folders.add(folder)
 
 
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)

@@ -359,6 +359,7 @@ class Runner:
         answers = self._backend.issue_many([entry.api_request() for _i, entry, _state in asking]) if asking else []
         records: list[JournalRecord] = []
         alone: list[_Ready] = []
+        now = utc_now()  # the batch's answers came together
         for (i, entry, state), answer in zip(asking, answers, strict=True):
             state.attempts = 1
             if isinstance(answer, BackendError):
@@ -370,7 +371,7 @@ class Runner:
             assert entry.ca_arn is not None and entry.token is not None
             about = self._steps.issued(entry) if self._steps.issued is not None else Issued()
             records.append(JournalRecord(name=entry.name, token=entry.token, ca_arn=entry.ca_arn,
-                                         certificate_arn=answer, time=utc_now(), issued=about))
+                                         certificate_arn=answer, time=now, issued=about))
             state.arn, state.issued = answer, True
         self._journal.record_issued_many(records)
         for i, entry, state in alone:  # the one-by-one way, with its retries
