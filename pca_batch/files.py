@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import random
-import sys
 import tempfile
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -94,89 +92,31 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-# -- many files at once, with shared flushes -------------------------------------------------
+# -- many files at once ----------------------------------------------------------------------
 #
 # Every output is still "a temporary file in the same folder, made durable, then
-# renamed", but the flushes are shared: a worker writes its temporary files, then
-# waits for one syncfs(2) of the file system that covers them (started after its
-# writes, possibly by another thread), and renames. The renames themselves are
-# flushed once, at the end of the run (flush_renames). Sixteen workers finishing
-# together cost one syncfs, not forty-eight fsyncs. Where syncfs is missing, each
-# file and folder is fsynced.
-#
-# A failed flush is an error for every file that waited on it, never only for the
-# thread that happened to call syncfs: the kernel reports a write-back error once,
-# so a waiter that called syncfs again would be told all is well.
+# renamed", but in groups: a batch writes all its temporary files, then fsyncs each
+# (the kernel commits fsyncs that arrive together in one journal transaction), then
+# renames each. The renames are made durable once, at the end of the run
+# (flush_renames): one fsync of each folder written into. Only pca-batch's own files
+# and folders are flushed, never the whole file system (syncfs would also wait for
+# every other process's dirty data).
 
 
-def _load_syncfs() -> Callable[[int], int] | None:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        func = libc.syncfs
-    except (OSError, AttributeError):
-        return None
-    func.argtypes = [ctypes.c_int]
-    func.restype = ctypes.c_int
-    return func  # type: ignore[no-any-return]
-
-
-_SYNCFS = _load_syncfs()
-
-
-class _Barrier:
-    """Group commit for one file system: returns once a syncfs begun after the call has ended."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sync_lock = threading.Lock()
-        self._requested = 0
-        self._synced = 0
-        self._failed: list[tuple[int, int, int]] = []  # (after, up to, errno): requests a failed syncfs covered
-
-    def wait(self, fd: int) -> None:
-        """Return once this thread's writes are durable; OSError when the syncfs covering them failed."""
-        sync = _SYNCFS
-        assert sync is not None
-        with self._lock:
-            self._requested += 1
-            mine = self._requested
-        with self._sync_lock:
-            for after, upto, err in self._failed:
-                if after < mine <= upto:
-                    raise OSError(err, os.strerror(err))  # the syncfs we waited on failed
-            if self._synced >= mine:
-                return  # a syncfs that began after our writes has covered them
-            with self._lock:
-                target = self._requested
-            if sync(fd) != 0:
-                err = ctypes.get_errno()
-                self._failed.append((self._synced, target, err))
-                raise OSError(err, os.strerror(err))
-            self._synced = target
-
-
-_barriers: dict[int, _Barrier] = {}
-_barriers_lock = threading.Lock()
-
-
-def _barrier(device: int) -> _Barrier:
-    with _barriers_lock:
-        return _barriers.setdefault(device, _Barrier())
-
-
-_renamed: dict[int, list[Path]] = {}  # file system -> files renamed on it, the renames not flushed yet
+_renamed: dict[str, list[Path]] = {}  # folder -> files renamed into it, the renames not flushed yet
 _renamed_lock = threading.Lock()
+# Creating and renaming files in one folder from several threads at once makes them spin on the
+# folder's lock in the kernel, burning the CPU the signing needs: one thread at a time does it.
+_folder_lock = threading.Lock()
 
 
 def flush_renames() -> None:
-    """Make every rename done by atomic_write_many so far durable (one syncfs per file system).
+    """Make every rename done by atomic_write_many so far durable (one fsync per folder).
 
     Deferring this to the end of a run is safe: until then a crash can at worst
     lose a rename, leaving the previous file in place, and the journal still holds
     the certificate's ARN, so the next run fetches it again under the same token.
-    Every file system is flushed; when some flush fails, :class:`DurabilityError`
+    Every folder is flushed; when some flush fails, :class:`DurabilityError`
     names the files that waited on it.
     """
     with _renamed_lock:
@@ -184,9 +124,11 @@ def flush_renames() -> None:
         _renamed.clear()
     failed: list[OSError] = []
     lost: set[Path] = set()
-    for device, paths in pending.items():
+    for folder, paths in pending.items():
         try:
-            _flush(device, *dict.fromkeys(str(p.parent) for p in paths))
+            _fsync_dir(Path(folder))
+        except FileNotFoundError:  # removed since: nothing of ours is left in it to make durable
+            continue
         except OSError as exc:
             failed.append(exc)
             lost.update(paths)
@@ -197,63 +139,69 @@ def flush_renames() -> None:
 
 def note_renamed(path: Path) -> None:
     """A rename into ``path`` made elsewhere (a key moved into place): made durable with the others
-    by flush_renames(), or at once where there is no syncfs."""
-    if _SYNCFS is None:
-        _fsync_dir(path.parent)
-        return
-    device = _folder_device(path.parent)
+    by flush_renames()."""
     with _renamed_lock:
-        _renamed.setdefault(device, []).append(path)
+        _renamed.setdefault(str(path.parent), []).append(path)
 
 
 def atomic_write_many(items: Sequence[tuple[Path, bytes, int]]) -> None:
-    """Replace several files atomically (each: temporary file, durable, rename), sharing flushes.
+    """Replace several files atomically (each: temporary file, fsync, rename).
 
     Safe from many threads at once; returns once every file is durable and renamed (the
     renames are made durable by flush_renames). OSError when a file cannot be written or
-    made durable; then no file is renamed. A run writes thousands of files from many
-    threads, so each costs as few system calls as it can: folders are made and looked at
-    once, the mode is given at creation (and set again only when the umask would change it).
+    made durable; then no file is renamed. A run writes thousands of files, so each costs
+    as few system calls as it can: folders are made and looked at once, the mode is given
+    at creation (and set again only when the umask would change it), every file is written
+    before the first fsync, so that the file system commits them together.
     """
-    if _SYNCFS is None:
-        for path, data, mode in items:
-            atomic_write(path, data, mode=mode)
-        return
-    temps: list[tuple[str, Path, int]] = []  # temporary file, target, file system
+    temps: list[tuple[int, str, Path]] = []  # open temporary file, its name, its target
     try:
-        for path, data, mode in items:
-            folder = str(path.parent)
-            device = _folder_device(path.parent)
-            try:
-                fd, tmp = _create_temp(folder, path.name, mode)
-            except FileNotFoundError:  # the folder was removed since it was made: make it again
-                _devices.pop(folder, None)
-                device = _folder_device(path.parent)
-                fd, tmp = _create_temp(folder, path.name, mode)
-            temps.append((tmp, path, device))
-            try:
-                if _UMASK is None or mode & _UMASK:
-                    os.fchmod(fd, mode)
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-        folders: dict[int, str] = {}
-        for _tmp, path, device in temps:
-            folders.setdefault(device, str(path.parent))
-        for device, folder in folders.items():
-            _flush(device, folder)  # the contents, before any rename
-        for tmp, path, _device in temps:
-            os.replace(tmp, path)
+        with _folder_lock:
+            for path, data, mode in items:
+                temps.append(_write_temp(path, data, mode))
+        for fd, _tmp, _path in temps:
+            os.fsync(fd)  # the contents, before any rename; fsyncs of several threads share commits
+        with _folder_lock:
+            for _fd, tmp, path in temps:
+                os.replace(tmp, path)
         renamed, temps = temps, []
+        _close(renamed)
         with _renamed_lock:  # the renames are made durable together, by flush_renames()
-            for _tmp, path, device in renamed:
-                _renamed.setdefault(device, []).append(path)
+            for _fd, tmp, path in renamed:
+                _renamed.setdefault(os.path.dirname(tmp), []).append(path)
     finally:
-        for tmp, _path, _device in temps:
+        _close(temps)
+        for _fd, tmp, _path in temps:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
+
+
+def _write_temp(path: Path, data: bytes, mode: int) -> tuple[int, str, Path]:
+    folder, name = os.path.split(path)  # not path.parent: a new Path object a file adds up
+    _make_folder(folder)
+    try:
+        fd, tmp = _create_temp(folder, name, mode)
+    except FileNotFoundError:  # the folder was removed since it was made: make it again
+        _folders.discard(folder)
+        _make_folder(folder)
+        fd, tmp = _create_temp(folder, name, mode)
+    try:
+        if _UMASK is None or mode & _UMASK:
+            os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    return fd, tmp, path
+
+
+def _close(temps: Sequence[tuple[int, str, Path]]) -> None:
+    for fd, _tmp, _path in temps:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _read_umask() -> int | None:
@@ -269,16 +217,13 @@ def _read_umask() -> int | None:
 
 
 _UMASK = _read_umask()
-_devices: dict[str, int] = {}  # folders made (or found) during this run -> their file system
+_folders: set[str] = set()  # folders made (or found) during this run
 
 
-def _folder_device(folder: Path) -> int:
-    key = str(folder)
-    device = _devices.get(key)
-    if device is None:
-        folder.mkdir(parents=True, exist_ok=True)
-        device = _devices[key] = os.stat(key).st_dev
-    return device
+def _make_folder(folder: str) -> None:
+    if folder not in _folders:
+        os.makedirs(folder, exist_ok=True)
+        _folders.add(folder)
 
 
 _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
@@ -292,19 +237,3 @@ def _create_temp(folder: str, name: str, mode: int) -> tuple[int, str]:
             return os.open(tmp, _TEMP_FLAGS, mode), tmp
         except FileExistsError:
             continue
-
-
-def _flush(device: int, *folders: str) -> None:
-    """Wait for a syncfs of ``device``, reached through the first of ``folders`` still there."""
-    fd = _open_folder(folders)
-    try:
-        _barrier(device).wait(fd)
-    finally:
-        os.close(fd)
-
-
-def _open_folder(folders: Sequence[str]) -> int:
-    for folder in folders[:-1]:
-        with contextlib.suppress(FileNotFoundError):
-            return os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    return os.open(folders[-1], os.O_RDONLY | os.O_DIRECTORY)

@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import stat
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 SCRIPT = """
 import os, sys
@@ -58,32 +58,31 @@ def test_a_folder_removed_between_two_writes_is_made_again(tmp_path: Path) -> No
 # -- failures to make outputs durable are errors, never swallowed ------------------------------
 
 
-def _failing_syncfs(monkeypatch: pytest.MonkeyPatch, fail: Callable[[], bool]) -> list[int]:
-    """Replace the syncfs hook: fails with EIO whenever ``fail()`` says so; returns the calls."""
-    from pca_batch import files as outputs
+def _failing_fsync(monkeypatch: pytest.MonkeyPatch, fail: Callable[[bool], bool]) -> list[str]:
+    """Replace os.fsync: fails with EIO whenever ``fail(is_folder)`` says so; returns what was flushed."""
+    real_fsync = os.fsync
+    calls: list[str] = []
 
-    calls: list[int] = []
+    def fsync(fd: int) -> None:
+        folder = stat.S_ISDIR(os.fstat(fd).st_mode)
+        calls.append(os.readlink(f"/proc/self/fd/{fd}"))
+        if fail(folder):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
 
-    def syncfs(fd: int) -> int:
-        calls.append(fd)
-        if fail():
-            ctypes.set_errno(errno.EIO)
-            return -1
-        return 0
-
-    monkeypatch.setattr(outputs, "_SYNCFS", syncfs)
+    monkeypatch.setattr(os, "fsync", fsync)
     return calls
 
 
-def test_a_failed_syncfs_of_the_contents_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failed_fsync_of_the_contents_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from pca_batch import files as outputs
 
-    _failing_syncfs(monkeypatch, lambda: True)
+    _failing_fsync(monkeypatch, lambda folder: not folder)
     target = tmp_path / "out" / "cert.pem"
     with pytest.raises(OSError) as caught:
-        outputs.atomic_write_many([(target, b"one", 0o644)])
+        outputs.atomic_write_many([(target, b"one", 0o644), (tmp_path / "out" / "chain.pem", b"two", 0o644)])
     assert caught.value.errno == errno.EIO
-    assert not target.exists() and list((tmp_path / "out").iterdir()) == []  # not renamed, temp removed
+    assert list((tmp_path / "out").iterdir()) == []  # nothing renamed, the temporary files removed
 
 
 def test_a_failed_rename_flush_names_the_files_it_could_not_make_durable(
@@ -93,7 +92,7 @@ def test_a_failed_rename_flush_names_the_files_it_could_not_make_durable(
 
     outputs.flush_renames()  # nothing left over from other tests
     failing = threading.Event()
-    _failing_syncfs(monkeypatch, failing.is_set)
+    _failing_fsync(monkeypatch, lambda folder: folder and failing.is_set())
     outputs.atomic_write_many([(tmp_path / "a" / "cert.pem", b"a", 0o644), (tmp_path / "b" / "cert.pem", b"b", 0o644)])
     failing.set()
     with pytest.raises(outputs.DurabilityError) as caught:
@@ -104,47 +103,20 @@ def test_a_failed_rename_flush_names_the_files_it_could_not_make_durable(
     outputs.flush_renames()  # the failure was reported once, to the files that waited on that flush
 
 
-def test_everyone_waiting_on_a_failed_syncfs_gets_the_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """syncfs reports a write-back error once: a writer that waited on the failed call must not
-    retry, succeed and believe its data is on disk."""
+def test_only_the_files_written_and_their_folders_are_flushed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each file once, before its rename; each folder once, at the end; nothing else (no syncfs)."""
     from pca_batch import files as outputs
 
-    first_started, release_first = threading.Event(), threading.Event()
-    answers = iter([0, -1])  # the first syncfs succeeds, the second fails; any later one would succeed
-
-    def syncfs(fd: int) -> int:
-        if not first_started.is_set():
-            first_started.set()
-            release_first.wait(10)
-        answer = next(answers, 0)
-        if answer:
-            ctypes.set_errno(errno.EIO)
-        return answer
-
-    monkeypatch.setattr(outputs, "_SYNCFS", syncfs)
-    barrier = outputs._Barrier()
-    errors: dict[str, BaseException | None] = {}
-
-    def wait(name: str) -> None:
-        try:
-            barrier.wait(0)
-            errors[name] = None
-        except OSError as exc:
-            errors[name] = exc
-
-    first = threading.Thread(target=wait, args=("first",))
-    first.start()
-    assert first_started.wait(10)
-    later = [threading.Thread(target=wait, args=(name,)) for name in ("second", "third")]
-    for thread in later:
-        thread.start()
-    while barrier._requested < 3:  # both wait behind the first call
-        time.sleep(0.001)
-    release_first.set()
-    for thread in (first, *later):
-        thread.join(10)
-    assert errors["first"] is None
-    assert isinstance(errors["second"], OSError) and isinstance(errors["third"], OSError)
+    outputs.flush_renames()
+    calls = _failing_fsync(monkeypatch, lambda folder: False)
+    out = tmp_path / "out"
+    written = [(out / f"{i}.pem", b"x", 0o644) for i in range(3)]
+    outputs.atomic_write_many([*written, (tmp_path / "k" / "a", b"y", 0o600)])
+    assert len(calls) == 4 and all(Path(c).name.endswith(".tmp") for c in calls)
+    outputs.atomic_write_many([(out / "3.pem", b"z", 0o644)])
+    calls.clear()
+    outputs.flush_renames()
+    assert sorted(calls) == sorted([str(out), str(tmp_path / "k")])
 
 
 def test_a_failed_folder_fsync_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -178,3 +150,34 @@ def test_a_folder_fsync_the_file_system_does_not_support_is_not_an_error(
     monkeypatch.setattr(os, "fsync", fsync)
     outputs.atomic_write(tmp_path / "cert.pem", b"cert")
     assert (tmp_path / "cert.pem").read_bytes() == b"cert"
+
+
+_NAMES = st.sampled_from(["a/cert.pem", "a/chain.pem", "b/cert.pem", "b/c/key.pem", "top.pem"])
+_WRITES = st.lists(st.tuples(_NAMES, st.binary(max_size=300), st.sampled_from([0o644, 0o600, 0o640])), max_size=8)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batches=st.lists(_WRITES, min_size=1, max_size=4))
+def test_batched_writes_leave_what_one_by_one_writes_leave(
+    tmp_path: Path, batches: list[list[tuple[str, bytes, int]]]
+) -> None:
+    """The fast path (atomic_write_many: write all, fsync each, rename each, folders at the end)
+    against the slow one (atomic_write: one file at a time, its folder fsynced at once)."""
+    import shutil
+
+    from pca_batch import files as outputs
+
+    fast, slow = tmp_path / "fast", tmp_path / "slow"
+    for root in (fast, slow):
+        shutil.rmtree(root, ignore_errors=True)
+    for batch in batches:
+        outputs.atomic_write_many([(fast / name, data, mode) for name, data, mode in batch])
+        for name, data, mode in batch:
+            outputs.atomic_write(slow / name, data, mode=mode)
+    outputs.flush_renames()
+
+    def seen(root: Path) -> dict[str, tuple[bytes, int]]:
+        return {str(p.relative_to(root)): (p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
+                for p in root.rglob("*") if p.is_file()}
+
+    assert seen(fast) == seen(slow)

@@ -9,12 +9,13 @@ Backends never retry: retries live in the runner alone.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pca_batch.acmpca import RevocationReason
+from pca_batch.errors import BackendError
 
 
 @dataclass(frozen=True)
@@ -72,4 +73,18 @@ class Backend(Protocol):
         ...
 
     def close(self) -> None:
+        ...
+
+
+@runtime_checkable
+class BatchBackend(Protocol):
+    """A backend that issues many certificates in one call (the local CA): the runner then takes
+    entries in batches, one journal write and one batch of files for each."""
+
+    def issue_many(self, requests: Sequence[Mapping[str, Any]]) -> list[str | BackendError]:
+        """IssueCertificate for each request: its ARN or the error it met, in order."""
+        ...
+
+    def start_signers(self, workers: int | None = None) -> int:
+        """Start signing in worker processes, when the backend can; returns how many run."""
         ...

@@ -13,6 +13,7 @@ for rich's Console with the little of it that plain output uses.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -26,10 +27,18 @@ _CONTROLS = {c: "?" for c in (*range(0x00, 0x09), *range(0x0A, 0x20), 0x7F, *ran
 _CONTROLS[0x0A] = _CONTROLS[0x0D] = " "
 
 
+_ANY_CONTROL = re.compile("[" + "".join(re.escape(chr(c)) for c in _CONTROLS) + "]")
+
+
+def shown(line: str) -> str:
+    """``line`` with its control characters replaced (most lines have none: then unchanged, at once)."""
+    return line.translate(_CONTROLS) if _ANY_CONTROL.search(line) else line
+
+
 def write_lines(console: Console, lines: Iterable[str]) -> None:
     """Plain lines on ``console``'s stream, one write and one flush: for logs and plain
     messages, where rich's rendering would cost a millisecond a line and add nothing."""
-    text = "".join(line.translate(_CONTROLS) + "\n" for line in lines)
+    text = "".join(shown(line) + "\n" for line in lines)
     if text:
         console.file.write(text)
         console.file.flush()

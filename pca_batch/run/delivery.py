@@ -67,14 +67,8 @@ def _holds(path: Path, data: bytes) -> bool:
         return False
 
 
-def write_outputs(
-    bundle: CertificateBundle, outputs: Outputs, shown: dict[str, str | None]
-) -> tuple[CertificateFacts, bool]:
-    """Check the answer, write the files that differ; returns the facts and whether a file changed.
-
-    ``shown`` names each output as messages should (paths relative to the manifest).
-    Nothing is written unless the answer holds a certificate.
-    """
+def _to_write(bundle: CertificateBundle, outputs: Outputs) -> tuple[CertificateFacts, list[tuple[str, Path, bytes]]]:
+    """The facts of the answer and the files that differ from it: (kind, path, bytes)."""
     certificate, chain = pem_text(bundle.certificate), pem_text(bundle.chain)
     facts = certificate_facts(certificate)
     contents = {"certificate": certificate, "chain": chain, "full_chain": certificate + chain}
@@ -86,6 +80,18 @@ def write_outputs(
         encoded = data.encode("utf-8")
         if not _holds(path, encoded):
             todo.append((kind, path, encoded))
+    return facts, todo
+
+
+def write_outputs(
+    bundle: CertificateBundle, outputs: Outputs, shown: dict[str, str | None]
+) -> tuple[CertificateFacts, bool]:
+    """Check the answer, write the files that differ; returns the facts and whether a file changed.
+
+    ``shown`` names each output as messages should (paths relative to the manifest).
+    Nothing is written unless the answer holds a certificate.
+    """
+    facts, todo = _to_write(bundle, outputs)
     if not todo:
         return facts, False
     try:
@@ -96,6 +102,38 @@ def write_outputs(
         reason = exc.strerror or str(exc)
         raise BackendError(OUTPUT_ERROR, f"cannot write {failed} to {where}: {reason}") from exc
     return facts, True
+
+
+Delivery = tuple[CertificateBundle, Outputs, dict[str, str | None]]  # what write_outputs takes
+
+
+def write_outputs_many(items: list[Delivery]) -> list[tuple[CertificateFacts, bool] | BackendError]:
+    """:func:`write_outputs` for several entries, their files written as one batch (all written,
+    each fsynced, then renamed). When the batch fails, each entry's files are written on their
+    own, so that the error is the entry's whose file it was."""
+    out: list[tuple[CertificateFacts, bool] | BackendError] = []
+    files: list[tuple[Path, bytes, int]] = []
+    for bundle, outputs, _shown in items:
+        try:
+            facts, todo = _to_write(bundle, outputs)
+        except BackendError as exc:
+            out.append(exc)
+            continue
+        out.append((facts, bool(todo)))
+        files += [(path, encoded, 0o644) for _kind, path, encoded in todo]
+    try:
+        atomic_write_many(files)
+    except OSError:  # nothing was renamed: each entry on its own now
+        return [one if isinstance(one, BackendError) else _write_alone(item)
+                for one, item in zip(out, items, strict=True)]
+    return out
+
+
+def _write_alone(item: Delivery) -> tuple[CertificateFacts, bool] | BackendError:
+    try:
+        return write_outputs(*item)
+    except BackendError as exc:
+        return exc
 
 
 def make_durable(results: list[Result], entries: list[Entry]) -> list[Result]:

@@ -170,6 +170,8 @@ class Recorder(Protocol):
     def record_issued(self, *, name: str, token: str, ca_arn: str, certificate_arn: str,
                       issued: Issued | None = None) -> JournalRecord: ...
 
+    def record_issued_many(self, records: list[JournalRecord]) -> list[JournalRecord]: ...
+
     def record_revoked(self, *, name: str, ca_arn: str, certificate_arn: str, reason: str) -> RevocationRecord: ...
 
     def close(self) -> None: ...
@@ -256,15 +258,24 @@ class Journal:
             name=name, token=token, ca_arn=ca_arn, certificate_arn=certificate_arn, time=utc_now(),
             issued=issued or Issued(),
         )
-        line = (record.to_json() + "\n").encode("ascii")
+        return self.record_issued_many([record])[0]
+
+    def record_issued_many(self, records: list[JournalRecord]) -> list[JournalRecord]:
+        """Append the ``issued`` lines of ``records`` in one write and fsync them; returns only once
+        they are on disk. Each is a line of its own, read back as if written one by one."""
+        if not records:
+            return records
+        data = "".join(record.to_json() + "\n" for record in records).encode("ascii")
         with self._lock:
-            self._write(line)
-            self._written += 1
-            mine = self._written
-            self._arns[(ca_arn, token)] = certificate_arn
-            self._here.add((ca_arn, token))
-        self._sync(mine)
-        return record
+            self._write(data)
+            self._written += len(records)
+            last = self._written
+            for record in records:
+                key = (record.ca_arn, record.token)
+                self._arns[key] = record.certificate_arn
+                self._here.add(key)
+        self._sync(last)
+        return records
 
     def record_revoked(self, *, name: str, ca_arn: str, certificate_arn: str, reason: str) -> RevocationRecord:
         """Append a ``revoked`` line and fsync it; returns only once it is on disk."""

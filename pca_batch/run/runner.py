@@ -37,14 +37,15 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TypeVar
 
-from pca_batch.backends.base import Backend, CertificateBundle
+from pca_batch.backends.base import Backend, BatchBackend, CertificateBundle
 from pca_batch.errors import BackendError
 from pca_batch.model import FAILED, ISSUED, RECOVERED, SKIPPED, UNCHANGED, Entry, Result
-from pca_batch.run.delivery import OUTPUT_ERROR, write_outputs
-from pca_batch.run.journal import Issued, Recorder
+from pca_batch.run.delivery import OUTPUT_ERROR, CertificateFacts, write_outputs, write_outputs_many
+from pca_batch.run.journal import Issued, JournalRecord, Recorder
 from pca_batch.run.pool import Pool
 from pca_batch.run.ratelimit import GET, ISSUE, LearnedRate, RateLimits, WaitInterrupted
 from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_THROTTLE_TIMEOUT, Retrier, RetryAborted, RetryPolicy
+from pca_batch.times import utc_now
 
 T = TypeVar("T")
 
@@ -57,6 +58,9 @@ DEFAULT_CONCURRENCY = 16
 # limiter's to set (pca_batch.run.ratelimit), so more of them in flight: at 50 ms a call,
 # 16 entries reach some 75 IssueCertificate calls a second, 32 some 130.
 DEFAULT_AWS_CONCURRENCY = 32
+DEFAULT_LOCAL_CONCURRENCY = 128  # the local CA: two batches of 64 (one signing, one writing its files)
+BATCH_MIN = 8  # entries: a run this short (twice over) is not worth batching
+CHUNK_MAX = 64  # entries a worker takes together, with a backend that issues in batches
 _UNWRITTEN = (
     "its certificate was issued, but its files were not written: {why}; run again to fetch it "
     "(its ARN is in the journal) without a new IssueCertificate call"
@@ -108,6 +112,9 @@ class _Progress:
     attempts: int = 0  # IssueCertificate calls made, retries included
     arn: str | None = None
     issued: bool = False  # the ARN was issued during this run (not found in the journal)
+
+
+_Ready = tuple[int, Entry, _Progress]  # an entry of a batch, its place in it, how far it got
 
 
 class Runner:
@@ -183,9 +190,10 @@ class Runner:
         self._results = {}
         if not todo:
             return []
-        slots = max(1, min(self.config.concurrency, len(todo)))
+        chunk = self._chunk_size(len(todo))
+        slots = max(1, min(-(-self.config.concurrency // chunk), -(-len(todo) // chunk)))
         self._slots = threading.BoundedSemaphore(slots)
-        pool = Pool(self._work, todo, slots)
+        pool = Pool(self._work_many if chunk > 1 else lambda entries: [self._work(entries[0])], todo, slots, chunk)
         clean = False
         try:
             self._drive(pool, on_result, on_tick)
@@ -210,9 +218,8 @@ class Runner:
                 self.request_stop()
                 continue
             for future in ended:
-                taken = pool.take(future)
-                if taken is not None:
-                    self._record(*taken, on_result)
+                for index, result in pool.take(future):
+                    self._record(index, result, on_result)
             if on_tick is not None:
                 on_tick()
             if self._interrupt.is_set():
@@ -256,6 +263,16 @@ class Runner:
             state.issued = self._journal.recorded_here(entry.ca_arn, entry.token)
         return self._stopped(entry, why, state)
 
+    def _chunk_size(self, entries: int) -> int:
+        """Entries a worker takes together: 1, unless the backend issues in batches (the local CA),
+        which then signs in worker processes started here, while this process has one thread."""
+        if not isinstance(self._backend, BatchBackend) or entries < 2 * BATCH_MIN:
+            return 1
+        chunk = max(1, min(CHUNK_MAX, -(-self.config.concurrency // 2)))
+        if chunk > 1:
+            self._backend.start_signers()
+        return chunk
+
     # -- the workers ---------------------------------------------------------------------------
 
     def _not_started(self, entry: Entry) -> Result:
@@ -290,6 +307,109 @@ class Runner:
             except _Interrupted:
                 return self._stopped(entry, "interrupted", state, started)
         return self._finish(entry, bundle, state, started)
+
+    def _work_many(self, entries: list[Entry]) -> list[Result]:
+        """Several entries through each step together (a backend that issues in batches): each is
+        prepared, then all are issued in one call, their ARNs journaled in one durable write,
+        their certificates fetched, and their files written as one batch. Every promise of
+        :meth:`_work` holds for each entry; one whose batched call failed in a way a retry may
+        mend goes the one-by-one way."""
+        done: dict[int, Result] = {}
+        fetched: list[tuple[int, Entry, _Progress, CertificateBundle]] = []
+        with self._slots:
+            started = self._clock()
+            ready = self._prepare_many(entries, done, started)
+            self._issue_many(ready, done, started)
+            for i, entry, state in ready:
+                if i in done:
+                    continue
+                try:
+                    assert entry.ca_arn is not None and state.arn is not None
+                    fetched.append((i, entry, state, self._fetch(entry.ca_arn, state.arn)))
+                except (BackendError, RetryAborted, _Interrupted) as exc:
+                    done[i] = self._caught(entry, exc, state, started)
+        written = write_outputs_many([(bundle, entry.outputs, dict(self._base(entry).outputs))
+                                      for _i, entry, _state, bundle in fetched])
+        for (i, entry, state, _bundle), outcome in zip(fetched, written, strict=True):
+            done[i] = self._delivered(entry, outcome, state, started)
+        return [done[i] for i in range(len(entries))]
+
+    def _prepare_many(self, entries: list[Entry], done: dict[int, Result], started: float) -> list[_Ready]:
+        """Each entry's first work, in order (a stop or a failure with --fail-fast stops the rest)."""
+        ready: list[_Ready] = []
+        for i, entry in enumerate(entries):
+            if self._stop_new.is_set():
+                done[i] = self._not_started(entry)
+                continue
+            refused = self._steps.preflight_errors.get(entry.name)
+            if refused is not None:
+                done[i] = self._failed(entry, refused, _Progress(), started)
+                continue
+            state = _Progress()
+            try:
+                if self._steps.prepare is not None:
+                    entry = self._steps.prepare(entry)
+            except BackendError as err:
+                done[i] = self._failed(entry, err, state, started)
+                continue
+            if entry.ca_arn is None or entry.token is None:
+                raise ValueError(f"entry {entry.name} reached the runner without a CA ARN or a token")
+            state.arn = self._journal.lookup(entry.ca_arn, entry.token)
+            ready.append((i, entry, state))
+        return ready
+
+    def _issue_many(self, ready: list[_Ready], done: dict[int, Result], started: float) -> None:
+        """IssueCertificate for the entries the journal has no ARN for, in one call; their ARNs
+        recorded in the journal (one write, one fsync) before anything else happens to them."""
+        assert isinstance(self._backend, BatchBackend)
+        asking: list[_Ready] = []
+        for i, entry, state in ready:
+            if state.arn is not None:
+                continue
+            assert entry.ca_arn is not None
+            if self._interrupt.is_set() or not self._limits.acquire(entry.ca_arn, ISSUE) or self._interrupt.is_set():
+                done[i] = self._stopped(entry, "interrupted", state, started)
+                continue
+            asking.append((i, entry, state))
+        answers = self._backend.issue_many([entry.api_request() for _i, entry, _state in asking]) if asking else []
+        records: list[JournalRecord] = []
+        recorded: list[_Ready] = []
+        alone: list[_Ready] = []
+        now = utc_now()  # the batch's answers came together
+        for (i, entry, state), answer in zip(asking, answers, strict=True):
+            state.attempts = 1
+            if isinstance(answer, BackendError):
+                if answer.retryable and self.config.max_attempts > 1:
+                    alone.append((i, entry, state))
+                else:
+                    done[i] = self._failed(entry, answer, state, started)
+                continue
+            assert entry.ca_arn is not None and entry.token is not None
+            about = self._steps.issued(entry) if self._steps.issued is not None else Issued()
+            records.append(JournalRecord(name=entry.name, token=entry.token, ca_arn=entry.ca_arn,
+                                         certificate_arn=answer, time=now, issued=about))
+            recorded.append((i, entry, state))
+            state.arn, state.issued = answer, True
+        try:
+            self._journal.record_issued_many(records)
+        except BackendError as err:  # the state could not record them (an s3 state's PUT failed)
+            for i, entry, state in recorded:
+                done[i] = self._failed(entry, err, state, started)
+        for i, entry, state in alone:  # the one-by-one way, with its retries
+            try:
+                self._issue_and_fetch(entry, state)
+            except (BackendError, RetryAborted, _Interrupted) as exc:
+                done[i] = self._caught(entry, exc, state, started)
+
+    def _caught(self, entry: Entry, exc: BackendError | RetryAborted | _Interrupted, state: _Progress,
+                started: float) -> Result:
+        """The result of an entry whose call ended in ``exc``."""
+        if isinstance(exc, BackendError):
+            return self._failed(entry, exc, state, started)
+        if isinstance(exc, RetryAborted):
+            return self._stopped(entry, f"interrupted while waiting to retry after {exc.last_error.code}",
+                                 state, started)
+        return self._stopped(entry, "interrupted", state, started)
 
     def _issue_and_fetch(self, entry: Entry, state: _Progress) -> CertificateBundle:
         ca_arn, token = entry.ca_arn, entry.token
@@ -351,9 +471,20 @@ class Runner:
                 raise _Interrupted()
 
     def _finish(self, entry: Entry, bundle: CertificateBundle, state: _Progress, started: float) -> Result:
-        base = self._base(entry)
         try:
-            facts, changed = write_outputs(bundle, entry.outputs, dict(base.outputs))
+            written: tuple[CertificateFacts, bool] | BackendError = write_outputs(
+                bundle, entry.outputs, dict(self._base(entry).outputs))
+        except BackendError as err:
+            written = err
+        return self._delivered(entry, written, state, started)
+
+    def _delivered(self, entry: Entry, written: tuple[CertificateFacts, bool] | BackendError, state: _Progress,
+                   started: float) -> Result:
+        """The result of an entry whose files were written (or not: ``written`` is the error)."""
+        try:
+            if isinstance(written, BackendError):
+                raise written
+            facts, changed = written
             changed = self._deliver(entry) or changed
         except BackendError as err:
             return self._failed(entry, err, state, started)
@@ -361,7 +492,7 @@ class Runner:
         # fetched and written again; unchanged when the files already held it.
         status = ISSUED if state.attempts else RECOVERED if changed else UNCHANGED
         return replace(
-            base, status=status,
+            self._base(entry), status=status,
             certificate_arn=state.arn, serial=facts.serial, not_before=facts.not_before,
             not_after=facts.not_after, attempts=state.attempts, duration_s=self._elapsed(started),
         )

@@ -1,9 +1,10 @@
 """A run's settings and backend: command line > manifest ``settings:`` > defaults.
 
-The defaults: concurrency 16 (aws: 32), max_attempts 8, throttle_timeout 15 minutes,
-max_rate a ceiling of 200 a second for the aws backend, whose rate is learned
-below it (pca_batch.run.ratelimit), and unlimited for the local one (0 lifts
-the ceiling, never the adaptation).
+The defaults: concurrency 32 for the aws backend and 128 for the local one (whose
+entries go in batches of up to half the concurrency), max_attempts 8, throttle_timeout
+15 minutes, max_rate a ceiling of 200 a second for the aws backend, whose rate is learned
+below it (pca_batch.run.ratelimit), and unlimited for the local one (0 lifts the ceiling,
+never the adaptation).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from pca_batch.backends import Backend, open_backend
 from pca_batch.model import ApplyOptions, BackendConfig, RunSettings
 from pca_batch.run.ratelimit import DEFAULT_AWS_RATE
 from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_THROTTLE_TIMEOUT
-from pca_batch.run.runner import DEFAULT_AWS_CONCURRENCY, DEFAULT_CONCURRENCY, RunConfig
+from pca_batch.run.runner import DEFAULT_AWS_CONCURRENCY, DEFAULT_LOCAL_CONCURRENCY, RunConfig
 from pca_batch.state import open_state
 
 # A run's state (its journal, in a file or S3) comes from open_state(manifest, options), as its backend
@@ -28,7 +29,7 @@ def resolve_config(backend: BackendConfig, settings: RunSettings, options: Apply
 
     rate_default = DEFAULT_AWS_RATE if backend.type == "aws" else None
     max_rate = pick(options.max_rate, settings.max_rate, rate_default)
-    concurrency_default = DEFAULT_AWS_CONCURRENCY if backend.type == "aws" else DEFAULT_CONCURRENCY
+    concurrency_default = DEFAULT_AWS_CONCURRENCY if backend.type == "aws" else DEFAULT_LOCAL_CONCURRENCY
     concurrency = pick(options.concurrency, settings.concurrency, concurrency_default)
     attempts = pick(options.max_attempts, settings.max_attempts, DEFAULT_MAX_ATTEMPTS)
     return RunConfig(

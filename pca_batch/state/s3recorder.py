@@ -57,6 +57,25 @@ class S3Recorder:
         self._append(record, f"the certificate {certificate_arn} was issued for {name}")
         return record
 
+    def record_issued_many(self, records: list[JournalRecord]) -> list[JournalRecord]:
+        """The ``issued`` records of a batch in one log object; returns only once it is written."""
+        if not records:
+            return records
+        with self._lock:
+            for record in records:
+                self._arns[(record.ca_arn, record.token)] = record.certificate_arn
+                self._here.add((record.ca_arn, record.token))
+                self._buffer.append((record.to_json() + "\n").encode("ascii"))
+            self._written += len(records)
+            mine = self._written
+        try:
+            self._sync(mine)
+        except StateError as exc:
+            arns = ", ".join(r.certificate_arn for r in records[:3]) + (", ..." if len(records) > 3 else "")
+            raise BackendError("StateNotWritten", f"{len(records)} certificate(s) were issued ({arns}) but could "
+                               f"not be recorded: {exc}") from None
+        return records
+
     def record_revoked(self, *, name: str, ca_arn: str, certificate_arn: str, reason: str) -> RevocationRecord:
         record = RevocationRecord(name=name, ca_arn=ca_arn, certificate_arn=certificate_arn, reason=reason,
                                   time=utc_now())

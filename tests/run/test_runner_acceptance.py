@@ -296,3 +296,87 @@ def test_files_fetched_from_the_journal_are_reported_recovered_not_issued(
     text = summary.read_text()
     assert "3 entries: 3 recovered" in text and "| web | recovered |" in text
     assert len(audit(tmp_path)) == 3  # nothing issued a second time
+
+
+def _processes_running(needle: str) -> list[int]:
+    """Processes whose command line names ``needle`` (a run's manifest): the run and its workers."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if needle.encode() in (proc / "cmdline").read_bytes():
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkill_in_a_run_of_20000_entries_loses_nothing_and_issues_nothing_twice(tmp_path: Path) -> None:
+    """The batched local CA (signing workers, one journal write and one batch of files per batch of
+    entries) killed mid-run: every ARN journaled is in the store, every file written holds a
+    journaled certificate, no worker outlives the run, and the next run finishes the job with
+    exactly one certificate per entry."""
+    from pca_batch.backends.local.store import Store
+    from pca_batch.run.journal import read_journal
+
+    count = 20000
+    (tmp_path / "csr").mkdir()
+    lines = ["version: 1", "backend:", "  type: local", "  store: store", "  authorities:",
+             f"    - {{arn: {CA}, common_name: Acceptance Root}}", "defaults:",
+             f"  CertificateAuthorityArn: {CA}", "  SigningAlgorithm: SHA256WITHECDSA",
+             "  Validity: {Value: 30, Type: DAYS}", "certificates:"]
+    for i in range(count):
+        name = f"svc{i:05d}"
+        (tmp_path / "csr" / f"{name}.csr").write_bytes(make_csr_pem(f"{name}.example", (f"{name}.example",)))
+        lines += [f"  - name: {name}", f"    Csr: file://csr/{name}.csr",
+                  f"    output: {{certificate: out/{name}.pem}}"]
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("\n".join(lines) + "\n")
+
+    with open(tmp_path / "out.log", "wb") as log:  # a line an entry: more than a pipe holds
+        proc = subprocess.Popen([sys.executable, "-m", "pca_batch", "apply", str(manifest)],
+                                cwd=tmp_path, env=env(), stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300  # a bound on waiting, not a timing assertion
+    while journal_lines(tmp_path) < 2000:
+        assert proc.poll() is None, (tmp_path / "out.log").read_text()[-2000:]
+        assert time.monotonic() < deadline, "the run made no progress"
+        time.sleep(0.02)
+    proc.kill()
+    proc.wait(timeout=60)
+    assert proc.returncode == -signal.SIGKILL
+    deadline = time.monotonic() + 30  # a bound on waiting for the kernel to end the workers
+    while _processes_running(str(manifest)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _processes_running(str(manifest)) == []  # no signing worker outlived the run
+
+    journaled = {r.certificate_arn: r.name for r in read_journal(tmp_path / ".pca-batch" / "journal.jsonl")[0]}
+    assert 2000 <= len(journaled) < count  # it really was killed mid-run
+    store = Store(tmp_path / "store")
+    try:
+        recorded = {row.arn for row in store.certificates(CA)}
+    finally:
+        store.close()
+    assert set(journaled) <= recorded  # the store records before the journal says so
+    written = sorted((tmp_path / "out").glob("svc*.pem"))
+    for path in written:  # every file in place is whole, and its certificate journaled first
+        cert = x509.load_pem_x509_certificate(path.read_bytes())
+        arn = f"{CA}/certificate/{cert.serial_number:032x}"
+        assert journaled.get(arn) == path.stem
+
+    done = subprocess.run(
+        [sys.executable, "-m", "pca_batch", "apply", str(manifest), "--report", str(tmp_path / "r.json")],
+        cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    report = read_report(tmp_path / "r.json")
+    assert report["summary"]["failed"] == 0 and len(report["results"]) == count
+    store = Store(tmp_path / "store")
+    try:
+        rows = [row for row in store.certificates(CA) if "CACertificate" not in row.template_arn]
+    finally:
+        store.close()
+    assert len(rows) == count  # one certificate per entry: nothing issued twice
+    assert {r["certificate_arn"] for r in report["results"]} == {row.arn for row in rows}
+    assert len(list((tmp_path / "out").glob("svc*.pem"))) == count

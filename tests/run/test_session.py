@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import io
 import json
@@ -175,7 +174,8 @@ def test_the_report_is_written_even_when_the_run_breaks(tmp_path: Path) -> None:
 
 def test_settings_resolve_command_line_over_manifest_over_defaults(tmp_path: Path) -> None:
     plain = manifest(tmp_path, [])
-    assert resolve_config(*_of(plain), ApplyOptions()).concurrency == 16
+    assert resolve_config(*_of(plain), ApplyOptions()).concurrency == 128  # local: batches of 64
+    assert resolve_config(*_of(manifest(tmp_path, [], backend="aws")), ApplyOptions()).concurrency == 16
     assert resolve_config(*_of(plain), ApplyOptions()).max_attempts == 8
     assert resolve_config(*_of(plain), ApplyOptions()).max_rate is None  # local: unlimited
     assert not resolve_config(*_of(plain), ApplyOptions()).adaptive  # and no quota to learn
@@ -209,32 +209,19 @@ def test_only_valid_entries_run(tmp_path: Path) -> None:
 
 def _fail_durability(monkeypatch: pytest.MonkeyPatch, where: str, folder: Path) -> None:
     """Make pca-batch's flushes of ``folder``'s files fail with EIO, at one point of the run."""
-    from pca_batch import files
+    real_fsync = os.fsync
+    of_folder = where == "fsync of the folder, at the end of the run"
 
-    if where == "fsync of the folder (no syncfs)":
-        real_fsync = os.fsync
+    def fsync(fd: int) -> None:
+        at = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        if (at == folder) if of_folder else (at.parent == folder):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
 
-        def fsync(fd: int) -> None:
-            if os.readlink(f"/proc/self/fd/{fd}") == str(folder):
-                raise OSError(errno.EIO, os.strerror(errno.EIO))
-            real_fsync(fd)
-
-        monkeypatch.setattr(files, "_SYNCFS", None)
-        monkeypatch.setattr(os, "fsync", fsync)
-        return
-    in_worker = where == "syncfs of the contents"
-
-    def syncfs(fd: int) -> int:
-        if (threading.current_thread() is not threading.main_thread()) == in_worker:
-            ctypes.set_errno(errno.EIO)
-            return -1
-        return 0
-
-    monkeypatch.setattr(files, "_SYNCFS", syncfs)
+    monkeypatch.setattr(os, "fsync", fsync)
 
 
-@pytest.mark.parametrize("where", ["syncfs of the contents", "syncfs of the renames, at the end of the run",
-                                   "fsync of the folder (no syncfs)"])
+@pytest.mark.parametrize("where", ["fsync of the contents", "fsync of the folder, at the end of the run"])
 def test_outputs_that_cannot_be_made_durable_fail_their_entry(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
 ) -> None:

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -117,7 +118,12 @@ def load_authority(store: Store, arn: str) -> Authority:
         raise BackendError(
             "InvalidStateException", f"certificate authority {arn} is {row.status}: it has no certificate yet"
         )
-    key = load_key(store.folder, row.key_file, arn)
+    return authority_of(store.folder, row, chain_of(store, row))
+
+
+def authority_of(folder: Path, row: AuthorityRow, chain_pem: str) -> Authority:
+    """The CA of ``row`` (which has a certificate), its key read from the store ``folder``."""
+    key = load_key(folder, row.key_file, row.arn)
     cert = x509.load_pem_x509_certificate(row.certificate_pem.encode("ascii"))
     bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
     return Authority(
@@ -126,7 +132,7 @@ def load_authority(store: Store, arn: str) -> Authority:
         key=key,
         ski=_subject_key_identifier(cert),
         path_length=bc.path_length,
-        chain_pem=chain_of(store, row),
+        chain_pem=chain_pem,
         family=family_of(key),
     )
 

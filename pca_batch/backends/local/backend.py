@@ -13,6 +13,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,8 +44,9 @@ from pca_batch.backends.local.authorities import (
 )
 from pca_batch.backends.local.issuance import Issuance, PendingRoot, certificate_contents, checked_request, invalid
 from pca_batch.backends.local.keys import load_key
+from pca_batch.backends.local.signers import BATCH_MIN, Signed, Signers, SignJob, build, worker_count
 from pca_batch.backends.local.store import AuthorityRow, CertificateRow, SerialTaken, Store
-from pca_batch.backends.local.templates import Template
+from pca_batch.backends.local.templates import Template, resolve_template
 from pca_batch.backends.local.x509 import ToBeSigned, new_serial, parse_csr, signing_algorithm
 from pca_batch.errors import BackendError
 from pca_batch.model import AuthoritySpec
@@ -58,6 +60,21 @@ _CERT_ARN = re.compile(r"^(.+)/certificate/([0-9a-f]{32})$")
 _RECENT_MAX = 8192  # issued PEMs kept in memory for the GetCertificate that follows
 _TOKENS_MAX = 65536
 STATUS_TTL_S = 1.0
+
+
+def _certificate_row(serial: int, certificate_pem: str, issuance: Issuance) -> CertificateRow:
+    clock = issuance.clock
+    return CertificateRow(
+        serial=serial_hex(serial),
+        ca_arn=issuance.ca_arn,
+        not_before=int(issuance.not_before.timestamp()),
+        not_after=int(issuance.not_after.timestamp()),
+        issued_at=int(clock.replace(microsecond=0).timestamp()),
+        template_arn=issuance.template_arn,
+        certificate_pem=certificate_pem,
+        token=issuance.token,
+        token_at=None if issuance.token is None else clock.timestamp(),
+    )
 
 
 def ensure_authorities(store: Path, specs: Sequence[AuthoritySpec]) -> None:
@@ -90,6 +107,7 @@ class LocalBackend:
         self._recent: dict[str, str] = {}
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
         self._statuses: dict[str, tuple[str, float]] = {}
+        self._signers: Signers | None = None
 
     # -- the Backend protocol ---------------------------------------------------------
 
@@ -99,6 +117,67 @@ class LocalBackend:
             row = self._store.authority(ca_arn)
             if row is not None and not row.has_certificate:
                 return self._issue_own(request, row, template, token)
+        prepared = self._prepare(request, ca_arn, token)
+        if isinstance(prepared, str):
+            return prepared
+        return self._sign_and_record(*prepared)
+
+    def issue_many(self, requests: Sequence[Mapping[str, Any]]) -> list[str | BackendError]:
+        """IssueCertificate for each request, as :meth:`issue_certificate` answers it (an ARN or
+        the error), with the certificates signed by the worker processes (when started) and
+        recorded in one store transaction."""
+        out: list[str | BackendError | None] = [None] * len(requests)
+        todo: list[tuple[int, SignJob, Issuance]] = []
+        later: list[int] = []  # the one-by-one way, once the others are recorded
+        tokens: set[tuple[str, str]] = set()
+        for i, request in enumerate(requests):
+            try:
+                ca_arn, template, token = checked_request(request)
+                # A root CA's own certificate (maybe), or a token an earlier request of the batch
+                # holds: answered as if the requests came one at a time.
+                if template.self_signed or (token is not None and (ca_arn, token) in tokens):
+                    later.append(i)
+                    continue
+                prepared = self._prepare(request, ca_arn, token)
+                if token is not None:
+                    tokens.add((ca_arn, token))
+            except BackendError as exc:
+                out[i] = exc
+                continue
+            if isinstance(prepared, str):
+                out[i] = prepared
+            else:
+                job, issuance = prepared
+                todo.append((i, replace(job, serial=new_serial()), issuance))
+        pems = self._sign_all([job for _i, job, _issuance in todo])
+        signed = [(i, job, issuance, found) for (i, job, issuance), found in zip(todo, pems, strict=True)]
+        for i, found in self._record_many([s for s in signed if isinstance(s[3], str)]).items():
+            out[i] = found
+        for i, _job, _issuance, found in signed:
+            if isinstance(found, BackendError):
+                out[i] = found
+        for i in later:
+            try:
+                out[i] = self.issue_certificate(requests[i])
+            except BackendError as exc:
+                out[i] = exc
+        return [o if o is not None else BackendError("InternalFailure", "the request was not issued") for o in out]
+
+    def _sign_and_record(self, job: SignJob, issuance: Issuance) -> str:
+        """Sign here and record, under a fresh serial (again while the serial drawn is taken)."""
+        authority = self._authority(issuance.ca_arn)
+        return self._record(lambda serial: build(authority, replace(job, serial=serial)), issuance)
+
+    def start_signers(self, workers: int | None = None) -> int:
+        """Start the worker processes that sign for :meth:`issue_many` (call while this process
+        has one thread, so that they fork); returns how many run."""
+        if self._signers is None:
+            self._signers = Signers(self._store.folder, worker_count() if workers is None else workers)
+        return self._signers.running
+
+    def _prepare(self, request: Mapping[str, Any], ca_arn: str, token: str | None) -> str | tuple[SignJob, Issuance]:
+        """What the request would sign (every check but the CSR's and the template's, which
+        signing makes), or the ARN its token holds already."""
         authority = self._authority(ca_arn)
         algorithm = signing_algorithm(request["SigningAlgorithm"], authority.family)
         clock = self._clock().astimezone(UTC)
@@ -112,19 +191,46 @@ class LocalBackend:
             if mine is not None and mine[1] >= since:
                 return mine[0]
         start, end = self._validity(request, now, authority.not_after, authority.row.usage_mode)
-        csr, public_key = parse_csr(request["Csr"])
-        subject, extensions = certificate_contents(request, template, authority, csr, public_key)
-        sign = ToBeSigned(
-            subject=subject,
-            issuer=subject if template.self_signed else authority.certificate.subject,
-            public_key=public_key,
-            not_before=start,
-            not_after=end,
-            extensions=extensions,
-            signing_key=authority.key,
-            algorithm=algorithm,
-        ).sign
-        return self._record(sign, Issuance(ca_arn, template.arn, token, clock, start, end))
+        template = resolve_template(request.get("TemplateArn"))
+        job = SignJob(request, authority.row, start, end, algorithm.name, serial=0)  # drawn when signed
+        return job, Issuance(ca_arn, template.arn, token, clock, start, end)
+
+    def _sign_all(self, jobs: Sequence[SignJob]) -> list[str | BackendError]:
+        """PEM text (or the error) of each job: in the worker processes for batches worth sending."""
+        answers: list[Signed] = [None] * len(jobs)
+        if self._signers is not None and len(jobs) >= BATCH_MIN:
+            answers = self._signers.sign(jobs)
+        out: list[str | BackendError] = []
+        for job, answer in zip(jobs, answers, strict=True):
+            if isinstance(answer, str):
+                out.append(answer)
+            elif isinstance(answer, tuple):
+                out.append(BackendError(*answer))
+            else:  # no worker, or something unexpected there: here, where a bug shows as one
+                try:
+                    out.append(build(self._authority(job.authority.arn), job))
+                except BackendError as exc:
+                    out.append(exc)
+        return out
+
+    def _record_many(self, signed: Sequence[tuple[int, SignJob, Issuance, Any]]) -> dict[int, str | BackendError]:
+        """Record signed certificates in one transaction; a serial taken is signed again here."""
+        rows = [_certificate_row(job.serial, found, issuance) for _i, job, issuance, found in signed]
+        since = [(issuance.clock - IDEMPOTENCY_WINDOW).timestamp() for _i, _job, issuance, _found in signed]
+        answers = self._store.add_certificates(rows, since=since)
+        out: dict[int, str | BackendError] = {}
+        for (i, job, issuance, _found), row, answer in zip(signed, rows, answers, strict=True):
+            if isinstance(answer, SerialTaken):
+                try:
+                    answer = self._sign_and_record(job, issuance)
+                except BackendError as exc:
+                    answer = exc
+            elif isinstance(answer, str) and answer == row.arn:
+                token = issuance.token
+                self._remember(answer, row.certificate_pem,
+                               None if token is None else (issuance.ca_arn, token, issuance.clock.timestamp()))
+            out[i] = answer
+        return out
 
     def _issue_own(
         self, request: Mapping[str, Any], row: AuthorityRow, template: Template, token: str | None
@@ -142,32 +248,18 @@ class LocalBackend:
         start, end = self._validity(request, clock.replace(microsecond=0), None, GENERAL_PURPOSE)
         csr, public_key = parse_csr(request["Csr"])
         subject, extensions = certificate_contents(request, template, signer, csr, public_key)
-        sign = ToBeSigned(subject, subject, public_key, start, end, extensions, signer.key, algorithm).sign
-        return self._record(sign, Issuance(row.arn, template.arn, token, clock, start, end), pending=True)
+        tbs = ToBeSigned(subject, subject, public_key, start, end, extensions, signer.key, algorithm)
+        issuance = Issuance(row.arn, template.arn, token, clock, start, end)
+        return self._record(lambda serial: pem(tbs.sign(serial)), issuance, pending=True)
 
-    def _record(self, sign: Callable[[int], x509.Certificate], issuance: Issuance, *, pending: bool = False) -> str:
-        """Sign under a fresh serial and record the certificate; the ARN that holds."""
-        ca_arn, token, clock = issuance.ca_arn, issuance.token, issuance.clock
-        start, end = issuance.not_before, issuance.not_after
-        since = (clock - IDEMPOTENCY_WINDOW).timestamp()
-        now = clock.replace(microsecond=0)
-
-        def row(serial: int, certificate_pem: str) -> CertificateRow:
-            return CertificateRow(
-                serial=serial_hex(serial),
-                ca_arn=ca_arn,
-                not_before=int(start.timestamp()),
-                not_after=int(end.timestamp()),
-                issued_at=int(now.timestamp()),
-                template_arn=issuance.template_arn,
-                certificate_pem=certificate_pem,
-                token=token,
-                token_at=None if token is None else clock.timestamp(),
-            )
-
-        arn, issued = self._add(sign, row, since, pending)
+    def _record(self, sign: Callable[[int], str], issuance: Issuance, *, pending: bool = False) -> str:
+        """Sign (PEM text) under a fresh serial and record the certificate; the ARN that holds."""
+        since = (issuance.clock - IDEMPOTENCY_WINDOW).timestamp()
+        arn, issued = self._add(sign, lambda serial, text: _certificate_row(serial, text, issuance), since, pending)
         if arn == issued.arn:
-            self._remember(arn, issued.certificate_pem, None if token is None else (ca_arn, token, clock.timestamp()))
+            token = issuance.token
+            self._remember(arn, issued.certificate_pem,
+                           None if token is None else (issuance.ca_arn, token, issuance.clock.timestamp()))
         return arn
 
     def get_certificate(self, ca_arn: str, certificate_arn: str) -> CertificateBundle:
@@ -240,6 +332,8 @@ class LocalBackend:
             self._statuses.pop(ca_arn, None)
 
     def close(self) -> None:
+        if self._signers is not None:
+            self._signers.close()
         self._store.close()
 
     # -- helpers ------------------------------------------------------------------------
@@ -254,7 +348,7 @@ class LocalBackend:
 
     def _add(
         self,
-        sign: Callable[..., x509.Certificate],
+        sign: Callable[[int], str],
         row: Callable[[int, str], CertificateRow],
         since: float,
         pending: bool = False,
@@ -263,7 +357,7 @@ class LocalBackend:
         (another certificate's, when the token was used since ``since``) and the row."""
         while True:
             serial = new_serial()
-            issued = row(serial, pem(sign(serial)))
+            issued = row(serial, sign(serial))
             try:
                 return self._store.add_certificate(issued, since=since, pending=pending), issued
             except SerialTaken:

@@ -247,41 +247,63 @@ class Store:
         ARN is returned. Raises InvalidStateException when the CA is not ACTIVE
         (checked in the same statement, so a disabled CA never gains a record) and
         SerialTaken when the serial is in use.
+        """
+        found = self.add_certificates([row], since=since, pending=pending)[0]
+        if isinstance(found, BaseException):
+            raise found
+        return found
+
+    def add_certificates(
+        self, rows: Sequence[CertificateRow], *, since: float | Sequence[float] = 0.0, pending: bool = False
+    ) -> list[str | BackendError | SerialTaken]:
+        """Record several certificates, each as :meth:`add_certificate` would, usually in one
+        transaction; returns, for each row, the ARN that holds or the error it met.
+        ``since``: one for every row, or each row's.
 
         Group commit: threads queue their rows; the first to find no commit under way
         writes every queued row in one transaction, one statement a row, while the
-        others wait for their row's event: many threads pay for one commit.
+        others wait for their rows' events: many threads pay for one commit.
         """
-        item = _Pending(row, since, "PENDING_CERTIFICATE" if pending else "ACTIVE")
+        also = "PENDING_CERTIFICATE" if pending else "ACTIVE"
+        times = [since] * len(rows) if isinstance(since, int | float) else list(since)
+        items = [_Pending(row, at, also) for row, at in zip(rows, times, strict=True)]
         with self._lock:
-            self._queue.append(item)
+            self._queue.extend(items)
             lead = not self._leading
             self._leading = True
         if lead:
-            # Commit batch after batch until the queue is empty. Whoever queues while
-            # a leader is at work is sure to be taken: the leader steps down only
-            # under the lock, with the queue empty.
-            try:
-                while True:
-                    with self._lock:
-                        batch, self._queue = self._queue, []
-                        if not batch:
-                            self._leading = False
-                            break
-                    self._commit(batch)
-            except BaseException:  # interrupted: nobody may wait for a leader that is gone
-                with self._lock:
-                    rest, self._queue, self._leading = self._queue, [], False
-                for other in rest:
-                    other.error = BackendError("InternalFailure", "the local store's commit was interrupted")
-                    other.finished.set()
-                raise
-        else:
+            self._lead()
+        out: list[str | BackendError | SerialTaken] = []
+        for item in items:
             item.finished.wait()
-        if item.error is not None:
-            raise item.error
-        assert item.arn is not None
-        return item.arn
+            if isinstance(item.error, BackendError | SerialTaken):
+                out.append(item.error)
+            elif item.error is not None:
+                raise item.error
+            else:
+                assert item.arn is not None
+                out.append(item.arn)
+        return out
+
+    def _lead(self) -> None:
+        # Commit batch after batch until the queue is empty. Whoever queues while
+        # a leader is at work is sure to be taken: the leader steps down only
+        # under the lock, with the queue empty.
+        try:
+            while True:
+                with self._lock:
+                    batch, self._queue = self._queue, []
+                    if not batch:
+                        self._leading = False
+                        break
+                self._commit(batch)
+        except BaseException:  # interrupted: nobody may wait for a leader that is gone
+            with self._lock:
+                rest, self._queue, self._leading = self._queue, [], False
+            for other in rest:
+                other.error = BackendError("InternalFailure", "the local store's commit was interrupted")
+                other.finished.set()
+            raise
 
     def _commit(self, batch: list[_Pending]) -> None:
         try:
