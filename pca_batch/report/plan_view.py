@@ -86,8 +86,9 @@ def with_fetches(rows: Sequence[Result], steps: Sequence[Step], index: IssuedInd
         step = by_name.get(row.name)
         record = recorded(step, index) if step is not None and row.action in ("issue", "renew") else None
         if record is not None:
-            row = replace(row, action="fetch", certificate_arn=record.certificate_arn,
-                          reason=FETCHED_AGAIN.format(serial=serial_of(record)))
+            fetched = FETCHED_AGAIN.format(serial=serial_of(record))
+            why = f"{row.reason}; {fetched}" if row.action == "renew" and row.reason else fetched
+            row = replace(row, action="fetch", certificate_arn=record.certificate_arn, reason=why)
         out.append(row)
     return out
 
