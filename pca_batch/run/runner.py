@@ -32,15 +32,16 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from pca_batch.acmpca import serial_hex, serial_of_arn
 from pca_batch.backends.base import Backend, CertificateBundle
 from pca_batch.errors import BackendError
 from pca_batch.model import FAILED, ISSUED, RECOVERED, SKIPPED, UNCHANGED, Entry, Result
 from pca_batch.run.delivery import OUTPUT_ERROR, write_outputs
-from pca_batch.run.journal import Issued, Recorder
+from pca_batch.run.journal import Issued, KeyRecord, Recorder
 from pca_batch.run.pool import Pool
 from pca_batch.run.ratelimit import GET, ISSUE, RateLimits
 from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS, Retrier, RetryAborted, RetryPolicy
@@ -79,6 +80,11 @@ class EntrySteps:
     deliver: Callable[[Entry], bool] | None = None
     # issued: what the journal's ``issued`` line says beside the ARN (manifest, outputs, replaces)
     issued: Callable[[Entry], Issued] | None = None
+    # new_key: the ``key`` record written before IssueCertificate for an entry whose key is new;
+    # lost_keys: keys earlier runs made on other runners whose certificate to ask for again, with
+    # the token they recorded, before the entry's first work (see pca_batch.plan.lostkeys)
+    new_key: Callable[[Entry], KeyRecord | None] | None = None
+    lost_keys: Callable[[Entry], Sequence[KeyRecord]] | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,7 @@ class _Progress:
     attempts: int = 0  # IssueCertificate calls made, retries included
     arn: str | None = None
     issued: bool = False  # the ARN was issued during this run (not found in the journal)
+    lost: list[str] = field(default_factory=list)  # certificates asked for again for keys lost with their runner
 
 
 class Runner:
@@ -264,6 +271,7 @@ class Runner:
                 return self._not_started(entry)
             started = self._clock()
             try:
+                self._ask_for_lost_keys(entry, state)
                 if self._steps.prepare is not None:
                     entry = self._steps.prepare(entry)
                 bundle = self._issue_and_fetch(entry, state)
@@ -282,18 +290,46 @@ class Runner:
             raise ValueError(f"entry {entry.name} reached the runner without a CA ARN or a token")
         state.arn = self._journal.lookup(ca_arn, token)
         if state.arn is None:
-            request = entry.api_request()
-
-            def issue() -> str:
-                self._before_call(ca_arn, ISSUE)
-                state.attempts += 1
-                return self._backend.issue_certificate(request)
-
-            arn = self._retrier.call(issue)
-            about = self._steps.issued(entry) if self._steps.issued is not None else None
-            self._journal.record_issued(name=entry.name, token=token, ca_arn=ca_arn, certificate_arn=arn, issued=about)
+            new_key = self._steps.new_key(entry) if self._steps.new_key is not None else None
+            if new_key is not None:  # durably, before anything is sent for it
+                self._journal.record_key(new_key)
+            arn = self._issue(ca_arn, entry.api_request(), state)
+            self._journal.record_issued(name=entry.name, token=token, ca_arn=ca_arn, certificate_arn=arn,
+                                        issued=self._about(entry, state))
             state.arn, state.issued = arn, True
         return self._fetch(ca_arn, state.arn)
+
+    def _issue(self, ca_arn: str, request: Mapping[str, object], state: _Progress) -> str:
+        def issue() -> str:
+            self._before_call(ca_arn, ISSUE)
+            state.attempts += 1
+            return self._backend.issue_certificate(request)
+
+        return self._retrier.call(issue)
+
+    def _about(self, entry: Entry, state: _Progress) -> Issued:
+        """What the ``issued`` record says beside the ARN; after certificates asked for again for
+        lost keys, the newest of them is the one this certificate replaces (revoke_replaced)."""
+        about = self._steps.issued(entry) if self._steps.issued is not None else Issued()
+        if state.lost and entry.revoke_replaced is not None:
+            about = replace(about, replaces=state.lost[-1])
+        return about
+
+    def _ask_for_lost_keys(self, entry: Entry, state: _Progress) -> None:
+        """The certificate each lost key's run got, asked for again with its recorded CSR and token
+        (the CA answers the same token with the same certificate: pca_batch.plan.lostkeys) and
+        recorded as issued, its key lost."""
+        lost = self._steps.lost_keys(entry) if self._steps.lost_keys is not None else ()
+        for record in lost:
+            arn = self._journal.lookup(record.ca_arn, record.token)
+            if arn is None:
+                request = {**(entry.request or {}), "Csr": record.csr.encode("ascii"),
+                           "CertificateAuthorityArn": record.ca_arn, "IdempotencyToken": record.token}
+                arn = self._issue(record.ca_arn, request, state)
+                about = replace(self._about(entry, state), key_lost=True)
+                self._journal.record_issued(name=entry.name, token=record.token, ca_arn=record.ca_arn,
+                                            certificate_arn=arn, issued=about)
+            state.lost.append(arn)
 
     def _before_call(self, ca_arn: str, kind: str) -> None:
         if self._interrupt.is_set() or not self._limits.acquire(ca_arn, kind) or self._interrupt.is_set():
@@ -336,6 +372,8 @@ class Runner:
         # Issued when IssueCertificate was called; recovered when the journal's certificate was
         # fetched and written again; unchanged when the files already held it.
         status = ISSUED if state.attempts else RECOVERED if changed else UNCHANGED
+        if state.lost:
+            base = replace(base, reason=_lost_reason(state.lost))
         return replace(
             base, status=status,
             certificate_arn=state.arn, serial=facts.serial, not_before=facts.not_before,
@@ -386,6 +424,19 @@ class Runner:
             attempts=state.attempts if state else 0, duration_s=self._elapsed(started),
             error_code=code, error_message=message,
         )
+
+
+def _lost_reason(arns: Sequence[str]) -> str:
+    serials = ", ".join(_serial(a) for a in arns)
+    return (f"the key made by an earlier run on another runner is not here: a new key and certificate; the "
+            f"certificate issued for the lost key (serial {serials}) is recorded as replaced")
+
+
+def _serial(arn: str) -> str:
+    try:
+        return serial_hex(serial_of_arn(arn))
+    except ValueError:
+        return arn
 
 
 def base_result(entry: Entry, base_dir: Path) -> Result:
