@@ -41,11 +41,10 @@ def unsettled(events: Iterable[Event]) -> dict[tuple[str, str], list[KeyRecord]]
         if isinstance(event, KeyRecord):
             out.setdefault((event.name, event.ca_arn), []).append(event)
         elif isinstance(event, JournalRecord) and (event.name, event.ca_arn) in out:
+            # a certificate asked for again for a lost key answers that key; any other is the
+            # entry moving on: the keys before it are settled, whatever became of them
             waiting = out[(event.name, event.ca_arn)]
-            answered = [k for k in waiting if k.token == event.token]
-            # a certificate under another token (not one asked for again for a lost key) is
-            # the entry moving on: the keys before it are settled, whatever became of them
-            left = [k for k in waiting if k.token != event.token] if answered or event.issued.key_lost else []
+            left = [k for k in waiting if k.token != event.token] if event.issued.key_lost else []
             if left:
                 out[(event.name, event.ca_arn)] = left
             else:
