@@ -25,7 +25,7 @@ CA's audit report (the only listing of what a CA issued) lists it.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from pca_batch.run.journal import Event, JournalRecord, KeyRecord
 
@@ -68,13 +68,6 @@ def resendable(record: KeyRecord, now: datetime) -> bool:
     return timedelta(0) <= now - made < RESEND_WINDOW
 
 
-def to_resend(lost: Iterable[KeyRecord], now: datetime | None = None) -> list[KeyRecord]:
-    """The lost keys whose certificate the CA still answers their token with (judged at the
-    moment the entry starts, not when it was planned)."""
-    moment = now or datetime.now(UTC)
-    return [k for k in lost if resendable(k, moment)]
-
-
 def plan_reason(lost: Iterable[KeyRecord], now: datetime) -> str:
     """What the plan says of an entry whose earlier run's key is not here."""
     parts = [NOT_HERE]
@@ -83,6 +76,11 @@ def plan_reason(lost: Iterable[KeyRecord], now: datetime) -> str:
             parts.append(f"the certificate issued for the lost key (token {record.token}) is asked for again "
                          "and recorded as replaced")
         else:
-            parts.append(f"a certificate may exist for the lost key (token {record.token}, asked for at "
-                         f"{record.time}): the CA's audit report lists it")
+            parts.append(unasked(record))
     return "; ".join(parts)
+
+
+def unasked(record: KeyRecord) -> str:
+    """What the plan and the report say of a lost key too old to ask for its certificate again."""
+    return (f"a certificate may exist for the lost key (token {record.token}, asked for at {record.time}): "
+            "the CA's audit report lists it")

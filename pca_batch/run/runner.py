@@ -34,12 +34,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from pca_batch.acmpca import serial_hex, serial_of_arn
 from pca_batch.backends.base import Backend, CertificateBundle
 from pca_batch.errors import BackendError
 from pca_batch.model import FAILED, ISSUED, RECOVERED, SKIPPED, UNCHANGED, Entry, Result
+from pca_batch.plan import lostkeys
 from pca_batch.run.delivery import OUTPUT_ERROR, write_outputs
 from pca_batch.run.journal import Issued, KeyRecord, Recorder
 from pca_batch.run.pool import Pool
@@ -81,8 +83,9 @@ class EntrySteps:
     # issued: what the journal's ``issued`` line says beside the ARN (manifest, outputs, replaces)
     issued: Callable[[Entry], Issued] | None = None
     # new_key: the ``key`` record written before IssueCertificate for an entry whose key is new;
-    # lost_keys: keys earlier runs made on other runners whose certificate to ask for again, with
-    # the token they recorded, before the entry's first work (see pca_batch.plan.lostkeys)
+    # lost_keys: keys earlier runs made on other runners, whose certificates are not on record: each
+    # asked for again with its recorded CSR and token before the entry's first work, while the CA
+    # still answers that token with what it issued (see pca_batch.plan.lostkeys)
     new_key: Callable[[Entry], KeyRecord | None] | None = None
     lost_keys: Callable[[Entry], Sequence[KeyRecord]] | None = None
 
@@ -106,6 +109,7 @@ class _Progress:
     arn: str | None = None
     issued: bool = False  # the ARN was issued during this run (not found in the journal)
     lost: list[str] = field(default_factory=list)  # certificates asked for again for keys lost with their runner
+    unasked: list[KeyRecord] = field(default_factory=list)  # lost keys too old to ask for again
 
 
 class Runner:
@@ -322,6 +326,9 @@ class Runner:
         lost = self._steps.lost_keys(entry) if self._steps.lost_keys is not None else ()
         for record in lost:
             arn = self._journal.lookup(record.ca_arn, record.token)
+            if arn is None and not lostkeys.resendable(record, datetime.now(UTC)):
+                state.unasked.append(record)  # the same token would issue a new certificate now
+                continue
             if arn is None:
                 request = {**(entry.request or {}), "Csr": record.csr.encode("ascii"),
                            "CertificateAuthorityArn": record.ca_arn, "IdempotencyToken": record.token}
@@ -372,8 +379,8 @@ class Runner:
         # Issued when IssueCertificate was called; recovered when the journal's certificate was
         # fetched and written again; unchanged when the files already held it.
         status = ISSUED if state.attempts else RECOVERED if changed else UNCHANGED
-        if state.lost:
-            base = replace(base, reason=_lost_reason(state.lost))
+        if state.lost or state.unasked:
+            base = replace(base, reason=_lost_reason(state))
         return replace(
             base, status=status,
             certificate_arn=state.arn, serial=facts.serial, not_before=facts.not_before,
@@ -426,10 +433,13 @@ class Runner:
         )
 
 
-def _lost_reason(arns: Sequence[str]) -> str:
-    serials = ", ".join(_serial(a) for a in arns)
-    return (f"the key made by an earlier run on another runner is not here: a new key and certificate; the "
-            f"certificate issued for the lost key (serial {serials}) is recorded as replaced")
+def _lost_reason(state: _Progress) -> str:
+    parts = [lostkeys.NOT_HERE]
+    if state.lost:
+        serials = ", ".join(_serial(a) for a in state.lost)
+        parts.append(f"the certificate issued for the lost key (serial {serials}) is recorded as replaced")
+    parts += [lostkeys.unasked(k) for k in state.unasked]
+    return "; ".join(parts)
 
 
 def _serial(arn: str) -> str:

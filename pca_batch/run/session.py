@@ -27,7 +27,7 @@ from pca_batch.backends import Backend, Opening
 from pca_batch.backends.base import CaDescription
 from pca_batch.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BackendError, PcaBatchError
 from pca_batch.model import FAILED, SKIPPED, ApplyOptions, BackendConfig, Entry, Manifest, Result, RunSettings
-from pca_batch.plan import converge, lostkeys
+from pca_batch.plan import converge
 from pca_batch.plan.preflight import preflight
 from pca_batch.plan.prune import Revocation, find_orphans
 from pca_batch.plan.renewal import IssuedIndex
@@ -164,7 +164,7 @@ class _Session:
         steps = EntrySteps(preflight_errors=refused, prepare=lambda e: converge.prepare(decided.steps[e.name], env),
                            deliver=converge.deliver_key, issued=self._issued_line(decided),
                            new_key=lambda e: converge.key_record(e, manifest_file),
-                           lost_keys=lambda e: lostkeys.to_resend(decided.steps[e.name].decision.lost_keys))
+                           lost_keys=lambda e: decided.steps[e.name].decision.lost_keys)
         try:
             self.runner = Runner(self.backend, journal, base_dir=self.base_dir,
                                  config=resolve_config(self.manifest.backend, self.manifest.settings, self.options),
