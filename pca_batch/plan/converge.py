@@ -128,6 +128,11 @@ def _with_lost_keys(decision: Decision, entry: Entry, index: IssuedIndex, here: 
     """The keys earlier runs made for this entry on other runners, whose certificates are not on
     record (``here``: the public key digest of the pending key this runner has, if any)."""
     assert entry.ca_arn is not None
+    newest = next((r for r in reversed(index.records_of(entry.name)) if r.ca_arn == entry.ca_arn), None)
+    if newest is not None and newest.issued.key_lost and decision.replaces is None \
+            and index.revocation(newest) is None:
+        # a run asked for a lost key's certificate and stopped before the new one: this one replaces it
+        decision = replace(decision, replaces=newest)
     lost = tuple(k for k in index.lost_keys.get((entry.name, entry.ca_arn), ()) if k.spki_sha256 != here)
     if not lost:
         return decision

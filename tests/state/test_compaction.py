@@ -198,3 +198,23 @@ def test_a_lost_key_is_asked_for_again_only_inside_the_tokens_window() -> None:
     late = plan_reason([record], made + timedelta(hours=1))
     assert "a certificate may exist for the lost key (token pb1-t, asked for at 2026-12-03T06:00:00Z)" in late
     assert "audit report" in late
+
+
+def test_a_certificate_asked_for_a_lost_key_is_replaced_by_the_next_one(tmp_path: Path) -> None:
+    """A run recorded the lost key's certificate and stopped before the new key's: the next run's
+    new certificate replaces it (revoke_replaced), though the entry has no file to renew."""
+    from datetime import UTC, datetime
+
+    from pca_batch.pki.keys import KeySpec
+    from pca_batch.plan.converge import decide_entry
+
+    lost = JournalRecord(name="web", token="pb1-t", ca_arn=CAS[0], certificate_arn=f"{CAS[0]}/certificate/{1:032x}",
+                         time="t", issued=Issued(manifest="certs.yaml", key_lost=True))
+    entry = Entry("web", 0, 1, {"CertificateAuthorityArn": CAS[0]}, "pb1-x", None,
+                  Outputs(certificate=tmp_path / "web.pem", private_key=tmp_path / "web.key"),
+                  key=KeySpec(subject=(("CommonName", "web.example"),)), revoke_replaced="SUPERSEDED")
+    step = decide_entry(entry, IssuedIndex.from_events([lost]), now=datetime.now(UTC), force=False)
+    assert (step.decision.action, step.decision.replaces) == ("issue", lost)
+    gone = RevocationRecord("web", CAS[0], lost.certificate_arn, "SUPERSEDED", "t")
+    step = decide_entry(entry, IssuedIndex.from_events([lost, gone]), now=datetime.now(UTC), force=False)
+    assert step.decision.replaces is None
