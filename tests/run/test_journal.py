@@ -149,3 +149,16 @@ def test_a_closed_journal_refuses_to_record(tmp_path: Path) -> None:
         assert "closed" in str(exc)
     else:
         raise AssertionError("a closed journal recorded a line")
+
+
+def test_an_s3_state_object_reads_a_later_versions_record_and_refuses_a_torn_one() -> None:
+    import pytest
+
+    from pca_batch.state.base import StateError
+    from pca_batch.state.s3state import _records
+
+    body = b'{"event":"someday","name":"web"}\n' + json.dumps(
+        {"event": "issued", "name": "a", "token": "t", "ca_arn": CA, "certificate_arn": "arn-a", "time": "t"}).encode()
+    assert [e.event for e in _records(body, "s3://b/k", first_line=2)] == ["someday", "issued"]
+    with pytest.raises(StateError, match="line 4 is not a pca-batch record"):
+        _records(body + b'\n{"event": "issued", "na', "s3://b/k", first_line=2)
