@@ -96,7 +96,9 @@ def run_list(manifest: Manifest, options: ApplyOptions, out: Console, *, as_json
         out.file.write(to_json(found, state.display))
         out.file.flush()
         return EXIT_OK
-    write_lines(out, as_table(found) + [f"{len(found)} certificate(s) on record in {state.display}"])
+    waiting = sum(1 for r in found if r.token is not None)
+    keys = f", {waiting} key(s) whose certificate is not on record" if waiting else ""
+    write_lines(out, as_table(found) + [f"{len(found) - waiting} certificate(s) on record in {state.display}{keys}"])
     return EXIT_OK
 
 

@@ -162,6 +162,13 @@ def spki_sha256(key: PrivateKey) -> str:
     return hashlib.sha256(der).hexdigest()
 
 
+def csr_spki_sha256(csr_pem: str) -> str:
+    """The SHA-256 of the public key a CSR (PEM) carries, as :func:`spki_sha256` gives it."""
+    public = x509.load_pem_x509_csr(csr_pem.encode("ascii")).public_key()
+    der = public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(der).hexdigest()
+
+
 def passphrase(spec: KeySpec, env: Mapping[str, str] | None = None) -> bytes | None:
     if not spec.passphrase_env:
         return None

@@ -21,10 +21,11 @@ from pca_batch import files
 from pca_batch.errors import BackendError
 from pca_batch.model import UNCHANGED, Entry, Result
 from pca_batch.pki import keys
-from pca_batch.plan import renewal, tokens
+from pca_batch.plan import lostkeys, renewal, tokens
 from pca_batch.plan.renewal import Decision, IssuedIndex
 from pca_batch.plan.tokens import key_request
-from pca_batch.times import rfc3339
+from pca_batch.run.journal import KeyRecord
+from pca_batch.times import rfc3339, utc_now
 
 KEY_ERROR = "PrivateKeyError"
 KEY_COMPROMISED = "KeyCompromised"
@@ -87,7 +88,8 @@ def decide_entry(entry: Entry, index: IssuedIndex, *, now: datetime, force: bool
             return Step(entry, Decision("renew" if certificate.exists() else "issue", str(exc)))
         if key is None:
             reason = "no private key yet" if not certificate.exists() else "the private key is missing"
-            return Step(entry, Decision("issue" if not certificate.exists() else "renew", reason))
+            decision = Decision("issue" if not certificate.exists() else "renew", reason)
+            return Step(entry, _with_lost_keys(decision, entry, index, None, now))
         spki = keys.spki_sha256(key)
         token_request = key_request(request, entry.key, spki)
         token = tokens.token_for(entry.name, token_request)
@@ -116,7 +118,25 @@ def decide_entry(entry: Entry, index: IssuedIndex, *, now: datetime, force: bool
     if decision.token is None and entry.key is None:
         salted = renewal.renewal_token(token, entry.explicit_token, entry.name, token_request, decision.salt)
         decision = replace(decision, token=salted)
+    if entry.key is not None:
+        decision = _with_lost_keys(decision, entry, index, spki if pending else None, now)
     return Step(entry, decision)
+
+
+def _with_lost_keys(decision: Decision, entry: Entry, index: IssuedIndex, here: str | None,
+                    now: datetime) -> Decision:
+    """The keys earlier runs made for this entry on other runners, whose certificates are not on
+    record (``here``: the public key digest of the pending key this runner has, if any)."""
+    assert entry.ca_arn is not None
+    newest = next((r for r in reversed(index.records_of(entry.name)) if r.ca_arn == entry.ca_arn), None)
+    if newest is not None and newest.issued.key_lost and decision.replaces is None \
+            and index.revocation(newest) is None:
+        # a run asked for a lost key's certificate and stopped before the new one: this one replaces it
+        decision = replace(decision, replaces=newest)
+    lost = tuple(k for k in index.lost_keys.get((entry.name, entry.ca_arn), ()) if k.spki_sha256 != here)
+    if not lost:
+        return decision
+    return replace(decision, lost_keys=lost, reason=f"{decision.reason}; {lostkeys.plan_reason(lost, now)}")
 
 
 def _issued_before(decision: Decision, entry: Entry, index: IssuedIndex, token: str,
@@ -214,6 +234,18 @@ def prepare(step: Step, env: Mapping[str, str] | None = None) -> Entry:
         decision.salt,
     )
     return replace(entry, request=request, token=token)
+
+
+def key_record(entry: Entry, manifest_file: str) -> KeyRecord | None:
+    """What the state records before IssueCertificate for an entry whose key is new (made by
+    ``prepare``, pending here): its token, CSR and public key digest; never the key."""
+    private_key = entry.outputs.private_key
+    if entry.key is None or private_key is None or entry.request is None or entry.token is None \
+            or entry.ca_arn is None or not keys.pending_path(private_key).exists():
+        return None
+    csr = str(entry.request["Csr"])
+    return KeyRecord(name=entry.name, ca_arn=entry.ca_arn, token=entry.token, spki_sha256=keys.csr_spki_sha256(csr),
+                     csr=csr, time=utc_now(), manifest=manifest_file)
 
 
 def deliver_key(entry: Entry) -> bool:

@@ -26,7 +26,7 @@ from pca_batch.acmpca import TOKEN_MAX, serial_hex, serial_of_arn
 from pca_batch.model import Decided
 from pca_batch.pki import csr as csrmod
 from pca_batch.plan import tokens
-from pca_batch.run.journal import JournalRecord, RevocationRecord, read_events
+from pca_batch.run.journal import Event, JournalRecord, KeyRecord, RevocationRecord, read_events
 
 KEY_COMPROMISE = "KEY_COMPROMISE"
 NO_RECORD = "the journal has no record of issuing this certificate"
@@ -114,7 +114,10 @@ class IssuedIndex:
     and which certificates were revoked since."""
 
     def __init__(self, records: Iterable[JournalRecord],
-                 revocations: Iterable[RevocationRecord] = ()) -> None:
+                 revocations: Iterable[RevocationRecord] = (),
+                 lost_keys: dict[tuple[str, str], list[KeyRecord]] | None = None) -> None:
+        # per (name, CA ARN): keys made by earlier runs whose certificate is not on record
+        self.lost_keys = lost_keys or {}
         self.by_serial: dict[int, JournalRecord] = {}
         self.serials_of: dict[str, list[str]] = {}
         self.revoked: dict[str, RevocationRecord] = {r.certificate_arn: r for r in revocations}
@@ -143,11 +146,13 @@ class IssuedIndex:
         return cls.from_events(events)
 
     @classmethod
-    def from_events(cls, events: Iterable[JournalRecord | RevocationRecord]) -> IssuedIndex:
+    def from_events(cls, events: Iterable[Event]) -> IssuedIndex:
         """The index of a state's records (see pca_batch.state), in the order they were recorded."""
+        from pca_batch.plan.lostkeys import unsettled
+
         events = list(events)
         return cls([e for e in events if isinstance(e, JournalRecord)],
-                   [e for e in events if isinstance(e, RevocationRecord)])
+                   [e for e in events if isinstance(e, RevocationRecord)], unsettled(events))
 
 
 @dataclass(frozen=True)
@@ -160,6 +165,7 @@ class Decision:
     replaces: JournalRecord | None = None  # the certificate a renewal replaces, when the journal knows it
     compromised: bool = False  # the certificate it replaces was revoked for KEY_COMPROMISE: never reuse its key
     refusal: str | None = None  # why apply must not send this entry at all (its CSR is for a compromised key)
+    lost_keys: tuple[KeyRecord, ...] = ()  # keys earlier runs made on other runners, certificates not on record
 
     @property
     def salt(self) -> str:

@@ -76,7 +76,7 @@ def plain_line(result: Result) -> str:
         how = RECOVERED_NOTE if result.status == RECOVERED else f"{result.attempts} attempt{plural}"
         return (
             f"{head}  {result.certificate_arn}  serial {result.serial}  expires {result.not_after}"
-            f"  {how}  {result.duration_s:.2f}s{_retired(result)}"
+            f"  {how}  {result.duration_s:.2f}s{_retired(result)}{_why(result)}"
         )
     if result.status == REVOKED:
         note = f"  {result.reason}" if result.reason else ""
@@ -197,7 +197,12 @@ def _note(result: Result) -> str:
     """The error column of a row that did not fail: a revocation's reason, replaced certificates revoked."""
     if result.status == REVOKED:
         return " ".join(filter(None, [result.revocation_reason, f"({result.reason})" if result.reason else ""]))
-    return _retired(result).strip()
+    return (_retired(result) + _why(result)).strip()
+
+
+def _why(result: Result) -> str:
+    """Why an issued entry was issued as it was, when the run has something to say (a lost key)."""
+    return f"  ({result.reason})" if result.reason and result.status == ISSUED else ""
 
 
 def final_summary(results: Sequence[Result], elapsed_s: float, *, interrupted: bool = False) -> str:

@@ -12,6 +12,7 @@ from pca_batch.pki import validity
 from pca_batch.plan import converge
 from pca_batch.plan.converge import Step
 from pca_batch.plan.guard import recorded
+from pca_batch.plan.lostkeys import NOT_HERE
 from pca_batch.plan.prune import NO_LONGER_LISTED, Revocation
 from pca_batch.plan.renewal import IssuedIndex, serial_of
 from pca_batch.report.json_report import summary_line
@@ -231,8 +232,9 @@ def _action(r: Result, table: bool = False) -> str:
     why = ""
     if r.action == "refused":
         why = f"{r.error_code}: {r.error_message}"
-    elif r.reason and r.action in ("renew", "unchanged", "revoke", "orphaned", "adopt", "fetch"):
-        why = r.reason
+    elif r.reason and (r.action in ("renew", "unchanged", "revoke", "orphaned", "adopt", "fetch")
+                       or NOT_HERE in r.reason):
+        why = r.reason  # an issue says why only when a key made on another runner was lost
     if not why:
         return mark
     return f"{mark}\n{why}" if table else f"{mark} ({why})"

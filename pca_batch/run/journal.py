@@ -8,6 +8,8 @@ Append-only JSON lines (default ``<manifest folder>/.pca-batch/journal.jsonl``):
      "replaces": "arn:...:certificate/0a1b..."}
     {"event": "revoked", "name": "...", "ca_arn": "...", "certificate_arn": "...",
      "reason": "KEY_COMPROMISE", "time": "2026-11-27T08:00:00Z"}
+    {"event": "key", "name": "...", "ca_arn": "...", "token": "...", "spki_sha256": "...",
+     "csr": "-----BEGIN CERTIFICATE REQUEST-----...", "time": "...", "manifest": "certs.yaml"}
 
 Each line goes out in one ``write`` on an ``O_APPEND`` descriptor, under a
 lock, and :meth:`Journal.record_issued` returns only after an ``fsync`` that
@@ -20,7 +22,15 @@ certificates instead of issuing new ones.
 A crash in the middle of a write can leave a torn last line. Reading skips
 lines that are not whole records, and opening a journal whose last line is
 torn first ends that line, so the next record starts on a line of its own.
-The journal never holds a private key or a CSR: only names, tokens and ARNs.
+The journal never holds a private key (nor its passphrase). A ``key`` line says that
+pca-batch made a new key for an entry and is about to ask for its certificate: written
+durably before that IssueCertificate call, it holds the token, the public key's SHA-256
+and the CSR (public), so that a run on another runner, where the pending key file is not,
+can ask the CA for what the earlier run got (see :mod:`pca_batch.plan.lostkeys`).
+
+A line of an event this version does not know (a later version's) is kept as it is
+(:class:`OtherRecord`): read, passed through compaction, otherwise ignored; only a line
+that is not a whole JSON object is damage.
 
 An ``issued`` line also says which manifest (its file name: one folder, one journal,
 may hold several manifests) and which output files (relative to the manifest's folder)
@@ -46,9 +56,11 @@ from pca_batch.times import utc_now
 
 ISSUED_EVENT = "issued"
 REVOKED_EVENT = "revoked"
+KEY_EVENT = "key"
 JOURNAL_FILE = "journal.jsonl"
 _FIELDS = ("name", "token", "ca_arn", "certificate_arn", "time")
 _REVOKED_FIELDS = ("name", "ca_arn", "certificate_arn", "reason", "time")
+_KEY_FIELDS = ("name", "ca_arn", "token", "spki_sha256", "csr", "time")
 
 
 def default_journal_path(manifest_path: Path) -> Path:
@@ -62,6 +74,7 @@ class Issued:
     manifest: str | None = None  # the manifest's file name
     outputs: Mapping[str, str] = field(default_factory=dict)  # kind -> path relative to the manifest's folder
     replaces: str | None = None  # revoke_replaced: the certificate ARN this one replaces
+    key_lost: bool = False  # issued for a key made by a run on another runner, which is not here
 
 
 @dataclass(frozen=True)
@@ -82,6 +95,8 @@ class JournalRecord:
             data["outputs"] = dict(self.issued.outputs)
         if self.issued.replaces is not None:
             data["replaces"] = self.issued.replaces
+        if self.issued.key_lost:
+            data["key_lost"] = True
         return json.dumps(data, separators=(",", ":"), ensure_ascii=True)
 
 
@@ -101,7 +116,40 @@ class RevocationRecord:
         return json.dumps(data, separators=(",", ":"), ensure_ascii=True)
 
 
-Event = JournalRecord | RevocationRecord
+@dataclass(frozen=True)
+class KeyRecord:
+    """A ``key`` line: a new key was made for an entry and its certificate is about to be asked
+    for with ``token``. Public facts only: the CSR and the public key's SHA-256, never the key."""
+
+    name: str
+    ca_arn: str
+    token: str
+    spki_sha256: str
+    csr: str  # PEM
+    time: str
+    manifest: str | None = None
+    event: str = KEY_EVENT
+
+    def to_json(self) -> str:
+        data: dict[str, object] = {"event": self.event, **{k: getattr(self, k) for k in _KEY_FIELDS}}
+        if self.manifest is not None:
+            data["manifest"] = self.manifest
+        return json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+
+
+@dataclass(frozen=True)
+class OtherRecord:
+    """A whole line of an event this version does not know: kept as it was written."""
+
+    line: str
+    event: str = ""
+
+    def to_json(self) -> str:
+        return self.line
+
+
+Event = JournalRecord | RevocationRecord | KeyRecord | OtherRecord
+_KNOWN = {ISSUED_EVENT: _FIELDS, REVOKED_EVENT: _REVOKED_FIELDS, KEY_EVENT: _KEY_FIELDS}
 
 
 def parse_line(line: bytes) -> Event | None:
@@ -112,11 +160,19 @@ def parse_line(line: bytes) -> Event | None:
         return None
     if not isinstance(data, dict):
         return None
-    event, fields = data.get("event"), _FIELDS if data.get("event") == ISSUED_EVENT else _REVOKED_FIELDS
-    if event not in (ISSUED_EVENT, REVOKED_EVENT) or not all(isinstance(data.get(k), str) for k in fields):
+    event = data.get("event")
+    fields = _KNOWN.get(event) if isinstance(event, str) else None
+    if fields is None:  # a later version's record: not ours to read, ours to keep
+        if not isinstance(event, str) or not event:
+            return None
+        return OtherRecord(json.dumps(data, separators=(",", ":"), ensure_ascii=True), event)
+    if not all(isinstance(data.get(k), str) for k in fields):
         return None
     if event == REVOKED_EVENT:
         return RevocationRecord(**{k: data[k] for k in _REVOKED_FIELDS})
+    if event == KEY_EVENT:
+        manifest = data.get("manifest")
+        return KeyRecord(**{k: data[k] for k in _KEY_FIELDS}, manifest=manifest if isinstance(manifest, str) else None)
     return JournalRecord(**{k: data[k] for k in _FIELDS}, issued=_issued(data))
 
 
@@ -128,6 +184,7 @@ def _issued(data: Mapping[str, object]) -> Issued:
         outputs={k: v for k, v in outputs.items() if isinstance(k, str) and isinstance(v, str)}
         if isinstance(outputs, dict) else {},
         replaces=replaces if isinstance(replaces, str) else None,
+        key_lost=data.get("key_lost") is True,
     )
 
 
@@ -173,6 +230,8 @@ class Recorder(Protocol):
     def record_issued_many(self, records: list[JournalRecord]) -> list[JournalRecord]: ...
 
     def record_revoked(self, *, name: str, ca_arn: str, certificate_arn: str, reason: str) -> RevocationRecord: ...
+
+    def record_key(self, record: KeyRecord) -> None: ...
 
     def close(self) -> None: ...
 
@@ -282,13 +341,20 @@ class Journal:
         record = RevocationRecord(
             name=name, ca_arn=ca_arn, certificate_arn=certificate_arn, reason=reason, time=utc_now()
         )
+        self._append(record)
+        return record
+
+    def record_key(self, record: KeyRecord) -> None:
+        """Append a ``key`` line and fsync it; returns only once it is on disk."""
+        self._append(record)
+
+    def _append(self, record: RevocationRecord | KeyRecord) -> None:
         line = (record.to_json() + "\n").encode("ascii")
         with self._lock:
             self._write(line)
             self._written += 1
             mine = self._written
         self._sync(mine)
-        return record
 
     def close(self) -> None:
         with self._sync_lock, self._lock:

@@ -212,7 +212,7 @@ def targets(manifest: Manifest, names: Sequence[str], events: Sequence[Event], w
         if isinstance(event, JournalRecord):
             if event.issued.manifest in (None, manifest.path.name):
                 current[event.name] = event
-        else:
+        elif isinstance(event, RevocationRecord):
             revoked[event.certificate_arn] = event
     known = [e.name for e in manifest.entries]
     problems = []

@@ -32,16 +32,19 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
+from pca_batch.acmpca import serial_hex, serial_of_arn
 from pca_batch.backends.base import Backend, BatchBackend, CertificateBundle
 from pca_batch.errors import BackendError
 from pca_batch.model import FAILED, ISSUED, RECOVERED, SKIPPED, UNCHANGED, Entry, Result
+from pca_batch.plan import lostkeys
 from pca_batch.run.delivery import OUTPUT_ERROR, CertificateFacts, write_outputs, write_outputs_many
-from pca_batch.run.journal import Issued, JournalRecord, Recorder
+from pca_batch.run.journal import Issued, JournalRecord, KeyRecord, Recorder
 from pca_batch.run.pool import Pool
 from pca_batch.run.ratelimit import GET, ISSUE, LearnedRate, RateLimits, WaitInterrupted
 from pca_batch.run.retry import DEFAULT_MAX_ATTEMPTS, DEFAULT_THROTTLE_TIMEOUT, Retrier, RetryAborted, RetryPolicy
@@ -92,6 +95,12 @@ class EntrySteps:
     deliver: Callable[[Entry], bool] | None = None
     # issued: what the journal's ``issued`` line says beside the ARN (manifest, outputs, replaces)
     issued: Callable[[Entry], Issued] | None = None
+    # new_key: the ``key`` record written before IssueCertificate for an entry whose key is new;
+    # lost_keys: keys earlier runs made on other runners, whose certificates are not on record: each
+    # asked for again with its recorded CSR and token before the entry's first work, while the CA
+    # still answers that token with what it issued (see pca_batch.plan.lostkeys)
+    new_key: Callable[[Entry], KeyRecord | None] | None = None
+    lost_keys: Callable[[Entry], Sequence[KeyRecord]] | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +121,8 @@ class _Progress:
     attempts: int = 0  # IssueCertificate calls made, retries included
     arn: str | None = None
     issued: bool = False  # the ARN was issued during this run (not found in the journal)
+    lost: list[str] = field(default_factory=list)  # certificates asked for again for keys lost with their runner
+    unasked: list[KeyRecord] = field(default_factory=list)  # lost keys too old to ask for again
 
 
 _Ready = tuple[int, Entry, _Progress]  # an entry of a batch, its place in it, how far it got
@@ -296,6 +307,7 @@ class Runner:
                 return self._not_started(entry)
             started = self._clock()
             try:
+                self._ask_for_lost_keys(entry, state)
                 if self._steps.prepare is not None:
                     entry = self._steps.prepare(entry)
                 bundle = self._issue_and_fetch(entry, state)
@@ -347,10 +359,11 @@ class Runner:
                 continue
             state = _Progress()
             try:
+                self._ask_for_lost_keys(entry, state)  # rare: one by one, before the entry's new key
                 if self._steps.prepare is not None:
                     entry = self._steps.prepare(entry)
-            except BackendError as err:
-                done[i] = self._failed(entry, err, state, started)
+            except (BackendError, RetryAborted, _Interrupted) as exc:
+                done[i] = self._caught(entry, exc, state, started)
                 continue
             if entry.ca_arn is None or entry.token is None:
                 raise ValueError(f"entry {entry.name} reached the runner without a CA ARN or a token")
@@ -371,6 +384,7 @@ class Runner:
                 done[i] = self._stopped(entry, "interrupted", state, started)
                 continue
             asking.append((i, entry, state))
+        self._record_new_keys([entry for _i, entry, _state in asking])
         answers = self._backend.issue_many([entry.api_request() for _i, entry, _state in asking]) if asking else []
         records: list[JournalRecord] = []
         recorded: list[_Ready] = []
@@ -385,9 +399,8 @@ class Runner:
                     done[i] = self._failed(entry, answer, state, started)
                 continue
             assert entry.ca_arn is not None and entry.token is not None
-            about = self._steps.issued(entry) if self._steps.issued is not None else Issued()
             records.append(JournalRecord(name=entry.name, token=entry.token, ca_arn=entry.ca_arn,
-                                         certificate_arn=answer, time=now, issued=about))
+                                         certificate_arn=answer, time=now, issued=self._about(entry, state)))
             recorded.append((i, entry, state))
             state.arn, state.issued = answer, True
         try:
@@ -400,6 +413,16 @@ class Runner:
                 self._issue_and_fetch(entry, state)
             except (BackendError, RetryAborted, _Interrupted) as exc:
                 done[i] = self._caught(entry, exc, state, started)
+
+    def _record_new_keys(self, entries: list[Entry]) -> None:
+        """The new keys' records (their existence, never their material), durably, before
+        anything is sent for them (pca_batch.plan.lostkeys)."""
+        if self._steps.new_key is None:
+            return
+        for entry in entries:
+            new_key = self._steps.new_key(entry)
+            if new_key is not None:
+                self._journal.record_key(new_key)
 
     def _caught(self, entry: Entry, exc: BackendError | RetryAborted | _Interrupted, state: _Progress,
                 started: float) -> Result:
@@ -417,17 +440,48 @@ class Runner:
             raise ValueError(f"entry {entry.name} reached the runner without a CA ARN or a token")
         state.arn = self._journal.lookup(ca_arn, token)
         if state.arn is None:
-            request = entry.api_request()
-
-            def issue() -> str:
-                state.attempts += 1
-                return self._backend.issue_certificate(request)
-
-            arn = self._retrier.call(lambda: self._paced(ca_arn, ISSUE, issue))
-            about = self._steps.issued(entry) if self._steps.issued is not None else None
-            self._journal.record_issued(name=entry.name, token=token, ca_arn=ca_arn, certificate_arn=arn, issued=about)
+            new_key = self._steps.new_key(entry) if self._steps.new_key is not None else None
+            if new_key is not None:  # durably, before anything is sent for it
+                self._journal.record_key(new_key)
+            arn = self._issue(ca_arn, entry.api_request(), state)
+            self._journal.record_issued(name=entry.name, token=token, ca_arn=ca_arn, certificate_arn=arn,
+                                        issued=self._about(entry, state))
             state.arn, state.issued = arn, True
         return self._fetch(ca_arn, state.arn)
+
+    def _issue(self, ca_arn: str, request: Mapping[str, object], state: _Progress) -> str:
+        def issue() -> str:
+            state.attempts += 1
+            return self._backend.issue_certificate(request)
+
+        return self._retrier.call(lambda: self._paced(ca_arn, ISSUE, issue))
+
+    def _about(self, entry: Entry, state: _Progress) -> Issued:
+        """What the ``issued`` record says beside the ARN; after certificates asked for again for
+        lost keys, the newest of them is the one this certificate replaces (revoke_replaced)."""
+        about = self._steps.issued(entry) if self._steps.issued is not None else Issued()
+        if state.lost and entry.revoke_replaced is not None:
+            about = replace(about, replaces=state.lost[-1])
+        return about
+
+    def _ask_for_lost_keys(self, entry: Entry, state: _Progress) -> None:
+        """The certificate each lost key's run got, asked for again with its recorded CSR and token
+        (the CA answers the same token with the same certificate: pca_batch.plan.lostkeys) and
+        recorded as issued, its key lost."""
+        lost = self._steps.lost_keys(entry) if self._steps.lost_keys is not None else ()
+        for record in lost:
+            arn = self._journal.lookup(record.ca_arn, record.token)
+            if arn is None and not lostkeys.resendable(record, datetime.now(UTC)):
+                state.unasked.append(record)  # the same token would issue a new certificate now
+                continue
+            if arn is None:
+                request = {**(entry.request or {}), "Csr": record.csr.encode("ascii"),
+                           "CertificateAuthorityArn": record.ca_arn, "IdempotencyToken": record.token}
+                arn = self._issue(record.ca_arn, request, state)
+                about = replace(self._about(entry, state), key_lost=True)
+                self._journal.record_issued(name=entry.name, token=record.token, ca_arn=record.ca_arn,
+                                            certificate_arn=arn, issued=about)
+            state.lost.append(arn)
 
     def _paced(self, ca_arn: str, kind: str, call: Callable[[], T]) -> T:
         """One ``kind`` call, once the rate limiter grants it a start (its answer teaches the limiter)."""
@@ -491,8 +545,11 @@ class Runner:
         # Issued when IssueCertificate was called; recovered when the journal's certificate was
         # fetched and written again; unchanged when the files already held it.
         status = ISSUED if state.attempts else RECOVERED if changed else UNCHANGED
+        base = self._base(entry)
+        if state.lost or state.unasked:
+            base = replace(base, reason=_lost_reason(state))
         return replace(
-            self._base(entry), status=status,
+            base, status=status,
             certificate_arn=state.arn, serial=facts.serial, not_before=facts.not_before,
             not_after=facts.not_after, attempts=state.attempts, duration_s=self._elapsed(started),
         )
@@ -541,6 +598,22 @@ class Runner:
             attempts=state.attempts if state else 0, duration_s=self._elapsed(started),
             error_code=code, error_message=message,
         )
+
+
+def _lost_reason(state: _Progress) -> str:
+    parts = [lostkeys.NOT_HERE]
+    if state.lost:
+        serials = ", ".join(_serial(a) for a in state.lost)
+        parts.append(f"the certificate issued for the lost key (serial {serials}) is recorded as replaced")
+    parts += [lostkeys.unasked(k) for k in state.unasked]
+    return "; ".join(parts)
+
+
+def _serial(arn: str) -> str:
+    try:
+        return serial_hex(serial_of_arn(arn))
+    except ValueError:
+        return arn
 
 
 def base_result(entry: Entry, base_dir: Path) -> Result:

@@ -184,8 +184,11 @@ class _Session:
                                        "line(s), "
                                        "as a crash in mid-write leaves"])
         env = self.env
+        manifest_file = self.manifest.path.name
         steps = EntrySteps(preflight_errors=refused, prepare=lambda e: converge.prepare(decided.steps[e.name], env),
-                           deliver=converge.deliver_key, issued=self._issued_line(decided))
+                           deliver=converge.deliver_key, issued=self._issued_line(decided),
+                           new_key=lambda e: converge.key_record(e, manifest_file),
+                           lost_keys=lambda e: decided.steps[e.name].decision.lost_keys)
         try:
             self.runner = Runner(self.backend, journal, base_dir=self.base_dir, config=self.config, steps=steps)
             with _graceful_signals(self.runner.request_stop), LiveReport(self.console, len(decided.todo)) as live:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pca_batch import __version__
 from pca_batch.errors import PcaBatchError
 from pca_batch.model import Shard
-from pca_batch.run.journal import Event, JournalRecord, Recorder, RevocationRecord
+from pca_batch.run.journal import Event, JournalRecord, KeyRecord, Recorder, RevocationRecord
 from pca_batch.times import utc_now
 
 ALL = "all"  # the lock scope of a run over the whole manifest
@@ -46,6 +46,10 @@ class StateView:
     @property
     def revocations(self) -> list[RevocationRecord]:
         return [e for e in self.events if isinstance(e, RevocationRecord)]
+
+    @property
+    def keys(self) -> list[KeyRecord]:
+        return [e for e in self.events if isinstance(e, KeyRecord)]
 
 
 @dataclass(frozen=True)

@@ -10,15 +10,17 @@ nothing reads it but people.
 Kept, per (manifest, entry name, CA ARN): the newest :data:`KEEP` ``issued`` records, and the
 newest one not revoked with the one before it (a run finds an entry's certificate by it when
 its files are gone and the newest were revoked); every record some record ``replaces`` that
-has no revocation, with that record; the revocations of kept records. The order of recording
-is preserved.
+has no revocation, with that record; the revocations of kept records; every ``key`` record
+(a new key's existence) until an ``issued`` record for its CA and token exists (a run on
+another runner asks the CA for that certificate by it); every record of an event this
+version does not know. The order of recording is preserved.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from pca_batch.run.journal import Event, JournalRecord, RevocationRecord
+from pca_batch.run.journal import Event, JournalRecord, KeyRecord, RevocationRecord
 
 KEEP = 2  # the current certificate and the one it replaced
 
@@ -43,10 +45,18 @@ def split(events: Sequence[Event]) -> tuple[list[Event], list[Event]]:
         if owed is not None and record.issued.replaces not in revoked:
             keep.update((n, owed))
     kept_arns = {_record(events, n).certificate_arn for n in keep}
+    tokens = {(e.ca_arn, e.token) for _, e in issued}
     kept: list[Event] = []
     archived: list[Event] = []
     for n, event in enumerate(events):
-        wanted = n in keep if isinstance(event, JournalRecord) else event.certificate_arn in kept_arns
+        if isinstance(event, JournalRecord):
+            wanted = n in keep
+        elif isinstance(event, RevocationRecord):
+            wanted = event.certificate_arn in kept_arns
+        elif isinstance(event, KeyRecord):
+            wanted = (event.ca_arn, event.token) not in tokens
+        else:
+            wanted = True
         (kept if wanted else archived).append(event)
     return kept, archived
 

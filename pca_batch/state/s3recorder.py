@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from types import TracebackType
 
 from pca_batch.errors import BackendError
-from pca_batch.run.journal import Issued, JournalRecord, RevocationRecord
+from pca_batch.run.journal import Issued, JournalRecord, KeyRecord, RevocationRecord
 from pca_batch.state.base import StateError, StateView
 from pca_batch.times import utc_now
 
@@ -82,7 +82,10 @@ class S3Recorder:
         self._append(record, f"the certificate {certificate_arn} of {name} was revoked")
         return record
 
-    def _append(self, record: JournalRecord | RevocationRecord, what: str) -> None:
+    def record_key(self, record: KeyRecord) -> None:
+        self._append(record, f"a new key was made for {record.name}")
+
+    def _append(self, record: JournalRecord | RevocationRecord | KeyRecord, what: str) -> None:
         with self._lock:
             self._buffer.append((record.to_json() + "\n").encode("ascii"))
             self._written += 1

@@ -50,7 +50,8 @@ def write(path: Path, names: list[str], keyed: tuple[str, ...] = ()) -> Path:
 
 def journal(folder: Path) -> list[dict[str, object]]:
     text = (folder / ".pca-batch" / "journal.jsonl").read_text()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [r for r in lines if r["event"] != "key"]  # certificates and revocations (keys: tests/state)
 
 
 def serial(folder: Path, name: str) -> str:

@@ -47,7 +47,8 @@ certificates:
 
 def journal(folder: Path) -> list[dict[str, Any]]:
     text = (folder / ".pca-batch" / "journal.jsonl").read_text()
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [r for r in lines if r["event"] != "key"]  # certificates and revocations (keys: tests/state)
 
 
 def revoked(folder: Path) -> list[tuple[str, str, str]]:

@@ -11,6 +11,7 @@ counts every call) -> a real moto server, all on 127.0.0.1 with dummy credential
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterator
@@ -172,7 +173,14 @@ def test_key_entries_are_issued_then_left_alone_without_a_single_call(
         n: (r["serial"], r["certificate_arn"], r["idempotency_token"]) for n, r in r1.items()}
     assert delta(after_second, after_first) == {}  # no IssueCertificate, no GetCertificate, nothing at all
     assert {p.name: p.read_bytes() for p in out.iterdir()} == files
-    assert len(journal(tmp_path)) == 3
+    lines = journal(tmp_path)
+    assert [line["event"] for line in lines].count("issued") == 3
+    # each new key's existence, recorded before its IssueCertificate under the token the report names
+    made = {line["name"]: line for line in lines if line["event"] == "key"}
+    assert {n: m["token"] for n, m in made.items()} == {n: r1[n]["idempotency_token"] for n in ("full", "plain")}
+    assert made["full"]["spki_sha256"] == hashlib.sha256(spki(full_key)).hexdigest()
+    text = (tmp_path / ".pca-batch" / "journal.jsonl").read_text()
+    assert "PRIVATE KEY" not in text and "e2e passphrase" not in text
 
 
 def test_force_reissues_with_new_tokens_then_settles(
@@ -201,7 +209,7 @@ def test_force_reissues_with_new_tokens_then_settles(
         assert r2[name]["idempotency_token"] != r1[name]["idempotency_token"]
         assert r2[name]["serial"] != r1[name]["serial"]
         assert after_force["issue_forwarded"][r2[name]["idempotency_token"]] == 1
-    lines = journal(tmp_path)
+    lines = [line for line in journal(tmp_path) if line["event"] == "issued"]
     # the journal: three issuances, then three renewals, each under the token the report names
     assert [line["token"] for line in lines[:3]] == tokens_in_report(r1, lines[:3])
     assert [line["token"] for line in lines[3:]] == tokens_in_report(r2, lines[3:])
@@ -284,8 +292,13 @@ def test_no_private_key_shows_in_any_output(
     assert all(any(m in data.decode() for m in markers) for data in seen_keys)
     leaks = {(where, m) for where, text in outputs.items() for m in markers if m in text}
     assert leaks == set()
-    # nor a CSR, nor anything PEM at all, in the journal
-    assert "-----BEGIN" not in outputs["journal.jsonl"]
+    # nothing PEM in the journal but the CSRs of the new keys' records (public: what the CA got)
+    for line in outputs["journal.jsonl"].splitlines():
+        record = json.loads(line)
+        if record["event"] == "key":
+            assert record["csr"].startswith("-----BEGIN CERTIFICATE REQUEST-----")
+            line = line.replace(json.dumps(record["csr"])[1:-1], "")
+        assert "-----BEGIN" not in line and "PRIVATE" not in line
 
 
 def test_the_preflight_describe_is_made_only_for_entries_sure_to_need_their_ca(

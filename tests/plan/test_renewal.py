@@ -229,7 +229,8 @@ def journal(folder: Path) -> list[dict[str, Any]]:
     path = folder / ".pca-batch" / "journal.jsonl"
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [r for r in lines if r["event"] != "key"]  # certificates and revocations (keys: tests/state)
 
 
 def cert_of(folder: Path, name: str) -> x509.Certificate:

@@ -16,7 +16,7 @@ from cryptography.x509.oid import ExtensionOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pca_batch.run.journal import read_events
+from pca_batch.run.journal import OtherRecord, read_events
 from tests.support.common import Cli, make_csr_pem
 from tests.support.local_ca import rsa_key
 
@@ -81,7 +81,8 @@ def _state(folder: Path, report: Path) -> tuple[Any, ...]:
     summary = [(r["name"], r["status"], r["attempts"], r["error"] and r["error"]["code"],
                 r["error"] and _TIME.sub("T", r["error"]["message"]), r["outputs"]) for r in results]
     events, damaged = read_events(folder / ".pca-batch" / "journal.jsonl")
-    journal = sorted((e.event, e.name, getattr(e, "token", ""), e.ca_arn) for e in events)
+    journal = sorted((e.event, e.name, getattr(e, "token", ""), e.ca_arn) for e in events
+                     if not isinstance(e, OtherRecord))
     files = {str(p.relative_to(folder)): _certificate(p) for p in sorted((folder / "out").glob("*.pem"))}
     return summary, journal, damaged, files
 

@@ -7,7 +7,7 @@ import re
 import threading
 from pathlib import Path
 
-from pca_batch.run.journal import Journal, default_journal_path, read_journal
+from pca_batch.run.journal import Journal, KeyRecord, OtherRecord, default_journal_path, read_events, read_journal
 
 CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/ca-1"
 OTHER_CA = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/ca-2"
@@ -77,7 +77,33 @@ def test_lines_that_are_not_records_are_counted_not_trusted(tmp_path: Path) -> N
     )
     records, damaged = read_journal(path)
     assert [r.certificate_arn for r in records] == ["arn-a"]
-    assert damaged == 4
+    assert damaged == 3  # a whole record of an event this version does not know is not damage
+
+
+def test_a_later_versions_record_is_kept_as_written_and_ignored(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    path.write_text('{"event":"someday","name":"web","x":[1,2]}\n')
+    events, damaged = read_events(path)
+    assert damaged == 0 and [type(e) for e in events] == [OtherRecord]
+    assert events[0].to_json() == '{"event":"someday","name":"web","x":[1,2]}'
+    assert read_journal(path) == ([], 0)
+
+
+def test_a_key_record_reads_back_and_holds_no_private_key(tmp_path: Path) -> None:
+    from pca_batch.pki import keys
+
+    key = keys.generate("EC_prime256v1")
+    csr = keys.build_csr(keys.KeySpec(subject=(("CommonName", "web.example"),)), key)
+    record = KeyRecord(name="web", ca_arn=CA, token="t-1", spki_sha256=keys.spki_sha256(key), csr=csr,
+                       time="2026-12-03T06:00:00Z", manifest="certs.yaml")
+    with Journal(tmp_path / "journal.jsonl") as journal:
+        journal.record_key(record)
+        assert journal.lookup(CA, "t-1") is None  # a key is no certificate
+    events, damaged = read_events(tmp_path / "journal.jsonl")
+    assert events == [record] and damaged == 0
+    assert keys.csr_spki_sha256(csr) == record.spki_sha256
+    text = (tmp_path / "journal.jsonl").read_text()
+    assert "PRIVATE KEY" not in text and "CERTIFICATE REQUEST" in text
 
 
 def test_a_missing_journal_reads_empty(tmp_path: Path) -> None:
@@ -123,3 +149,16 @@ def test_a_closed_journal_refuses_to_record(tmp_path: Path) -> None:
         assert "closed" in str(exc)
     else:
         raise AssertionError("a closed journal recorded a line")
+
+
+def test_an_s3_state_object_reads_a_later_versions_record_and_refuses_a_torn_one() -> None:
+    import pytest
+
+    from pca_batch.state.base import StateError
+    from pca_batch.state.s3state import _records
+
+    body = b'{"event":"someday","name":"web"}\n' + json.dumps(
+        {"event": "issued", "name": "a", "token": "t", "ca_arn": CA, "certificate_arn": "arn-a", "time": "t"}).encode()
+    assert [e.event for e in _records(body, "s3://b/k", first_line=2)] == ["someday", "issued"]
+    with pytest.raises(StateError, match="line 4 is not a pca-batch record"):
+        _records(body + b'\n{"event": "issued", "na', "s3://b/k", first_line=2)

@@ -16,9 +16,10 @@ from hypothesis import strategies as st
 
 from pca_batch.acmpca import serial_hex
 from pca_batch.model import Entry, Outputs
+from pca_batch.plan.lostkeys import unanswered, unsettled
 from pca_batch.plan.prune import replaced
 from pca_batch.plan.renewal import IssuedIndex, latest_issued, past_revoked, renewal_token, request_tokens
-from pca_batch.run.journal import Event, Issued, JournalRecord, RevocationRecord, read_events
+from pca_batch.run.journal import Event, Issued, JournalRecord, KeyRecord, OtherRecord, RevocationRecord, read_events
 from pca_batch.state import compaction
 from pca_batch.state.filestate import FileState
 from tests.support.common import REPO
@@ -140,3 +141,80 @@ def test_the_file_state_survives_sigkill_at_any_moment_of_its_compaction(tmp_pat
         state.maybe_compact(state.read(), whole=True, force=True)
         state.release(lock)
         assert len(read_events(path)[0]) == 1000
+
+
+# a key record among them: (name, CA, index of a later issued record that answers it, or None: none does)
+key_steps = st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(CAS), st.integers(0, 80),
+                               st.one_of(st.none(), st.integers(0, 80))), max_size=12)
+
+
+def with_keys(events: list[Event], keys: list[tuple[str, str, int, int | None]]) -> list[Event]:
+    """``events`` with key records put in at their places; one answered by an issued record gets its token."""
+    out = list(events)
+    for n, (name, ca, where, answer) in enumerate(keys):
+        at = where % (len(out) + 1)
+        later = [e for e in out[at:] if isinstance(e, JournalRecord) and e.name == name and e.ca_arn == ca]
+        token = later[answer % len(later)].token if answer is not None and later else f"lost-{n}"
+        out.insert(at, KeyRecord(name=name, ca_arn=ca, token=token, spki_sha256=f"{n:064x}", csr="CSR", time="t",
+                                 manifest="certs.yaml"))
+    return out
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps, key_steps)
+def test_a_key_record_is_kept_until_its_certificate_is_recorded(
+    plan: list[tuple[str, str, str, str, int, bool]], keys: list[tuple[str, str, int, int | None]]
+) -> None:
+    events = with_keys(history(plan), keys)
+    kept, archived = compaction.split(events)
+    assert sorted(map(repr, kept + archived)) == sorted(map(repr, events))
+    answered = {(e.ca_arn, e.token) for e in events if isinstance(e, JournalRecord)}
+    for event in events:
+        if isinstance(event, KeyRecord):
+            assert (event in kept) == ((event.ca_arn, event.token) not in answered)
+    # what a run and `state list` see of lost keys is what the whole history says
+    assert unsettled(kept) == unsettled(events)
+    assert unanswered(kept) == unanswered(events)
+
+
+def test_a_record_of_a_later_version_is_kept_by_compaction() -> None:
+    other = OtherRecord('{"event":"someday","name":"web"}', "someday")
+    events = [other, *history([("issue", "web", CAS[0], "certs.yaml", 0, False)] * 5)]
+    kept, archived = compaction.split(events)
+    assert kept[0] is other and other not in archived and len(archived) == 3
+
+
+def test_a_lost_key_is_asked_for_again_only_inside_the_tokens_window() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from pca_batch.plan.lostkeys import plan_reason, resendable
+
+    made = datetime(2026, 12, 3, 6, 0, tzinfo=UTC)
+    record = KeyRecord(name="web", ca_arn=CAS[0], token="pb1-t", spki_sha256="00", csr="CSR",
+                       time="2026-12-03T06:00:00Z")
+    assert resendable(record, made + timedelta(minutes=3, seconds=59))
+    assert not resendable(record, made + timedelta(minutes=4))  # AWS would issue a new certificate soon
+    assert not resendable(record, made - timedelta(minutes=1))  # a clock that disagrees: not sure, not sent
+    late = plan_reason([record], made + timedelta(hours=1))
+    assert "a certificate may exist for the lost key (token pb1-t, asked for at 2026-12-03T06:00:00Z)" in late
+    assert "audit report" in late
+
+
+def test_a_certificate_asked_for_a_lost_key_is_replaced_by_the_next_one(tmp_path: Path) -> None:
+    """A run recorded the lost key's certificate and stopped before the new key's: the next run's
+    new certificate replaces it (revoke_replaced), though the entry has no file to renew."""
+    from datetime import UTC, datetime
+
+    from pca_batch.pki.keys import KeySpec
+    from pca_batch.plan.converge import decide_entry
+
+    lost = JournalRecord(name="web", token="pb1-t", ca_arn=CAS[0], certificate_arn=f"{CAS[0]}/certificate/{1:032x}",
+                         time="t", issued=Issued(manifest="certs.yaml", key_lost=True))
+    entry = Entry("web", 0, 1, {"CertificateAuthorityArn": CAS[0]}, "pb1-x", None,
+                  Outputs(certificate=tmp_path / "web.pem", private_key=tmp_path / "web.key"),
+                  key=KeySpec(subject=(("CommonName", "web.example"),)), revoke_replaced="SUPERSEDED")
+    step = decide_entry(entry, IssuedIndex.from_events([lost]), now=datetime.now(UTC), force=False)
+    assert (step.decision.action, step.decision.replaces) == ("issue", lost)
+    gone = RevocationRecord("web", CAS[0], lost.certificate_arn, "SUPERSEDED", "t")
+    step = decide_entry(entry, IssuedIndex.from_events([lost, gone]), now=datetime.now(UTC), force=False)
+    assert step.decision.replaces is None
