@@ -102,7 +102,8 @@ def shell_loop(folder: Path, endpoint: str, jobs: list[tuple[str, str, str]]) ->
 
 def journal(folder: Path) -> list[dict[str, Any]]:
     path = folder / ".pca-batch" / "journal.jsonl"
-    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    lines = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+    return [line for line in lines if line["event"] != "key"]  # a new key's record, before its certificate
 
 
 def calls(proxy: FaultProxy) -> dict[str, int]:
