@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from types import FrameType
 
 CA = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/00000000-0000-4000-8000-000000000000"
@@ -52,6 +52,11 @@ class _Handler(BaseHTTPRequestHandler):
 def main() -> int:
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     server.daemon_threads = True
+    return serve_until_terminated(server)
+
+
+def serve_until_terminated(server: HTTPServer) -> int:
+    """Print the address the bench waits for, then answer until SIGTERM."""
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise SystemExit(0)

@@ -26,19 +26,19 @@ import argparse
 import base64
 import datetime as dt
 import json
-import signal
 import sys
 import threading
 import time
 from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import FrameType
 from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from bench._null_acmpca import serve_until_terminated
 
 STATS_PATH = "/__stats__"
 
@@ -217,18 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.05)
     args = parser.parse_args(argv)
     service = Service(args.issue_rate, args.get_rate, args.latency)
-    server = _Server(("127.0.0.1", 0), handler_for(service))
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGTERM, stop)
-    print(f"listening on http://127.0.0.1:{server.server_address[1]}", flush=True)
-    try:
-        server.serve_forever()
-    finally:
-        server.server_close()
-    return 0
+    return serve_until_terminated(_Server(("127.0.0.1", 0), handler_for(service)))
 
 
 if __name__ == "__main__":

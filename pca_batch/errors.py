@@ -77,18 +77,10 @@ THROTTLING_CODES = frozenset(
     }
 )
 
-# AWS error codes that a retry can mend. Everything else fails the entry at once.
-RETRYABLE_CODES = frozenset(
+# AWS error codes that a retry can mend: the throttling ones and the server's. Everything else
+# fails the entry at once.
+RETRYABLE_CODES = THROTTLING_CODES | frozenset(
     {
-        "ThrottlingException",
-        "Throttling",
-        "ThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "ProvisionedThroughputExceededException",
-        "RequestThrottled",
-        "RequestThrottledException",
-        "SlowDown",
         "ServiceUnavailable",
         "ServiceUnavailableException",
         "InternalFailure",

@@ -24,24 +24,10 @@ from pca_batch.manifest.load import load_manifest
 from pca_batch.pki import keys
 from pca_batch.plan import adopt, converge
 from pca_batch.plan.renewal import IssuedIndex
-from tests.support.common import CA_ARN, Cli, make_csr_pem
+from tests.support.common import CA_ARN, OTHER_ARN, Cli, make_csr_pem, two_ca_head
 from tests.support.local_ca import openssl_verify
 
-OTHER_ARN = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/99999999-2222-3333-4444-555555555555"
-HEAD = f"""\
-version: 1
-backend:
-  type: local
-  store: store
-  authorities:
-    - {{arn: {CA_ARN}, common_name: Adopt Test CA}}
-    - {{arn: {OTHER_ARN}, common_name: Adopt Other CA}}
-defaults:
-  CertificateAuthorityArn: {CA_ARN}
-  SigningAlgorithm: SHA256WITHECDSA
-  Validity: {{Value: 30, Type: DAYS}}
-certificates:
-"""
+HEAD = two_ca_head("Adopt")
 KEYS = {n: ec.generate_private_key(ec.SECP256R1()) for n in ("a", "b", "c", "d", "e", "f")}
 
 

@@ -15,29 +15,16 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pca_batch.backends.local.backend import LocalBackend
 from pca_batch.pki import keys
-from tests.support.common import CA_ARN, Cli, make_csr_pem
+from tests.support.common import CA_ARN, OTHER_ARN, Cli, make_csr_pem, two_ca_head
 from tests.support.local_ca import openssl_verify
 
-OTHER_ARN = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/99999999-2222-3333-4444-555555555555"
-HEAD = f"""\
-version: 1
-backend:
-  type: local
-  store: store
-  authorities:
-    - {{arn: {CA_ARN}, common_name: Import Test CA}}
-    - {{arn: {OTHER_ARN}, common_name: Import Other CA}}
-defaults:
-  CertificateAuthorityArn: {CA_ARN}
-  SigningAlgorithm: SHA256WITHECDSA
-  Validity: {{Value: 30, Type: DAYS}}
-certificates:
+HEAD = two_ca_head("Import") + """\
   - name: web
     Csr: file://csr/web.csr
-    output: {{certificate: out/web.pem, chain: out/web.chain.pem, full_chain: out/web.full.pem}}
+    output: {certificate: out/web.pem, chain: out/web.chain.pem, full_chain: out/web.full.pem}
   - name: api
-    key: {{algorithm: EC_prime256v1, subject: {{CommonName: api.example}}, dns_names: [api.example]}}
-    output: {{certificate: out/api.pem, private_key: out/api.key}}
+    key: {algorithm: EC_prime256v1, subject: {CommonName: api.example}, dns_names: [api.example]}
+    output: {certificate: out/api.pem, private_key: out/api.key}
 """
 WEB_KEY = ec.generate_private_key(ec.SECP256R1())
 

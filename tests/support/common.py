@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 CA_ARN = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/11111111-2222-3333-4444-555555555555"
+OTHER_ARN = "arn:aws:acm-pca:us-east-1:111122223333:certificate-authority/99999999-2222-3333-4444-555555555555"
 REPO = Path(__file__).resolve().parents[2]
 CORPUS = REPO / "tests" / "corpus"
 
@@ -43,3 +44,21 @@ def write_manifest(folder: Path, body: str, name: str = "manifest.yaml") -> Path
     path = folder / name
     path.write_text(body)
     return path
+
+
+def two_ca_head(label: str) -> str:
+    """A local manifest's head with two CAs (CA_ARN, the default, and OTHER_ARN), up to ``certificates:``."""
+    return f"""\
+version: 1
+backend:
+  type: local
+  store: store
+  authorities:
+    - {{arn: {CA_ARN}, common_name: {label} Test CA}}
+    - {{arn: {OTHER_ARN}, common_name: {label} Other CA}}
+defaults:
+  CertificateAuthorityArn: {CA_ARN}
+  SigningAlgorithm: SHA256WITHECDSA
+  Validity: {{Value: 30, Type: DAYS}}
+certificates:
+"""
