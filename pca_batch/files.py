@@ -178,69 +178,46 @@ def atomic_write_many(items: Sequence[tuple[Path, bytes, int]]) -> None:
 
 # -- fsyncs issued together ---------------------------------------------------------------------
 #
-# ext4 (jbd2) commits fsyncs that are waiting at the same time in one journal commit: 64
-# files fsynced one after the other from one thread cost 64 waits for the disk, fsynced
+# ext4 (jbd2) commits fsyncs that are waiting at the same time in one journal commit: 128
+# files fsynced one after the other from one thread cost 128 waits for the disk, fsynced
 # from 16 threads at once a few (on this kind of disk some 200 us a file alone, 70 together).
-# The threads are daemons that only ever wait for a file descriptor to fsync: a run ends
-# (os._exit) only once every fsync it asked for has answered.
+# The threads are the call's own and have ended when it returns: none is left over to make a
+# later fork unsafe (the signers and CSR checkers are forked while the process has one thread).
 
 FSYNC_THREADS = 16
 
 
-class _Fsyncs:
-    """One batch of fsyncs: how many are left, and the first error."""
-
-    def __init__(self, count: int) -> None:
-        self.left = count
-        self.error: OSError | None = None
-        self.lock = threading.Lock()
-        self.done = threading.Event()
-
-    def ended(self, error: OSError | None) -> None:
-        with self.lock:
-            if error is not None and self.error is None:
-                self.error = error
-            self.left -= 1
-            if self.left == 0:
-                self.done.set()
-
-
-_fsync_jobs: queue.SimpleQueue[tuple[int, _Fsyncs]] = queue.SimpleQueue()
-_fsync_threads: list[threading.Thread] = []
-_fsync_threads_lock = threading.Lock()
-
-
-def _fsync_worker() -> None:
-    while True:
-        fd, batch = _fsync_jobs.get()
-        try:
-            os.fsync(fd)
-        except OSError as exc:
-            batch.ended(exc)
-        except BaseException as exc:  # noqa: BLE001 - a bug: the waiting thread sees it as an I/O error
-            batch.ended(OSError(errno.EIO, f"fsync failed: {exc!r}"))
-        else:
-            batch.ended(None)
-
-
 def fsync_all(fds: Sequence[int]) -> None:
-    """fsync every file descriptor of ``fds``, several at once; returns when all have answered.
-    OSError (the first one) when any failed; every fsync asked for has ended by then."""
+    """fsync every file descriptor of ``fds``, several at once; returns when all have answered
+    (every fsync asked for has ended by then). OSError (the first one) when any failed."""
     if len(fds) < 2:
         for fd in fds:
             os.fsync(fd)
         return
-    with _fsync_threads_lock:
-        while len(_fsync_threads) < min(FSYNC_THREADS, len(fds)):
-            thread = threading.Thread(target=_fsync_worker, name="pca-batch-fsync", daemon=True)
-            thread.start()
-            _fsync_threads.append(thread)
-    batch = _Fsyncs(len(fds))
+    jobs: queue.SimpleQueue[int] = queue.SimpleQueue()
     for fd in fds:
-        _fsync_jobs.put((fd, batch))
-    batch.done.wait()
-    if batch.error is not None:
-        raise batch.error
+        jobs.put(fd)
+    errors: list[BaseException] = []
+
+    def drain() -> None:
+        while True:
+            try:
+                fd = jobs.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                os.fsync(fd)
+            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, raised there
+                errors.append(exc)
+
+    threads = [threading.Thread(target=drain, name="pca-batch-fsync", daemon=True)
+               for _ in range(min(FSYNC_THREADS, len(fds)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise errors[0]
 
 
 def _write_temp(path: Path, data: bytes, mode: int) -> tuple[int, str, Path]:

@@ -219,6 +219,7 @@ def test_fsyncs_issued_together_flush_each_file_once_as_one_by_one_does(
                 outputs.fsync_all(fds)
         with lock:
             assert sorted(flushed) == sorted(os.path.realpath(p) for p in paths)
+        assert not [t for t in threading.enumerate() if t.name == "pca-batch-fsync"]  # a later fork stays safe
     finally:
         for fd in fds:
             os.close(fd)
