@@ -210,11 +210,16 @@ def fsync_all(fds: Sequence[int]) -> None:
             except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, raised there
                 errors.append(exc)
 
-    threads = [threading.Thread(target=drain, name="pca-batch-fsync", daemon=True)
-               for _ in range(min(FSYNC_THREADS, len(fds)))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
+    started: list[threading.Thread] = []
+    for _ in range(min(FSYNC_THREADS, len(fds)) - 1):  # and this thread
+        thread = threading.Thread(target=drain, name="pca-batch-fsync", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to spare: fewer do it
+            break
+        started.append(thread)
+    drain()
+    for thread in started:  # each fd stays open until its fsync has answered
         thread.join()
     if errors:
         raise errors[0]

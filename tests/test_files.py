@@ -223,3 +223,22 @@ def test_fsyncs_issued_together_flush_each_file_once_as_one_by_one_does(
     finally:
         for fd in fds:
             os.close(fd)
+
+
+def test_fsyncs_are_all_made_when_no_thread_can_be_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of threads: the calling thread fsyncs them all itself, none skipped."""
+    from pca_batch import files as outputs
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    paths = [tmp_path / f"f{i}" for i in range(5)]
+    fds = [os.open(p, os.O_WRONLY | os.O_CREAT, 0o644) for p in paths]
+    calls = _failing_fsync(monkeypatch, lambda folder: False)
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    try:
+        outputs.fsync_all(fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert sorted(calls) == sorted(str(p) for p in paths)
