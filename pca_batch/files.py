@@ -185,12 +185,13 @@ def atomic_write_many(items: Sequence[tuple[Path, bytes, int]]) -> None:
 # later fork unsafe (the signers and CSR checkers are forked while the process has one thread).
 
 FSYNC_THREADS = 16
+FSYNC_TOGETHER_MIN = 8  # files: fewer (one entry's) are fsynced in turn; the entries' threads overlap them
 
 
 def fsync_all(fds: Sequence[int]) -> None:
     """fsync every file descriptor of ``fds``, several at once; returns when all have answered
     (every fsync asked for has ended by then). OSError (the first one) when any failed."""
-    if len(fds) < 2:
+    if len(fds) < FSYNC_TOGETHER_MIN:
         for fd in fds:
             os.fsync(fd)
         return

@@ -232,7 +232,7 @@ def test_fsyncs_are_all_made_when_no_thread_can_be_started(tmp_path: Path, monke
     def refuse(self: threading.Thread) -> None:
         raise RuntimeError("can't start new thread")
 
-    paths = [tmp_path / f"f{i}" for i in range(5)]
+    paths = [tmp_path / f"f{i}" for i in range(outputs.FSYNC_TOGETHER_MIN + 2)]
     fds = [os.open(p, os.O_WRONLY | os.O_CREAT, 0o644) for p in paths]
     calls = _failing_fsync(monkeypatch, lambda folder: False)
     monkeypatch.setattr(threading.Thread, "start", refuse)
