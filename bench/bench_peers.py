@@ -22,7 +22,7 @@ its own files, never the whole file system).
 Goals: apply >= 1.0x the floor and >= 1.3x cfssl serve, at every size and key type;
 slowdown under the writer no worse than the floor's. Exits 1 on a miss.
 
-Last, for information, apply at --concurrency 1, 2, 16 and 128.
+Last, for information, apply at --concurrency 1, 2, 16, 128 and 256.
 
     python -m bench.bench_peers [--entries 2000] [--large] [--runs 3] [--no-writer] [--no-sweep] [--keys ec,rsa]
 """
@@ -362,9 +362,9 @@ def measure(case: Case, runs: int, cfssl: str | None, goals: Goals) -> None:
 
 
 def sweep(case: Case, runs: int) -> None:
-    """What --concurrency changes (1: one entry at a time, no batch; 16: batches of 8; 128, the
-    default: batches of 64), for the closing note; no goal."""
-    levels = ("1", "2", "16", "128")
+    """What --concurrency changes (1: one entry at a time, no batch; 16: batches of 8; 128: batches
+    of 64; 256, the default: batches of 128), for the closing note; no goal."""
+    levels = ("1", "2", "16", "128", "256")
     got = medians(runs, {level: lambda level=level: case.apply("--concurrency", level) for level in levels})  # type: ignore[misc]
     label = f"{case.kind.upper()} {case.count:,}"
     print(f"[{label}] apply by --concurrency: " + ", ".join(f"{level}: {got[level]:.0f}/s" for level in levels),
@@ -394,7 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keys", default="ec,rsa")
     parser.add_argument("--no-writer", action="store_true", help="skip the run under a concurrent writer")
     parser.add_argument("--no-cfssl", action="store_true")
-    parser.add_argument("--no-sweep", action="store_true", help="skip apply at --concurrency 1, 2, 16 and 128")
+    parser.add_argument("--no-sweep", action="store_true", help="skip apply at --concurrency 1, 2, 16, 128 and 256")
     parser.add_argument("--floor", nargs=4, metavar=("CSRS", "OUT", "CA_CERT", "CA_KEY"), help=argparse.SUPPRESS)
     parser.add_argument("--cfssl-client", nargs=3, metavar=("CSRS", "OUT", "PORT"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)

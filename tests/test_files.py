@@ -181,3 +181,69 @@ def test_batched_writes_leave_what_one_by_one_writes_leave(
                 for p in root.rglob("*") if p.is_file()}
 
     assert seen(fast) == seen(slow)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(count=st.integers(min_value=0, max_value=40), failing=st.sets(st.integers(min_value=0, max_value=39)))
+def test_fsyncs_issued_together_flush_each_file_once_as_one_by_one_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int, failing: set[int]
+) -> None:
+    """fsync_all (the fast path: a batch's fsyncs from several threads at once) against fsyncing
+    each file in turn: every file flushed exactly once (together: even when some fail); the
+    first failure is raised, after every fsync asked for has answered (none left running)."""
+    from pca_batch import files as outputs
+
+    paths = [tmp_path / f"f{i}" for i in range(count)]
+    fds = [os.open(p, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644) for p in paths]
+    bad = {os.path.realpath(paths[i]) for i in failing if i < count}
+    real_fsync = os.fsync
+    flushed: list[str] = []
+    lock = threading.Lock()
+
+    def fsync(fd: int) -> None:
+        where = os.readlink(f"/proc/self/fd/{fd}")
+        with lock:
+            flushed.append(where)
+        if where in bad:
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real_fsync(fd)
+
+    try:
+        with monkeypatch.context() as patch:  # undone after each example: hypothesis runs many
+            patch.setattr(os, "fsync", fsync)
+            if bad:
+                with pytest.raises(OSError) as caught:
+                    outputs.fsync_all(fds)
+                assert caught.value.errno == errno.EIO
+            else:
+                outputs.fsync_all(fds)
+        real = [os.path.realpath(p) for p in paths]
+        with lock:
+            if bad and count < outputs.FSYNC_TOGETHER_MIN:  # one by one: up to the first failure, as before
+                first = min(i for i, path in enumerate(real) if path in bad)
+                assert flushed == real[: first + 1]
+            else:
+                assert sorted(flushed) == sorted(real)
+        assert not [t for t in threading.enumerate() if t.name == "pca-batch-fsync"]  # a later fork stays safe
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def test_fsyncs_are_all_made_when_no_thread_can_be_started(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Out of threads: the calling thread fsyncs them all itself, none skipped."""
+    from pca_batch import files as outputs
+
+    def refuse(self: threading.Thread) -> None:
+        raise RuntimeError("can't start new thread")
+
+    paths = [tmp_path / f"f{i}" for i in range(outputs.FSYNC_TOGETHER_MIN + 2)]
+    fds = [os.open(p, os.O_WRONLY | os.O_CREAT, 0o644) for p in paths]
+    calls = _failing_fsync(monkeypatch, lambda folder: False)
+    monkeypatch.setattr(threading.Thread, "start", refuse)
+    try:
+        outputs.fsync_all(fds)
+    finally:
+        for fd in fds:
+            os.close(fd)
+    assert sorted(calls) == sorted(str(p) for p in paths)

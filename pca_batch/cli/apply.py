@@ -36,7 +36,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--junit", type=Path, metavar="FILE", help="write a JUnit XML report here")
     add_backend_options(p)
     p.add_argument("--concurrency", type=positive_int, metavar="N",
-                   help="entries in flight at once (default: aws 32, local 128)")
+                   help="entries in flight at once (default: aws 32, local 256)")
     p.add_argument("--max-rate", type=rate, metavar="N",
                    help="IssueCertificate calls per second at most (aws: the rate is learned below it; "
                         "default 200; 0: no ceiling)")

@@ -61,9 +61,9 @@ DEFAULT_CONCURRENCY = 16
 # limiter's to set (pca_batch.run.ratelimit), so more of them in flight: at 50 ms a call,
 # 16 entries reach some 75 IssueCertificate calls a second, 32 some 130.
 DEFAULT_AWS_CONCURRENCY = 32
-DEFAULT_LOCAL_CONCURRENCY = 128  # the local CA: two batches of 64 (one signing, one writing its files)
+DEFAULT_LOCAL_CONCURRENCY = 256  # the local CA: two batches of 128 (one signing, one writing its files)
 BATCH_MIN = 8  # entries: a run this short (twice over) is not worth batching
-CHUNK_MAX = 64  # entries a worker takes together, with a backend that issues in batches
+CHUNK_MAX = 128  # entries a worker takes together, with a backend that issues in batches
 _UNWRITTEN = (
     "its certificate was issued, but its files were not written: {why}; run again to fetch it "
     "(its ARN is in the journal) without a new IssueCertificate call"

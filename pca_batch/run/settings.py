@@ -1,6 +1,6 @@
 """A run's settings and backend: command line > manifest ``settings:`` > defaults.
 
-The defaults: concurrency 32 for the aws backend and 128 for the local one (whose
+The defaults: concurrency 32 for the aws backend and 256 for the local one (whose
 entries go in batches of up to half the concurrency), max_attempts 8, throttle_timeout
 15 minutes, max_rate a ceiling of 200 a second for the aws backend, whose rate is learned
 below it (pca_batch.run.ratelimit), and unlimited for the local one (0 lifts the ceiling,

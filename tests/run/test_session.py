@@ -174,7 +174,7 @@ def test_the_report_is_written_even_when_the_run_breaks(tmp_path: Path) -> None:
 
 def test_settings_resolve_command_line_over_manifest_over_defaults(tmp_path: Path) -> None:
     plain = manifest(tmp_path, [])
-    assert resolve_config(*_of(plain), ApplyOptions()).concurrency == 128  # local: batches of 64
+    assert resolve_config(*_of(plain), ApplyOptions()).concurrency == 256  # local: batches of 128
     assert resolve_config(*_of(manifest(tmp_path, [], backend="aws")), ApplyOptions()).concurrency == 32
     assert resolve_config(*_of(plain), ApplyOptions()).max_attempts == 8
     assert resolve_config(*_of(plain), ApplyOptions()).max_rate is None  # local: unlimited
