@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -91,16 +92,20 @@ def make_csrs(folder: Path, count: int) -> list[Path]:
     for i, path in enumerate(paths):
         if path.exists():
             continue
-        key = ec.generate_private_key(ec.SECP256R1())
-        name = f"svc-{i:06d}.internal.example"
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(key, hashes.SHA256())
-        )
-        path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+        path.write_bytes(service_csr_pem(i, ec.generate_private_key(ec.SECP256R1())))
     return paths
+
+
+def service_csr_pem(i: int, key: Any) -> bytes:
+    """The CSR of the benches' ``i``-th service: CN and one DNS SAN ``svc-NNNNNN.internal.example``."""
+    name = f"svc-{i:06d}.internal.example"
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return csr.public_bytes(serialization.Encoding.PEM)
 
 
 def write_manifest(folder: Path, count: int, *, backend: str = "", outputs: bool = True) -> Path:

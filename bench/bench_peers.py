@@ -49,7 +49,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from bench._gen import CA_ARN, WORK, Goals, installed_env, machine_speed
+from bench._gen import CA_ARN, WORK, Goals, installed_env, machine_speed, service_csr_pem
 
 FLOOR_GOAL = 1.0
 CFSSL_GOAL = 1.3
@@ -82,14 +82,7 @@ def make_csrs(folder: Path, count: int, kind: str) -> Path:
             if len(rsa_keys) < RSA_KEYS:
                 rsa_keys.append(rsa.generate_private_key(65537, 2048))
             key = rsa_keys[i % len(rsa_keys)] if len(rsa_keys) == RSA_KEYS else rsa_keys[-1]
-        name = f"svc-{i:06d}.internal.example"
-        csr = (
-            x509.CertificateSigningRequestBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
-            .sign(key, hashes.SHA256())
-        )
-        path.write_bytes(csr.public_bytes(serialization.Encoding.PEM))
+        path.write_bytes(service_csr_pem(i, key))
     return folder
 
 
