@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import itertools
 import os
 import queue
 import random
 import tempfile
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 
@@ -181,11 +183,98 @@ def atomic_write_many(items: Sequence[tuple[Path, bytes, int]]) -> None:
 # ext4 (jbd2) commits fsyncs that are waiting at the same time in one journal commit: 128
 # files fsynced one after the other from one thread cost 128 waits for the disk, fsynced
 # from 16 threads at once a few (on this kind of disk some 200 us a file alone, 70 together).
-# The threads are the call's own and have ended when it returns: none is left over to make a
-# later fork unsafe (the signers and CSR checkers are forked while the process has one thread).
+# During a run (fsync_helpers()) the helping threads are started once and shared by every
+# batch; outside one, a call starts its own, which have ended when it returns. Either way no
+# thread is left over afterwards to make a later fork unsafe (the signers and CSR checkers
+# are forked while the process has one thread, before a run starts).
 
 FSYNC_THREADS = 16
+STOP_WAIT_S = 5.0  # for the helpers to end after a run
 FSYNC_TOGETHER_MIN = 8  # files: fewer (one entry's) are fsynced in turn; the entries' threads overlap them
+
+
+class _Batch:
+    """One fsync_all call's files: whoever works on it takes the next file not yet taken."""
+
+    def __init__(self, fds: Sequence[int]) -> None:
+        self.fds = fds
+        self._next = itertools.count()  # next() on it is atomic: each index is handed out once
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._busy = 0
+        self.errors: list[BaseException] = []
+
+    def work(self) -> None:
+        with self._lock:
+            self._busy += 1
+        try:
+            while (i := next(self._next)) < len(self.fds):
+                try:
+                    os.fsync(self.fds[i])
+                except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, raised there
+                    self.errors.append(exc)
+        finally:
+            with self._lock:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.notify_all()
+
+    def wait(self) -> None:
+        """Once the caller's own work() has returned (every file taken): until each fsync taken has answered.
+        A helper that comes later finds nothing left to take."""
+        with self._lock:
+            while self._busy:
+                self._idle.wait()
+
+
+class _Helpers:
+    """Threads that help fsync_all while a run lasts."""
+
+    def __init__(self, count: int) -> None:
+        self.jobs: queue.SimpleQueue[_Batch | None] = queue.SimpleQueue()
+        self.threads: list[threading.Thread] = []
+        for _ in range(count):
+            thread = threading.Thread(target=self._serve, name="pca-batch-fsync", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # no thread to spare: fewer help
+                break
+            self.threads.append(thread)
+
+    def _serve(self) -> None:
+        while (batch := self.jobs.get()) is not None:
+            batch.work()
+
+    def stop(self) -> None:
+        for _ in self.threads:
+            self.jobs.put(None)  # after every batch queued so far
+        deadline = time.monotonic() + STOP_WAIT_S
+        for thread in self.threads:  # each ends with its fsync (one hung on a dead disk is left, a daemon)
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+_helpers: _Helpers | None = None
+_helpers_users = 0
+_helpers_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def fsync_helpers() -> Iterator[None]:
+    """While inside, fsync_all's helping threads are started once and shared (a run's many batches
+    would otherwise each start and end theirs); they have ended when the outermost one leaves."""
+    global _helpers, _helpers_users
+    with _helpers_lock:
+        if _helpers is None:
+            _helpers = _Helpers(FSYNC_THREADS - 1)
+        _helpers_users += 1
+    try:
+        yield
+    finally:
+        with _helpers_lock:
+            _helpers_users -= 1
+            ending, _helpers = (_helpers, None) if not _helpers_users else (None, _helpers)
+        if ending is not None:
+            ending.stop()
 
 
 def fsync_all(fds: Sequence[int]) -> None:
@@ -195,35 +284,28 @@ def fsync_all(fds: Sequence[int]) -> None:
         for fd in fds:
             os.fsync(fd)
         return
-    jobs: queue.SimpleQueue[int] = queue.SimpleQueue()
-    for fd in fds:
-        jobs.put(fd)
-    errors: list[BaseException] = []
-
-    def drain() -> None:
-        while True:
-            try:
-                fd = jobs.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                os.fsync(fd)
-            except BaseException as exc:  # noqa: BLE001 - handed to the calling thread, raised there
-                errors.append(exc)
-
+    batch = _Batch(fds)
+    helping = min(FSYNC_THREADS, len(fds)) - 1  # and this thread
     started: list[threading.Thread] = []
-    for _ in range(min(FSYNC_THREADS, len(fds)) - 1):  # and this thread
-        thread = threading.Thread(target=drain, name="pca-batch-fsync", daemon=True)
-        try:
-            thread.start()
-        except RuntimeError:  # no thread to spare: fewer do it
-            break
-        started.append(thread)
-    drain()
-    for thread in started:  # each fd stays open until its fsync has answered
+    with _helpers_lock:
+        shared = _helpers
+        if shared is not None:
+            for _ in range(min(helping, len(shared.threads))):
+                shared.jobs.put(batch)
+    if shared is None:
+        for _ in range(helping):
+            thread = threading.Thread(target=batch.work, name="pca-batch-fsync", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # no thread to spare: fewer do it
+                break
+            started.append(thread)
+    batch.work()
+    batch.wait()
+    for thread in started:
         thread.join()
-    if errors:
-        raise errors[0]
+    if batch.errors:
+        raise batch.errors[0]
 
 
 def _write_temp(path: Path, data: bytes, mode: int) -> tuple[int, str, Path]:

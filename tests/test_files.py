@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -184,13 +185,15 @@ def test_batched_writes_leave_what_one_by_one_writes_leave(
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(count=st.integers(min_value=0, max_value=40), failing=st.sets(st.integers(min_value=0, max_value=39)))
+@given(count=st.integers(min_value=0, max_value=40), failing=st.sets(st.integers(min_value=0, max_value=39)),
+       shared=st.booleans(), calls=st.integers(min_value=1, max_value=3))
 def test_fsyncs_issued_together_flush_each_file_once_as_one_by_one_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int, failing: set[int]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, count: int, failing: set[int], shared: bool, calls: int
 ) -> None:
-    """fsync_all (the fast path: a batch's fsyncs from several threads at once) against fsyncing
-    each file in turn: every file flushed exactly once (together: even when some fail); the
-    first failure is raised, after every fsync asked for has answered (none left running)."""
+    """fsync_all (the fast path: a batch's fsyncs from several threads at once, the call's own or,
+    during a run, threads shared by several calls at once) against fsyncing each file in turn:
+    every file flushed exactly once (together: even when some fail); the first failure is raised,
+    after every fsync asked for has answered (none left running); no thread is left afterwards."""
     from pca_batch import files as outputs
 
     paths = [tmp_path / f"f{i}" for i in range(count)]
@@ -209,21 +212,35 @@ def test_fsyncs_issued_together_flush_each_file_once_as_one_by_one_does(
         real_fsync(fd)
 
     try:
+        # ``calls`` threads each fsync the same files at once (as a run's batches share the helpers)
+        raised: list[BaseException | None] = [None] * calls
+
+        def call(k: int) -> None:
+            try:
+                outputs.fsync_all(fds)
+            except OSError as exc:
+                raised[k] = exc
+
         with monkeypatch.context() as patch:  # undone after each example: hypothesis runs many
             patch.setattr(os, "fsync", fsync)
+            with outputs.fsync_helpers() if shared else contextlib.nullcontext():
+                callers = [threading.Thread(target=call, args=(k,)) for k in range(calls)]
+                for caller in callers:
+                    caller.start()
+                for caller in callers:
+                    caller.join()
+        for exc in raised:
             if bad:
-                with pytest.raises(OSError) as caught:
-                    outputs.fsync_all(fds)
-                assert caught.value.errno == errno.EIO
+                assert isinstance(exc, OSError) and exc.errno == errno.EIO
             else:
-                outputs.fsync_all(fds)
+                assert exc is None
         real = [os.path.realpath(p) for p in paths]
         with lock:
             if bad and count < outputs.FSYNC_TOGETHER_MIN:  # one by one: up to the first failure, as before
                 first = min(i for i, path in enumerate(real) if path in bad)
-                assert flushed == real[: first + 1]
+                assert sorted(flushed) == sorted(real[: first + 1] * calls)
             else:
-                assert sorted(flushed) == sorted(real)
+                assert sorted(flushed) == sorted(real * calls)
         assert not [t for t in threading.enumerate() if t.name == "pca-batch-fsync"]  # a later fork stays safe
     finally:
         for fd in fds:

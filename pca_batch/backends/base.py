@@ -19,11 +19,26 @@ from pca_batch.errors import BackendError
 
 
 @dataclass(frozen=True)
+class CertificateFacts:
+    """What reports say of a certificate: its serial and validity."""
+
+    serial: str  # lowercase hex, no colons
+    not_before: str  # RFC 3339, UTC
+    not_after: str
+
+
+@dataclass(frozen=True)
 class CertificateBundle:
-    """GetCertificate's answer: the leaf and its chain up to the root (leaf excluded)."""
+    """GetCertificate's answer: the leaf and its chain up to the root (leaf excluded).
+
+    ``facts``: the leaf's serial and validity, when the backend knows them without parsing
+    the PEM (the local CA, for a certificate it issued in this process); else None, and the
+    runner reads them from the certificate. Both ways give the same facts (tested).
+    """
 
     certificate: str
     chain: str
+    facts: CertificateFacts | None = None
 
 
 @dataclass(frozen=True)

@@ -149,8 +149,10 @@ def _issued_before(decision: Decision, entry: Entry, index: IssuedIndex, token: 
     token names a certificate for that key; a new key gets a new token anyway.
     """
     assert entry.ca_arn is not None
-    candidates = renewal.request_tokens(index, entry.name, token, entry.explicit_token, token_request)
-    latest = renewal.latest_issued(index, entry.name, entry.ca_arn, candidates)
+    latest = None
+    if entry.name in index.serials_of:  # else the journal holds nothing for it (a new entry): no token to derive
+        candidates = renewal.request_tokens(index, entry.name, token, entry.explicit_token, token_request)
+        latest = renewal.latest_issued(index, entry.name, entry.ca_arn, candidates)
     if latest is None:
         return _past_revoked(decision, entry, index, token, token_request)
     if force:

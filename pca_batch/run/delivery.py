@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 from cryptography import x509
 
 from pca_batch.acmpca import serial_hex
-from pca_batch.backends.base import CertificateBundle
+from pca_batch.backends.base import CertificateBundle, CertificateFacts
 from pca_batch.errors import BackendError
 from pca_batch.files import DurabilityError, atomic_write_many, flush_renames
 from pca_batch.model import FAILED, Entry, Outputs, Result
@@ -30,13 +30,6 @@ from pca_batch.times import rfc3339
 
 OUTPUT_ERROR = "OutputWriteError"
 MALFORMED = "MalformedCertificate"
-
-
-@dataclass(frozen=True)
-class CertificateFacts:
-    serial: str  # lowercase hex, no colons
-    not_before: str  # RFC 3339, UTC
-    not_after: str
 
 
 def pem_text(pem: str) -> str:
@@ -70,7 +63,7 @@ def _holds(path: Path, data: bytes) -> bool:
 def _to_write(bundle: CertificateBundle, outputs: Outputs) -> tuple[CertificateFacts, list[tuple[str, Path, bytes]]]:
     """The facts of the answer and the files that differ from it: (kind, path, bytes)."""
     certificate, chain = pem_text(bundle.certificate), pem_text(bundle.chain)
-    facts = certificate_facts(certificate)
+    facts = bundle.facts if bundle.facts is not None else certificate_facts(certificate)
     contents = {"certificate": certificate, "chain": chain, "full_chain": certificate + chain}
     todo: list[tuple[str, Path, bytes]] = []
     for kind, path in outputs.items():

@@ -29,6 +29,7 @@ written (``unchanged`` when they already held it).
 
 from __future__ import annotations
 
+import contextlib
 import random
 import threading
 import time
@@ -41,6 +42,7 @@ from typing import TypeVar
 from pca_batch.acmpca import serial_hex, serial_of_arn
 from pca_batch.backends.base import Backend, BatchBackend, CertificateBundle
 from pca_batch.errors import BackendError
+from pca_batch.files import fsync_helpers
 from pca_batch.model import FAILED, ISSUED, RECOVERED, SKIPPED, UNCHANGED, Entry, Result
 from pca_batch.plan import lostkeys
 from pca_batch.run.delivery import OUTPUT_ERROR, CertificateFacts, write_outputs, write_outputs_many
@@ -206,11 +208,13 @@ class Runner:
         self._slots = threading.BoundedSemaphore(slots)
         pool = Pool(self._work_many if chunk > 1 else lambda entries: [self._work(entries[0])], todo, slots, chunk)
         clean = False
-        try:
-            self._drive(pool, on_result, on_tick)
-            clean = True
-        finally:
-            self._shut_down(pool, clean)
+        # batches' files are fsynced together: by one set of threads for the whole run
+        with fsync_helpers() if chunk > 1 else contextlib.nullcontext():
+            try:
+                self._drive(pool, on_result, on_tick)
+                clean = True
+            finally:
+                self._shut_down(pool, clean)
         for index in range(pool.submitted, len(todo)):
             self._record(index, self._not_started(todo[index]), on_result)
         return self.results_for(todo)

@@ -30,7 +30,7 @@ from pca_batch.acmpca import (
     parse_serial,
     serial_hex,
 )
-from pca_batch.backends.base import CaDescription, CertificateBundle
+from pca_batch.backends.base import CaDescription, CertificateBundle, CertificateFacts
 from pca_batch.backends.local.authorities import (
     Authority,
     authority_row,
@@ -52,7 +52,7 @@ from pca_batch.errors import BackendError
 from pca_batch.model import AuthoritySpec
 from pca_batch.pki.algorithms import family_of
 from pca_batch.pki.validity import ValidityError, not_after, not_before
-from pca_batch.times import rfc3339
+from pca_batch.times import RFC3339_FORMAT, rfc3339
 
 __all__ = ["LocalBackend", "ensure_authorities"]
 
@@ -75,6 +75,11 @@ def _certificate_row(serial: int, certificate_pem: str, issuance: Issuance) -> C
         token=issuance.token,
         token_at=None if issuance.token is None else clock.timestamp(),
     )
+
+
+def _epoch_rfc3339(seconds: int) -> str:
+    """Unix seconds as :func:`~pca_batch.times.rfc3339` writes the moment."""
+    return time.strftime(RFC3339_FORMAT, time.gmtime(seconds))
 
 
 def ensure_authorities(store: Path, specs: Sequence[AuthoritySpec]) -> None:
@@ -104,7 +109,7 @@ class LocalBackend:
         self._lock = threading.Lock()
         self._authorities: dict[str, Authority] = {}
         self._chains: dict[str, str] = {}
-        self._recent: dict[str, str] = {}
+        self._recent: dict[str, tuple[str, CertificateFacts]] = {}  # ARN -> (PEM, facts)
         self._tokens: dict[tuple[str, str], tuple[str, float]] = {}
         self._statuses: dict[str, tuple[str, float]] = {}
         self._signers: Signers | None = None
@@ -227,7 +232,7 @@ class LocalBackend:
                     answer = exc
             elif isinstance(answer, str) and answer == row.arn:
                 token = issuance.token
-                self._remember(answer, row.certificate_pem,
+                self._remember(answer, row,
                                None if token is None else (issuance.ca_arn, token, issuance.clock.timestamp()))
             out[i] = answer
         return out
@@ -258,7 +263,7 @@ class LocalBackend:
         arn, issued = self._add(sign, lambda serial, text: _certificate_row(serial, text, issuance), since, pending)
         if arn == issued.arn:
             token = issuance.token
-            self._remember(arn, issued.certificate_pem,
+            self._remember(arn, issued,
                            None if token is None else (issuance.ca_arn, token, issuance.clock.timestamp()))
         return arn
 
@@ -271,17 +276,19 @@ class LocalBackend:
         missing = BackendError("ResourceNotFoundException", f"certificate {certificate_arn} was not found")
         if m.group(1) != ca_arn:
             raise missing
-        certificate_pem = self._recent.get(certificate_arn)
-        if certificate_pem is None:
+        recent = self._recent.get(certificate_arn)
+        if recent is not None:  # issued here: its facts known from its record (the runner need not parse it)
+            certificate_pem, facts = recent
+        else:
             row = self._store.certificate(m.group(2))
             if row is None or row.ca_arn != ca_arn:
                 raise missing
-            certificate_pem = row.certificate_pem
+            certificate_pem, facts = row.certificate_pem, None
         if chain.startswith(certificate_pem):
             # The root CA's own certificate, which it signed while it had none: issued without
             # a chain, AWS answers it without one, before its import and after.
             chain = ""
-        return CertificateBundle(certificate=certificate_pem, chain=chain)
+        return CertificateBundle(certificate=certificate_pem, chain=chain, facts=facts)
 
     def describe_certificate_authority(self, ca_arn: str) -> CaDescription:
         row = authority_row(self._store, check_ca_arn(ca_arn))
@@ -384,11 +391,13 @@ class LocalBackend:
                 self._chains[ca_arn] = chain
         return chain
 
-    def _remember(self, arn: str, certificate_pem: str, token: tuple[str, str, float] | None) -> None:
+    def _remember(self, arn: str, row: CertificateRow, token: tuple[str, str, float] | None) -> None:
+        """A certificate just issued, for the GetCertificate that follows (and its token's next ask)."""
+        facts = CertificateFacts(row.serial, _epoch_rfc3339(row.not_before), _epoch_rfc3339(row.not_after))
         with self._lock:
             if len(self._recent) >= _RECENT_MAX:
                 self._recent.pop(next(iter(self._recent)))
-            self._recent[arn] = certificate_pem
+            self._recent[arn] = (row.certificate_pem, facts)
             if token is not None:
                 if len(self._tokens) >= _TOKENS_MAX:
                     self._tokens.pop(next(iter(self._tokens)))

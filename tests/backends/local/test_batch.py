@@ -20,6 +20,7 @@ from pca_batch.backends.local.admin import audit_report, create_authority, set_a
 from pca_batch.backends.local.backend import LocalBackend
 from pca_batch.backends.local.store import Store
 from pca_batch.errors import BackendError
+from pca_batch.run.delivery import certificate_facts, pem_text
 from pca_batch.model import NewAuthority
 from tests.support.local_ca import SettableClock, make_csr, request, rsa_key
 
@@ -72,8 +73,12 @@ def requests(draw: st.DrawFn, pki: Pki) -> dict[str, Any]:
     members: dict[str, Any] = {
         "SigningAlgorithm": algorithm,
         "Validity": draw(st.sampled_from([{"Value": 30, "Type": "DAYS"}, {"Value": 0, "Type": "DAYS"},
-                                          {"Value": 2, "Type": "YEARS"}, {"Value": 99, "Type": "YEARS"}])),
+                                          {"Value": 2, "Type": "YEARS"}, {"Value": 99, "Type": "YEARS"},
+                                          {"Value": 20301231235959, "Type": "END_DATE"},
+                                          {"Value": 1924991999, "Type": "ABSOLUTE"}])),
     }
+    if draw(st.booleans()):
+        members["ValidityNotBefore"] = {"Value": draw(st.sampled_from([1, 3])), "Type": "DAYS"}
     token = draw(st.none() | st.sampled_from(["t1", "t2", "t3", "t4"]))
     if token is not None:
         members["IdempotencyToken"] = token
@@ -89,7 +94,11 @@ def _outcome(answer: str | BackendError, backend: LocalBackend, ca_arn: str) -> 
     """What an answer says, serial and signature aside: the error, or the certificate's contents."""
     if isinstance(answer, BackendError):
         return ("error", answer.code, answer.message)
-    cert = x509.load_pem_x509_certificate(backend.get_certificate(ca_arn, answer).certificate.encode())
+    bundle = backend.get_certificate(ca_arn, answer)
+    # the facts the backend gives without parsing (those it just issued) are the parsed ones
+    assert bundle.facts is not None
+    assert bundle.facts == certificate_facts(pem_text(bundle.certificate))
+    cert = x509.load_pem_x509_certificate(bundle.certificate.encode())
     extensions = [(e.oid.dotted_string, e.critical, e.value.public_bytes()) for e in cert.extensions]
     return ("issued", cert.subject.rfc4514_string(), cert.issuer.rfc4514_string(), cert.not_valid_before_utc,
             cert.not_valid_after_utc, cert.signature_algorithm_oid.dotted_string, extensions,
@@ -138,7 +147,8 @@ def test_issue_many_answers_what_one_by_one_answers(
     stores: tuple[Pki, Pki], signing: LocalBackend, data: st.DataObject, size: int
 ) -> None:
     slow_pki, fast_pki = stores
-    CLOCK.advance(minutes=10)  # each example in its own idempotency window
+    # each example in its own idempotency window, the clock not on a whole second
+    CLOCK.advance(minutes=10, microseconds=data.draw(st.integers(0, 999_999)))
     batch = data.draw(st.lists(requests(slow_pki), min_size=size, max_size=size))
     slow = LocalBackend(slow_pki.folder, clock=CLOCK)
     try:
