@@ -344,7 +344,7 @@ class Runner:
                     fetched.append((i, entry, state, self._fetch(entry.ca_arn, state.arn)))
                 except (BackendError, RetryAborted, _Interrupted) as exc:
                     done[i] = self._caught(entry, exc, state, started)
-        written = write_outputs_many([(bundle, entry.outputs, dict(self._base(entry).outputs))
+        written = write_outputs_many([(bundle, entry.outputs, entry.outputs.relative_to(self._base_dir))
                                       for _i, entry, _state, bundle in fetched])
         for (i, entry, state, _bundle), outcome in zip(fetched, written, strict=True):
             done[i] = self._delivered(entry, outcome, state, started)
@@ -549,11 +549,10 @@ class Runner:
         # Issued when IssueCertificate was called; recovered when the journal's certificate was
         # fetched and written again; unchanged when the files already held it.
         status = ISSUED if state.attempts else RECOVERED if changed else UNCHANGED
-        base = self._base(entry)
-        if state.lost or state.unasked:
-            base = replace(base, reason=_lost_reason(state))
-        return replace(
-            base, status=status,
+        return Result(  # base_result's fields, and what happened (built at once: a run makes thousands)
+            name=entry.name, status=status, certificate_authority_arn=entry.ca_arn,
+            idempotency_token=entry.token, line=entry.line, outputs=entry.outputs.relative_to(self._base_dir),
+            reason=_lost_reason(state) if state.lost or state.unasked else None,
             certificate_arn=state.arn, serial=facts.serial, not_before=facts.not_before,
             not_after=facts.not_after, attempts=state.attempts, duration_s=self._elapsed(started),
         )

@@ -38,27 +38,29 @@ from pca_batch.model import (
     Result,
     RunSettings,
 )
-from pca_batch.plan import adopt, converge, guard
+from pca_batch.plan import converge, guard
 from pca_batch.plan.preflight import preflight
 from pca_batch.plan.prune import Revocation, find_orphans
 from pca_batch.plan.renewal import IssuedIndex
 from pca_batch.report import github
 from pca_batch.report.json_report import write_report
-from pca_batch.report.junit import write_junit
 from pca_batch.report.live import LiveReport, plain_line, print_final
 from pca_batch.report.text import write_lines
 from pca_batch.run.delivery import OUTPUT_ERROR, make_durable, write_outputs
 from pca_batch.run.describe import Describer
 from pca_batch.run.journal import Issued
 from pca_batch.run.ratelimit import LearnedRate, learned_lines
-from pca_batch.run.retire import Retirement, retire
-from pca_batch.run.revoke import revoke_config
 from pca_batch.run.runner import EntrySteps, Runner, base_result
 from pca_batch.run.settings import open_for_run, resolve_config
 from pca_batch.state import ALL, State, StateView, open_state, scope_of
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from pca_batch.plan import adopt
+
+# Imported where used, not here: adopt (apply --adopt), the JUnit writer (--junit) and the
+# revocations after a run (revoke_replaced, --prune). A run without them does not load them.
 
 Described = Mapping[str, CaDescription | BackendError]  # CAs the background opening described already
 NOT_STARTED = "NotStarted"
@@ -207,6 +209,8 @@ class _Session:
         certificate file are judged first (pca_batch.plan.adopt); those that fit are recorded,
         their missing chain files written, and they are unchanged. Opens the backend when there
         is any; returns what its opening described."""
+        from pca_batch.plan import adopt
+
         steps = [decided.steps[e.name] for e in decided.todo]
         if not adopt.candidates(steps):
             return decided, None
@@ -235,6 +239,8 @@ class _Session:
 
     def _adopted(self, judged: adopt.Judged, cas: adopt.CaCertificates) -> Result:
         """The row of an adopted entry, once its chain files (from the CA's certificate) are in place."""
+        from pca_batch.plan import adopt
+
         result = adopt.adopted_result(judged, self.base_dir)
         entry = judged.step.entry
         assert judged.certificate is not None and entry.ca_arn is not None
@@ -282,6 +288,9 @@ class _Session:
         """After the outputs are durable: the replaced certificates and, with --prune, the orphans."""
         if not self.prune and not any(e.revoke_replaced for e in decided.valid):
             return results
+        from pca_batch.run.retire import Retirement, retire
+        from pca_batch.run.revoke import revoke_config
+
         how = Retirement(
             state=decided.state, manifest_file=self.manifest.path.name,
             config=revoke_config(self.config),
@@ -320,6 +329,8 @@ class _Session:
         if options.report is not None:
             write_report(options.report, results, self.rates)
         if options.junit is not None:
+            from pca_batch.report.junit import write_junit
+
             write_junit(options.junit, results, suite=manifest.display, elapsed_s=time.monotonic() - self.started)
         github.report_to_github(results, manifest_path=manifest.path, display=manifest.display,
                                 console=self.console, env=self.env)

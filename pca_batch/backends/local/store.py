@@ -19,7 +19,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ class _Pending:
     row: CertificateRow
     since: float
     also: str  # a status besides ACTIVE the CA may have (ACTIVE: none)
-    finished: threading.Event = field(default_factory=threading.Event)
+    finished: threading.Event  # set once its commit ended (shared by the rows queued together)
     arn: str | None = None
     error: BaseException | None = None
 
@@ -266,7 +266,9 @@ class Store:
         """
         also = "PENDING_CERTIFICATE" if pending else "ACTIVE"
         times = [since] * len(rows) if isinstance(since, int | float) else list(since)
-        items = [_Pending(row, at, also) for row, at in zip(rows, times, strict=True)]
+        # one event for the call's rows: they are queued together, so one commit takes them all
+        finished = threading.Event()
+        items = [_Pending(row, at, also, finished) for row, at in zip(rows, times, strict=True)]
         with self._lock:
             self._queue.extend(items)
             lead = not self._leading

@@ -20,8 +20,8 @@ from pca_batch.backends.local.admin import audit_report, create_authority, set_a
 from pca_batch.backends.local.backend import LocalBackend
 from pca_batch.backends.local.store import Store
 from pca_batch.errors import BackendError
-from pca_batch.run.delivery import certificate_facts, pem_text
 from pca_batch.model import NewAuthority
+from pca_batch.run.delivery import certificate_facts, pem_text
 from tests.support.local_ca import SettableClock, make_csr, request, rsa_key
 
 END_ENTITY = "arn:aws:acm-pca:::template/EndEntityCertificate/V1"
