@@ -53,6 +53,8 @@ def certificate_facts(pem: str) -> CertificateFacts:
 
 def _holds(path: Path, data: bytes) -> bool:
     """True when ``path`` is a file with exactly ``data`` (so rewriting it would change nothing)."""
+    if not os.access(path, os.F_OK):  # the usual case, a new file: no OSError raised to say so
+        return False
     try:
         found = os.stat(path)
         return stat.S_ISREG(found.st_mode) and found.st_size == len(data) and path.read_bytes() == data

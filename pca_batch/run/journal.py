@@ -77,6 +77,10 @@ class Issued:
     key_lost: bool = False  # issued for a key made by a run on another runner, which is not here
 
 
+# as json.dumps(data, separators=(",", ":"), ensure_ascii=True) writes a line, without an encoder made for each
+_LINE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
 @dataclass(frozen=True)
 class JournalRecord:
     name: str
@@ -97,7 +101,7 @@ class JournalRecord:
             data["replaces"] = self.issued.replaces
         if self.issued.key_lost:
             data["key_lost"] = True
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+        return _LINE.encode(data)
 
 
 @dataclass(frozen=True)
@@ -113,7 +117,7 @@ class RevocationRecord:
 
     def to_json(self) -> str:
         data = {"event": self.event, **{k: getattr(self, k) for k in _REVOKED_FIELDS}}
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+        return _LINE.encode(data)
 
 
 @dataclass(frozen=True)
@@ -134,7 +138,7 @@ class KeyRecord:
         data: dict[str, object] = {"event": self.event, **{k: getattr(self, k) for k in _KEY_FIELDS}}
         if self.manifest is not None:
             data["manifest"] = self.manifest
-        return json.dumps(data, separators=(",", ":"), ensure_ascii=True)
+        return _LINE.encode(data)
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,7 @@ def parse_line(line: bytes) -> Event | None:
     if fields is None:  # a later version's record: not ours to read, ours to keep
         if not isinstance(event, str) or not event:
             return None
-        return OtherRecord(json.dumps(data, separators=(",", ":"), ensure_ascii=True), event)
+        return OtherRecord(_LINE.encode(data), event)
     if not all(isinstance(data.get(k), str) for k in fields):
         return None
     if event == REVOKED_EVENT:

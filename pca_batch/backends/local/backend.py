@@ -9,6 +9,7 @@ passthrough, five-minute idempotency tokens, and AWS's error codes.
 
 from __future__ import annotations
 
+import functools
 import re
 import threading
 import time
@@ -77,6 +78,7 @@ def _certificate_row(serial: int, certificate_pem: str, issuance: Issuance) -> C
     )
 
 
+@functools.lru_cache(maxsize=256)  # a batch's certificates share their few moments
 def _epoch_rfc3339(seconds: int) -> str:
     """Unix seconds as :func:`~pca_batch.times.rfc3339` writes the moment."""
     return time.strftime(RFC3339_FORMAT, time.gmtime(seconds))
