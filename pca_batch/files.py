@@ -189,6 +189,10 @@ def atomic_write_many(items: Sequence[tuple[Path, bytes, int]]) -> None:
 # are forked while the process has one thread, before a run starts).
 
 FSYNC_THREADS = 16
+# a run's shared helpers: each batch takes FSYNC_THREADS - 1 of them, and up to four batches
+# write at once (pca_batch.run.pool); on a disk kept busy by others, fsyncs waiting together
+# keep it busy for us too
+SHARED_HELPERS = 4 * (FSYNC_THREADS - 1)
 STOP_WAIT_S = 5.0  # for the helpers to end after a run
 FSYNC_TOGETHER_MIN = 8  # files: fewer (one entry's) are fsynced in turn; the entries' threads overlap them
 
@@ -265,7 +269,7 @@ def fsync_helpers() -> Iterator[None]:
     global _helpers, _helpers_users
     with _helpers_lock:
         if _helpers is None:
-            _helpers = _Helpers(FSYNC_THREADS - 1)
+            _helpers = _Helpers(SHARED_HELPERS)
         _helpers_users += 1
     try:
         yield

@@ -15,10 +15,12 @@ class Pool:
 
     def __init__(self, work: Callable[[list[Entry]], list[Result]], todo: list[Entry], slots: int,
                  chunk: int = 1) -> None:
-        # A few threads more than call slots, so that writing files never holds a slot.
-        # ``work`` takes ``chunk`` entries at a time (fewer at the end).
+        # A few threads more than call slots, so that writing files never holds a slot; with
+        # batches (the local CA), as many more as slots: a batch's files may wait on a busy disk
+        # while the next batches are issued. ``work`` takes ``chunk`` entries at a time (fewer at the end).
         self.chunk = max(1, chunk)
-        workers = min(-(-len(todo) // self.chunk), slots + max(1, slots // 4))
+        writers = slots if self.chunk > 1 else max(1, slots // 4)
+        workers = min(-(-len(todo) // self.chunk), slots + writers)
         self.window = 2 * workers  # entries handed to the pool ahead of time: few, so stopping is prompt
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pca-batch")
         self.todo = todo
