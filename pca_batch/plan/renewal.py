@@ -12,6 +12,7 @@ very certificate being replaced.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -107,6 +108,12 @@ def read_certificate(path: Path) -> OnDisk | None:
         return OnDisk(x509.load_pem_x509_certificate(data))
     except (csrmod.InputError, ValueError):
         return None
+
+
+def _surely_missing(path: Path) -> bool:
+    """True when ``path`` does not exist in a folder that can be looked in (else: maybe it exists,
+    maybe it cannot be read; reading it tells which)."""
+    return not os.access(path, os.F_OK) and os.access(os.path.dirname(path) or ".", os.X_OK)
 
 
 class IssuedIndex:
@@ -245,6 +252,8 @@ def decide(wanted: Wanted, certificate: Path | None, index: IssuedIndex, *, now:
     """The action an entry needs, and why."""
     if certificate is None:
         return Decision("issue", "no certificate output to compare with")
+    if _surely_missing(certificate):  # the usual new entry: said without raising and catching an OSError
+        return Decision("issue", "no certificate yet")
     existing = read_certificate(certificate)
     if existing is None:
         if certificate.exists():

@@ -18,6 +18,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rich.console import Console
 
 from pca_batch import schema
@@ -176,6 +178,42 @@ def test_an_explicit_token_is_salted_within_the_api_bound() -> None:
     salted = renewal.renewal_token(explicit, True, "svc", REQUEST, "0123456789abcdef")
     assert salted != explicit and len(salted) == 36 and salted.endswith("~01234567")
     assert renewal.renewal_token(explicit, True, "svc", REQUEST, "") == explicit
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(["missing", "no-folder", "folder", "valid", "garbage", "empty", "symlink-to-nothing"]),
+       force=st.booleans(), recorded=st.booleans(), days=st.sampled_from([1.0, 30.0]))
+def test_a_missing_file_is_judged_the_same_with_and_without_the_shortcut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str, force: bool, recorded: bool, days: float
+) -> None:
+    """decide's shortcut for a certificate file that is not there (the usual new entry) against
+    reading it as before, whatever is (or is not) at the path."""
+    import shutil
+
+    base = tmp_path / "case"
+    shutil.rmtree(base, ignore_errors=True)
+    base.mkdir()
+    cert = base / ("absent/cert.pem" if where == "no-folder" else "cert.pem")
+    if where == "folder":
+        cert.mkdir()
+    elif where == "valid":
+        write_cert(cert, days=days)
+    elif where == "garbage":
+        cert.write_bytes(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n")
+    elif where == "empty":
+        cert.write_bytes(b"")
+    elif where == "symlink-to-nothing":
+        cert.symlink_to(base / "nowhere.pem")
+    records = [record()] if recorded else []
+    fast = judge(cert, records, now=T0 + DAY, force=force)
+    with monkeypatch.context() as patch:
+        patch.setattr(renewal, "_surely_missing", lambda path: False)
+        slow = judge(cert, records, now=T0 + DAY, force=force)
+    def seen(decision: renewal.Decision) -> tuple[Any, ...]:  # the certificate read, by its serial
+        existing = decision.existing.serial if decision.existing is not None else None
+        return replace(decision, existing=None), existing
+
+    assert seen(fast) == seen(slow)
 
 
 # == apply and plan with the local CA ===========================================================
