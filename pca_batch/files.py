@@ -8,7 +8,6 @@ import itertools
 import os
 import queue
 import random
-import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -24,6 +23,8 @@ def atomic_write(path: Path, data: bytes | str, *, mode: int = 0o644) -> None:
     if isinstance(data, str):
         data = data.encode("utf-8")
     path.parent.mkdir(parents=True, exist_ok=True)
+    import tempfile  # only here: a run's batches of files are written without it
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, mode)

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 import threading
-import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -112,6 +110,9 @@ def _main(argv: Sequence[str] | None) -> int:
     except BrokenPipeError:
         return EXIT_OK
     except Exception:
+        import tempfile  # here, not at the start of every command
+        import traceback
+
         fd, name = tempfile.mkstemp(prefix="pca-batch-crash-", suffix=".txt")
         with os.fdopen(fd, "w") as fh:
             traceback.print_exc(file=fh)
