@@ -41,3 +41,33 @@ def test_a_bad_throttle_timeout_is_a_usage_error(cli: Cli, tmp_path: Path, comma
     result = cli(*args, "--throttle-timeout", "soon")
     assert result.code == 2
     assert "--throttle-timeout" in result.err and "expected a duration such as 90s, 15m or 1h" in result.err
+
+
+def test_a_bug_is_exit_3_with_the_traceback_in_a_file_never_on_the_screen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Anything that is not an expected failure: a short message naming a file that holds the
+    traceback (the modules that write it are imported only then), exit 3."""
+    import re
+
+    from pca_batch import cli
+    from pca_batch.cli import validate
+
+    def broken(paths: object, options: object, out: object, err: object) -> int:
+        raise RuntimeError("a bug in the handler")
+
+    monkeypatch.setattr(validate, "run_validate", broken)
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the report goes (gettempdir caches)
+    manifest = tmp_path / "m.yaml"
+    manifest.write_text("version: 1\n")
+    assert cli.main(["validate", str(manifest)]) == 3
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.out + captured.err
+    found = re.search(r"the traceback is in (\S+)\. Please report it", " ".join(captured.err.split()))
+    assert found is not None, captured.err
+    report = Path(found.group(1))
+    assert report.parent == tmp_path
+    text = report.read_text()
+    assert "Traceback (most recent call last)" in text and "RuntimeError: a bug in the handler" in text
