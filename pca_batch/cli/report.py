@@ -37,8 +37,8 @@ def run_merge(reports: Sequence[Path], output: Path, out: Console) -> int:
     from pca_batch.report.live import plain_line, print_final
     from pca_batch.report.text import write_lines
 
-    results = merge_reports(reports)
-    write_report(output, results)
+    results, rates = merge_reports(reports)
+    write_report(output, results, rates)
     if not out.is_terminal:
         write_lines(out, [plain_line(r) for r in results])
     print_final(out, results, sum(r.duration_s for r in results))

@@ -54,7 +54,17 @@ def summary(results: Sequence[Result]) -> dict[str, int]:
     return counts
 
 
-def build_report(results: Sequence[Result], rates: Sequence[LearnedRate] = ()) -> dict[str, Any]:
+class RecordedRate:
+    """A learned rate as a report recorded it (summary.rates[]), for a report made of others."""
+
+    def __init__(self, data: Mapping[str, Any]) -> None:
+        self._data = dict(data)
+
+    def as_json(self) -> dict[str, Any]:
+        return dict(self._data)
+
+
+def build_report(results: Sequence[Result], rates: Sequence[LearnedRate | RecordedRate] = ()) -> dict[str, Any]:
     """The report; ``rates``: what the aws backend's rate limiters learned (summary.rates)."""
     head: dict[str, Any] = {**summary(results), "rates": [r.as_json() for r in rates]}
     return {"summary": head, "results": [result_json(r) for r in results]}
@@ -65,7 +75,7 @@ def _report_ok() -> Callable[[Any], bool]:
     return fastcheck.compile_schema(schema.load(schema.REPORT))
 
 
-def write_report(path: Path, results: Sequence[Result], rates: Sequence[LearnedRate] = ()) -> None:
+def write_report(path: Path, results: Sequence[Result], rates: Sequence[LearnedRate | RecordedRate] = ()) -> None:
     """Write the report atomically; it is checked against its own schema first."""
     report = build_report(results, rates)
     if not _report_ok()(report):  # a bug in pca-batch, not a user error: say what is wrong
@@ -113,6 +123,11 @@ def result_from_json(data: Mapping[str, Any]) -> Result:
 
 def read_report(path: Path) -> list[Result]:
     """A JSON report as written by ``apply``; ReportError when it is not one."""
+    return [result_from_json(r) for r in _read(path)["results"]]
+
+
+def _read(path: Path) -> dict[str, Any]:
+    """A report's JSON, checked against the report schema; ReportError when it is not one."""
     try:
         text = read_limited(path, 512 * 1024 * 1024, "the report").decode("utf-8")
         data = json.loads(text)
@@ -125,15 +140,20 @@ def read_report(path: Path) -> list[Result]:
         first = min(errors, key=lambda e: len(list(e.absolute_path)))
         where = "$" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.absolute_path)
         raise ReportError(f"{path} is not a pca-batch report ({where}: {first.validator} check failed)")
-    return [result_from_json(r) for r in data["results"]]
+    return data  # type: ignore[no-any-return]
 
 
-def merge_reports(paths: Sequence[Path]) -> list[Result]:
-    """The results of several shard reports as one; an entry named twice is an error."""
+def merge_reports(paths: Sequence[Path]) -> tuple[list[Result], list[RecordedRate]]:
+    """The results of several shard reports as one, and every rate each shard's process learned
+    (one process's limiters per report: a shard's rates are kept as it recorded them, not
+    added up, since the shards may or may not have shared the quota at the same time); an
+    entry named twice is an error."""
     merged: list[Result] = []
+    rates: list[RecordedRate] = []
     seen: dict[str, Path] = {}
     for path in paths:
-        for result in read_report(path):
+        data = _read(path)
+        for result in (result_from_json(r) for r in data["results"]):
             if result.name in seen:
                 raise ReportError(
                     f"the entry {result.name} is in both {seen[result.name]} and {path}: "
@@ -141,4 +161,5 @@ def merge_reports(paths: Sequence[Path]) -> list[Result]:
                 )
             seen[result.name] = path
             merged.append(result)
-    return merged
+        rates += [RecordedRate(r) for r in data["summary"].get("rates", ())]
+    return merged, rates

@@ -60,13 +60,21 @@ def test_round_trip(tmp_path: Path) -> None:
 
 
 def test_merge_shards_and_refuse_overlap(tmp_path: Path, cli: Cli) -> None:
-    write_report(tmp_path / "1.json", [_r("a"), _r("b", "unchanged")])
-    write_report(tmp_path / "2.json", [_r("c", "failed", error_code="X", error_message="boom")])
+    from pca_batch.run.ratelimit import LearnedRate
+
+    first = LearnedRate("IssueCertificate", "us-east-1", "111122223333", calls=520, throttles=7, settled=12.5,
+                        ceiling=200.0)
+    second = LearnedRate("IssueCertificate", "us-east-1", "111122223333", calls=480, throttles=9, settled=11.0,
+                         ceiling=200.0)
+    write_report(tmp_path / "1.json", [_r("a"), _r("b", "unchanged")], [first])
+    write_report(tmp_path / "2.json", [_r("c", "failed", error_code="X", error_message="boom")], [second])
     result = cli("report", "merge", tmp_path / "1.json", tmp_path / "2.json", "-o", tmp_path / "all.json")
     assert result.code == 1  # an entry failed, as apply would say
     data = json.loads((tmp_path / "all.json").read_text())
     assert [r["name"] for r in data["results"]] == ["a", "b", "c"]
     assert data["summary"]["total"] == 3 and data["summary"]["failed"] == 1
+    # what each shard's process learned of the quota is kept, as each recorded it
+    assert data["summary"]["rates"] == [first.as_json(), second.as_json()]
     assert "3 entries, 1 issued, 1 unchanged, 1 failed" in result.out
     with pytest.raises(ReportError, match="in both"):
         merge_reports([tmp_path / "1.json", tmp_path / "1.json"])
