@@ -39,8 +39,8 @@ class Goals:
 
 def machine_speed() -> str:
     """How fast this (shared, noisy) machine runs right now: microseconds per P-256 CSR
-    signature check, best of three rounds. About 100 when the host is quiet; the same
-    figure 50% higher means every CPU-bound timing of this run is slower too."""
+    signature check, best of three rounds. 55-60 on this project's 2-CPU host when it is
+    quiet; the same figure 50% higher means every CPU-bound timing of this run is slower too."""
     import time
 
     key = ec.generate_private_key(ec.SECP256R1())
@@ -56,7 +56,8 @@ def machine_speed() -> str:
         for _ in range(300):
             x509.load_pem_x509_csr(csr).is_signature_valid  # noqa: B018
         best = min(best, (time.perf_counter() - start) / 300)
-    return f"machine speed now: {best * 1e6:.0f} us per P-256 CSR signature check (about 100 when the host is quiet)"
+    return (f"machine speed now: {best * 1e6:.0f} us per P-256 CSR signature check "
+            "(55-60 on this host when it is quiet; higher: busier)")
 
 
 def installed_env(base: Mapping[str, str] | None = None) -> dict[str, str]:
