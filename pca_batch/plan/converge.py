@@ -218,7 +218,7 @@ def prepare(step: Step, env: Mapping[str, str] | None = None) -> Entry:
     if entry.key is None:
         if decision.refusal is not None:
             raise BackendError(KEY_COMPROMISED, decision.refusal)
-        if decision.token is None or decision.token == entry.token:
+        if not decision.token or decision.token == entry.token:
             return entry  # as sent already (the usual new entry): no copy to make
         return replace(entry, token=decision.token)
     assert entry.outputs.private_key is not None and entry.request is not None
