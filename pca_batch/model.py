@@ -229,6 +229,7 @@ class RunSettings:
     max_rate: float | None = None
     max_attempts: int | None = None
     max_issue: int | None = None  # apply refuses when it would issue more certificates than this
+    throttle_timeout: float | None = None  # seconds a call may go on being throttled before its entry fails
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pca_batch.model import Shard
+from pca_batch.times import parse_duration
 
 
 def shard(text: str) -> Shard:
@@ -49,16 +50,12 @@ def rate(text: str) -> float:
     return value
 
 
-_DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?")
-
-
 def duration(text: str) -> float:
     """Seconds from ``90``, ``90s``, ``15m``, ``1h30m``, ``2.5s``."""
-    m = _DURATION.fullmatch(text.strip())
-    if not text.strip() or m is None or not any(m.groups()):
-        raise argparse.ArgumentTypeError(f"expected a duration such as 90s, 15m or 1h, not {text!r}")
-    hours, minutes, seconds = (float(g) if g else 0.0 for g in m.groups())
-    return hours * 3600 + minutes * 60 + seconds
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_throttle_timeout(p: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pca_batch.errors import Problem, suggestion
 from pca_batch.manifest.yamlload import LineDict, LineList
+from pca_batch.times import DURATION_PATTERN
 
 if TYPE_CHECKING:  # jsonschema is imported only when there is something to explain
     from jsonschema.exceptions import ValidationError
@@ -102,6 +103,10 @@ def key_line(node: Any, key: str, default: int) -> int:
     return default
 
 
+# patterns whose regular expression says less to a reader than what they stand for
+_PATTERN_NAMES = {DURATION_PATTERN: "a duration such as 90s, 15m or 1h30m (or a number of seconds)"}
+
+
 def _type_of(value: Any) -> str:
     if isinstance(value, float) and not math.isfinite(value):
         return ".nan" if math.isnan(value) else ".inf" if value > 0 else "-.inf"  # as YAML writes them
@@ -142,6 +147,9 @@ def describe(error: ValidationError, echo: bool) -> list[tuple[list[Any], str]]:
         words = " or ".join(_TYPE_WORDS.get(w, w) for w in wants)
         return [(path, f"must be {words}, not {_type_of(value)}")]
     if kind == "pattern":
+        named = _PATTERN_NAMES.get(error.validator_value)
+        if named is not None:
+            return [(path, f"{shown} is not {named}")]
         return [(path, f"{shown} does not match the pattern {error.validator_value}")]
     if kind in ("minLength", "maxLength"):
         bound = "at least" if kind == "minLength" else "at most"

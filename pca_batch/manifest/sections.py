@@ -32,6 +32,7 @@ from pca_batch.model import (
 )
 from pca_batch.pki.algorithms import DEFAULT_KEY_ALGORITHM
 from pca_batch.schema import fastcheck
+from pca_batch.times import parse_duration
 
 
 @cache
@@ -137,7 +138,15 @@ def run_settings(doc: Mapping[str, Any]) -> RunSettings | None:
         max_rate=float(rate) if rate is not None else None,
         max_attempts=_whole(raw.get("max_attempts")),
         max_issue=_whole(raw.get("max_issue")),
+        throttle_timeout=_seconds(raw.get("throttle_timeout")),
     )
+
+
+def _seconds(value: Any) -> float | None:
+    """A duration the schema accepted (90s, 15m, or a number of seconds) in seconds."""
+    if value is None:
+        return None
+    return parse_duration(value) if isinstance(value, str) else float(value)
 
 
 def state_config(doc: Mapping[str, Any], root: Path) -> StateConfig | None:

@@ -26,9 +26,10 @@ backend:
   # endpoint_url: https://acm-pca.us-east-1.amazonaws.com
 
 # settings:                   # the command line wins over these
-#   concurrency: 32           # entries in flight (local backend: 16)
+#   concurrency: 32           # entries in flight (local backend: 256, in batches of up to 128)
 #   max_rate: 200             # IssueCertificate calls per second at most; learned below it (0: no ceiling)
 #   max_attempts: 8
+#   throttle_timeout: 15m     # how long a call may go on being throttled before its entry fails
 #   max_issue: 100            # refuse to run when more would be issued (a lost state?)
 
 # state:                      # what was issued: default a file beside this one (.pca-batch/journal.jsonl)

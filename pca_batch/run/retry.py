@@ -153,6 +153,6 @@ class Retrier:
         return BackendError(
             err.code,
             f"{err.message} (throttled {throttles} time(s) over {waited:.1f} s; "
-            f"--throttle-timeout {budget} ran out)",
+            f"--throttle-timeout {budget} ran out; settings.throttle_timeout in the manifest sets it too)",
             status=err.status,
         )

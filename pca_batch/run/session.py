@@ -1,8 +1,7 @@
 """``pca-batch apply`` for real (not ``--plan``): settings, backend, journal, run, reports.
 
-Settings resolve command line > manifest ``settings:`` > defaults (concurrency
-16, max_attempts 8, max_rate 20 a second for the aws backend and unlimited
-for the local one; 0 lifts the limit). Entries that preflight finds AWS would
+Settings resolve command line > manifest ``settings:`` > defaults (see
+pca_batch.run.settings). Entries that preflight finds AWS would
 refuse fail without an IssueCertificate call. Once the outputs are durable, the
 certificates that renewals replaced (``revoke_replaced``) and, with ``--prune``,
 those of names the manifest no longer lists are revoked (pca_batch.run.retire).

@@ -37,7 +37,8 @@ def resolve_config(backend: BackendConfig, settings: RunSettings, options: Apply
         max_attempts=max(1, int(attempts or 1)),
         max_rate=max_rate if max_rate else None,  # 0 lifts the ceiling
         adaptive=backend.type == "aws",
-        throttle_timeout=DEFAULT_THROTTLE_TIMEOUT if options.throttle_timeout is None else options.throttle_timeout,
+        throttle_timeout=float(pick(options.throttle_timeout, settings.throttle_timeout, DEFAULT_THROTTLE_TIMEOUT)
+                               or 0.0),
         fail_fast=options.fail_fast,
     )
 

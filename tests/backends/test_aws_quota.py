@@ -71,3 +71,45 @@ def test_two_processes_sharing_a_small_quota_issue_everything_once(moto: str, ca
         assert throttles == stats["over_quota"].get(operation, 0), operation
     for k, out in enumerate(outputs, 1):
         assert "IssueCertificate: " in out, f"process {k} did not say what rate it learned:\n{out}"
+
+
+def test_the_manifest_sets_the_throttle_timeout_and_the_command_line_wins(
+    moto: str, ca_east: str, tmp_path: Path
+) -> None:
+    """``settings: {throttle_timeout: 0}``: an entry fails at its first throttle, after one
+    IssueCertificate call that never reached moto, and says which setting ran out;
+    ``--throttle-timeout`` on the command line wins over it (the run then waits the throttles out)."""
+    names = ["tt1", "tt2"]
+    env = apply_env(aws_test_env(tmp_path / "aws"))
+    every_issue = Faults(throttle=1.0, max_faults_per_key=None, operations=frozenset({ISSUE}))
+    with FaultProxy(moto, every_issue) as proxy:
+        manifest, _ = write_aws_manifest(tmp_path, proxy.endpoint, [AwsEntry(n, ca_east) for n in names])
+        text = manifest.read_text().replace("certificates:\n", "settings: {throttle_timeout: 0}\ncertificates:\n")
+        manifest.write_text(text)
+        done = subprocess.run([sys.executable, "-m", "pca_batch", "apply", str(manifest), "--report",
+                               str(tmp_path / "r.json")], env=env, capture_output=True, text=True, timeout=120)
+        stats = proxy.snapshot()
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stdout + done.stderr
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert {r["name"]: (r["status"], r["error"]["code"]) for r in report["results"]} == dict.fromkeys(
+        names, ("failed", "ThrottlingException"))
+    assert all("settings.throttle_timeout" in r["error"]["message"] for r in report["results"])
+    assert sorted(stats["issue_calls"].values()) == [1, 1] and not stats["issue_forwarded"]
+
+    few = Faults(throttle=1.0, max_faults_per_key=2, operations=frozenset({ISSUE}))  # two throttles a token
+    with FaultProxy(moto, few) as proxy:
+        manifest.write_text(manifest.read_text().replace(f"endpoint_url: '{_endpoint(manifest)}'",
+                                                         f"endpoint_url: '{proxy.endpoint}'"))
+        done = subprocess.run([sys.executable, "-m", "pca_batch", "apply", str(manifest), "--throttle-timeout", "60s",
+                               "--report", str(tmp_path / "r2.json")], env=env, capture_output=True, text=True,
+                              timeout=120)
+        stats = proxy.snapshot()
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = json.loads((tmp_path / "r2.json").read_text())
+    assert {r["status"] for r in report["results"]} == {"issued"}
+    assert sorted(stats["issue_calls"].values()) == [3, 3]  # two throttles each, waited out, then issued
+
+
+def _endpoint(manifest: Path) -> str:
+    return manifest.read_text().split("endpoint_url: '", 1)[1].split("'", 1)[0]

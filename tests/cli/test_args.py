@@ -71,3 +71,21 @@ def test_a_bug_is_exit_3_with_the_traceback_in_a_file_never_on_the_screen(
     assert report.parent == tmp_path
     text = report.read_text()
     assert "Traceback (most recent call last)" in text and "RuntimeError: a bug in the handler" in text
+
+
+@pytest.mark.parametrize("text", ["90", "90s", "15m", "1h", "1h30m", "2.5s", "0", "1h30m15s", "", " ", "soon", "15 m",
+                                  "m", "1x", "-5", "1.h", "90ss"])
+def test_the_manifest_schema_accepts_the_durations_the_command_line_does(text: str) -> None:
+    """settings.throttle_timeout (a string) and --throttle-timeout read the same durations."""
+    import re
+
+    from pca_batch import schema
+
+    node = schema.load("manifest.schema.json")["$defs"]["settings"]["properties"]["throttle_timeout"]
+    try:
+        duration(text)
+        accepted = True
+    except argparse.ArgumentTypeError:
+        accepted = False
+    in_schema = len(text) >= node["minLength"] and re.fullmatch(node["pattern"].strip("^$"), text) is not None
+    assert in_schema == accepted

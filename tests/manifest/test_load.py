@@ -60,6 +60,9 @@ settings: {{concurrency: 8.0, max_rate: 2, max_attempts: 3}}
         "backend: null\n",
         "settings: {concurrency: .inf}\n",
         "settings: {max_rate: .nan}\n",
+        "settings: {throttle_timeout: soon}\n",
+        "settings: {throttle_timeout: -1}\n",
+        "settings: {throttle_timeout: .inf}\n",
     ],
 )
 def test_a_refused_block_is_a_problem_and_never_opens_a_backend(tmp_path: Path, block: str) -> None:
@@ -91,3 +94,19 @@ def test_what_a_csr_holds_is_a_plain_value_read_when_first_asked() -> None:
         described.public_key_sha256,
     )
     assert len(described.public_key_sha256) == 64
+
+
+@pytest.mark.parametrize(("value", "seconds"), [("90s", 90.0), ("1h30m", 5400.0), ("90", 90.0), ("0", 0.0),
+                                                ("2.5", 2.5), ('"15m"', 900.0)])
+def test_the_throttle_timeout_is_read_as_seconds(tmp_path: Path, value: str, seconds: float) -> None:
+    heard, manifest = _load(tmp_path, HEAD + f"settings: {{throttle_timeout: {value}}}\n")
+    assert not manifest.all_problems()
+    [(_backend, settings)] = heard
+    assert settings.throttle_timeout == seconds
+
+
+def test_a_throttle_timeout_that_is_no_duration_says_what_one_is(tmp_path: Path) -> None:
+    _heard, manifest = _load(tmp_path, HEAD + "settings:\n  throttle_timeout: 15 minutes\n")
+    [problem] = manifest.problems
+    assert (problem.line, problem.path) == (10, "$.settings.throttle_timeout")
+    assert problem.message == "'15 minutes' is not a duration such as 90s, 15m or 1h30m (or a number of seconds)"

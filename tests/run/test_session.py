@@ -187,6 +187,10 @@ def test_settings_resolve_command_line_over_manifest_over_defaults(tmp_path: Pat
     assert resolve_config(*aws, ApplyOptions(max_rate=0)).adaptive  # 0 lifts the ceiling, not the adaptation
     assert resolve_config(*aws, ApplyOptions()).throttle_timeout == 900
     assert resolve_config(*aws, ApplyOptions(throttle_timeout=0)).throttle_timeout == 0
+    timed = _of(manifest(tmp_path, [], backend="aws", settings=RunSettings(throttle_timeout=90)))
+    assert resolve_config(*timed, ApplyOptions()).throttle_timeout == 90  # the manifest's settings
+    assert resolve_config(*timed, ApplyOptions(throttle_timeout=5)).throttle_timeout == 5  # the command line wins
+    assert resolve_config(*timed, ApplyOptions(throttle_timeout=0)).throttle_timeout == 0  # 0 is a value, not unset
     assert resolve_config(*_of(plain), ApplyOptions(max_rate=5)).max_rate == 5
     configured = manifest(tmp_path, [], backend="aws",
                           settings=RunSettings(concurrency=4, max_rate=10, max_attempts=3))
