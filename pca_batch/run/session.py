@@ -51,7 +51,7 @@ from pca_batch.run.journal import Issued
 from pca_batch.run.ratelimit import LearnedRate, learned_lines
 from pca_batch.run.runner import EntrySteps, Runner, base_result
 from pca_batch.run.settings import open_for_run, resolve_config
-from pca_batch.state import ALL, State, StateView, open_state, scope_of
+from pca_batch.state import ALL, LockHeld, State, StateError, StateView, open_state, scope_of
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -64,6 +64,8 @@ if TYPE_CHECKING:
 Described = Mapping[str, CaDescription | BackendError]  # CAs the background opening described already
 NOT_STARTED = "NotStarted"
 MAX_ISSUE = "MaxIssueExceeded"
+STATE_LOCKED = "StateLocked"  # another run holds the state's lock
+STATE_UNAVAILABLE = "StateUnavailable"  # the state cannot be read (or its place does not exist)
 
 
 def start_opening(config: BackendConfig, settings: RunSettings, options: ApplyOptions) -> Opening | None:
@@ -270,6 +272,14 @@ class _Session:
             self._write_reports(_in_order(decided.valid, decided.settled, skipped))
             raise
 
+    def refused(self, error: StateError) -> None:
+        """The reports of a run the state refused before it started (its lock is held, it cannot
+        be read): every valid entry skipped, saying why, so that CI finds a report as after any run."""
+        code = STATE_LOCKED if isinstance(error, LockHeld) else STATE_UNAVAILABLE
+        valid = [e for e in self.manifest.entries if e.valid]
+        self._write_reports([replace(base_result(e, self.base_dir), status=SKIPPED, error_code=code,
+                                     error_message=f"not started: {error}") for e in valid])
+
     def _issued_line(self, decided: _Decided) -> Callable[[Entry], Issued]:
         """What each ``issued`` journal line says beside the ARN: this manifest, the entry's
         outputs (for --prune) and, with revoke_replaced, the certificate it replaces."""
@@ -386,8 +396,10 @@ def execute(
     the background (see start_opening). With ``options.prune`` the orphans (pca_batch.plan.prune)
     are revoked once the entries are done.
     """
-    state = open_state(manifest, options)
+    session: _Session | None = None  # once it exists, it writes the reports, whatever happens
+    state: State | None = None
     try:
+        state = open_state(manifest, options)
         operation = "apply --prune" if options.prune else "apply"
         with state.locked(operation, scope_of(options.shard), options.lock_timeout) as lock:
             decided = _decide(manifest, options, console, env, state)
@@ -409,10 +421,15 @@ def execute(
                 code = session.finish(decided)
             if code in (EXIT_OK, EXIT_FAILED) and not session.calls_left_running:
                 _compact(state, decided.view, whole=lock.scope == ALL, console=console)
+    except StateError as exc:
+        if session is None:  # refused before anything ran (a held lock, a state that cannot be read)
+            _Session(manifest, options, console, env).refused(exc)
+        raise
     finally:
         if opening is not None:  # not needed after all (after take(), this changes nothing)
             opening.discard()
-        state.close()
+        if state is not None:
+            state.close()
     return code
 
 

@@ -77,6 +77,17 @@ def test_a_held_file_lock_fails_apply_and_revoke_at_once_but_not_the_plan(
     unlock = cli("state", "unlock", path, lock_id)
     assert unlock.code == 2 and "stop that run instead" in unlock.err
 
+    # a CI job that was refused still leaves its reports: every entry skipped, saying why
+    refused = cli("apply", path, "--report", tmp_path / "r.json", "--junit", tmp_path / "junit.xml")
+    assert refused.code == 2 and "Traceback" not in refused.err
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert [(r["name"], r["status"], r["error"]["code"]) for r in report["results"]] == [
+        ("web", "skipped", "StateLocked"), ("api", "skipped", "StateLocked")]
+    assert all(lock_id in r["error"]["message"] for r in report["results"])
+    assert report["summary"]["skipped"] == 2
+    junit = (tmp_path / "junit.xml").read_text()
+    assert junit.count("<skipped") == 2 and "StateLocked" in junit
+
 
 def test_lock_timeout_waits_for_the_holder(tmp_path: Path, holder: Holder) -> None:
     path = manifest(tmp_path, ["web"])

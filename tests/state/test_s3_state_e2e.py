@@ -316,6 +316,11 @@ def test_a_bad_state_url_is_exit_2_before_any_call(
         done = cli(*command, manifest, "--state", url)
         assert done.code == 2, (command, done.out, done.err)
         assert says in done.err and "Traceback" not in done.err + done.out
+    refused = cli("apply", manifest, "--state", url, "--report", tmp_path / "r.json")
+    assert refused.code == 2
+    report = json.loads((tmp_path / "r.json").read_text())  # as after any run: every entry skipped, saying why
+    assert {(r["status"], r["error"]["code"]) for r in report["results"]} == {("skipped", "StateUnavailable")}
+    assert len(report["results"]) == 2 and all(says in r["error"]["message"] for r in report["results"])
     assert rig.proxy.snapshot()["calls"].get("IssueCertificate", 0) == 0
 
 
