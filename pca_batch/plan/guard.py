@@ -76,6 +76,9 @@ def issue_line(counts: Mapping[str, int], modes: Mapping[str, str | None]) -> st
     return "to issue: " + ", ".join(parts)
 
 
+REVOKED_BEFORE = "its certificate was revoked"  # an issue under a new token: one was issued, then revoked
+
+
 def _plural(n: int, one: str, many: str) -> str:
     return f"{n:,} {one if n == 1 else many}"
 
@@ -88,12 +91,14 @@ def why(steps: Sequence[Step], state: str) -> list[str]:
     others: Counter[str] = Counter()
     for step in steps:
         d = step.decision
-        if d.action == "issue":
+        if d.reason.startswith("forced"):  # also an issue: --force with the file gone (issued before)
+            kinds["forced"] += 1
+        elif d.action == "issue" and not d.reason.startswith(REVOKED_BEFORE):
             kinds["new"] += 1
         elif d.reason.startswith(NO_RECORD):
             kinds["unrecorded"] += 1
-        elif d.reason.startswith(("expire", "forced")):
-            kinds["due" if d.reason.startswith("expire") else "forced"] += 1
+        elif d.reason.startswith("expire"):
+            kinds["due"] += 1
         else:
             kinds["other"] += 1
             others[d.reason] += 1

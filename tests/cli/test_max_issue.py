@@ -212,6 +212,21 @@ def test_the_refusal_counts_each_reason_for_a_renewal(cli: Cli, tmp_path: Path) 
         in flat(result.err)
 
 
+def test_forced_entries_whose_files_are_gone_are_counted_as_forced_not_as_never_issued(
+    cli: Cli, tmp_path: Path
+) -> None:
+    import shutil
+
+    manifest = write(tmp_path, ["a", "b"])
+    assert cli("apply", manifest).code == 0
+    shutil.rmtree(tmp_path / "out")  # issued once; --force then issues them again under new tokens
+    result = cli("apply", manifest, "--max-issue", "1", "--force")
+    assert result.code == 1
+    assert "2 certificates would be issued, more than --max-issue 1 allows: 2 renewals forced (--force)" in flat(
+        result.err)
+    assert "never issued" not in result.err
+
+
 def test_lost_files_are_planned_as_fetches_and_apply_fetches_exactly_those(cli: Cli, tmp_path: Path) -> None:
     """Certificates on record in the state under the token the entry would send are fetched
     again, not issued: the plan says `< fetch` with their serials, does not count them as issued,
