@@ -13,8 +13,10 @@ from __future__ import annotations
 import json
 import signal
 import sys
+from collections.abc import Mapping
 from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
 from types import FrameType
+from typing import Any
 
 CA = "arn:aws:acm-pca:us-east-1:123456789012:certificate-authority/00000000-0000-4000-8000-000000000000"
 PEM = "-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n"
@@ -28,6 +30,16 @@ ANSWERS = {
 }
 
 
+def send_json(handler: BaseHTTPRequestHandler, status: int, body: Mapping[str, Any]) -> None:
+    """Answer as AWS's JSON 1.1 protocol does (the bench stand-ins' one way to answer)."""
+    data = json.dumps(body).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/x-amz-json-1.1")
+    handler.send_header("Content-Length", str(len(data)))
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -38,12 +50,7 @@ class _Handler(BaseHTTPRequestHandler):
         answer = ANSWERS.get(operation)
         status, body = (200, answer) if answer is not None else (400, {"__type": "InvalidRequestException",
                                                                         "message": f"not here: {operation}"})
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/x-amz-json-1.1")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
         pass

@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from bench._null_acmpca import serve_until_terminated
+from bench._null_acmpca import send_json, serve_until_terminated
 
 STATS_PATH = "/__stats__"
 
@@ -186,18 +186,10 @@ def handler_for(service: Service) -> type[BaseHTTPRequestHandler]:
             operation = (self.headers.get("X-Amz-Target") or "").rpartition(".")[2]
             status, answer = service.answer(operation, body)
             time.sleep(max(0.0, service.latency - (time.monotonic() - started)))
-            self._send(status, answer)
+            send_json(self, status, answer)
 
         def do_GET(self) -> None:  # noqa: N802
-            self._send(200, service.stats() if self.path == STATS_PATH else {"error": "no such page"})
-
-        def _send(self, status: int, answer: dict[str, Any]) -> None:
-            data = json.dumps(answer).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/x-amz-json-1.1")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            send_json(self, 200, service.stats() if self.path == STATS_PATH else {"error": "no such page"})
 
         def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - http.server's name
             pass
